@@ -1,0 +1,413 @@
+//! The `Breaker`: admission, calls (async and blocking), operator actions and events, over
+//! any driver.
+
+mod hot;
+mod permit;
+mod shared;
+
+use std::collections::hash_map::RandomState;
+use std::convert::Infallible;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+
+use crate::driver::{Driver, DynDriver};
+use crate::error::{BackendError, BuildError, Error, Rejected};
+use crate::events::{Event, EventHub, Subscription};
+use crate::machine::{self, Admission, Claim, Forced};
+use crate::name::Name;
+use crate::outcome::{Classifier, ErrorsAreFailures, Outcome};
+use crate::policy::{BackendFailure, Policy};
+use crate::record::{Record, State};
+use crate::time::{Clock, OffsetClock, SystemClock, Timestamp};
+
+use hot::{Fast, HotView, Pending};
+use permit::Admitted;
+pub use permit::Permit;
+use shared::{Health, Inner, Shared};
+
+/// Why a call was not admitted: a rejection or a back-end problem (never a call error).
+pub type AdmissionError = Error<Infallible>;
+
+/// A circuit breaker whose state is shared, through a driver, with every agent that uses the
+/// same name. Clones are cheap handles to the same breaker.
+///
+/// While the breaker is closed or open, admission is decided from this agent's cached view
+/// with no round trip; successes are counted locally and written in batches, failures at
+/// once. Only half-open probes wait for the back-end.
+#[derive(Clone)]
+pub struct Breaker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.inner.name)
+            .field("backend", &self.inner.backend)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// Builds a [`Breaker`].
+pub struct BreakerBuilder {
+    name: String,
+    driver: Arc<dyn DynDriver>,
+    policy: Policy,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl BreakerBuilder {
+    /// The policy (default: [`Policy::default`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Judges every deadline by `clock` (tests: a [`crate::ManualClock`]). Without one, the
+    /// breaker follows the back-end's clock where the driver offers it, else the host clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Validates the name and the policy and builds the breaker. Nothing is read from the
+    /// back-end yet: the first call does that.
+    pub fn build(self) -> Result<Breaker, BuildError> {
+        let name = Name::new(&self.name)?;
+        self.policy.validate()?;
+        let (clock, offset_clock): (Arc<dyn Clock>, _) = match self.clock {
+            Some(clock) => (clock, None),
+            None => {
+                let offset = Arc::new(OffsetClock::new(Arc::new(SystemClock)));
+                (offset.clone(), Some(offset))
+            }
+        };
+        let backend = self.driver.backend();
+        let inner = Inner {
+            name,
+            policy: self.policy,
+            backend,
+            driver: self.driver,
+            clock,
+            offset_clock,
+            agent: agent_id(),
+            hot: HotView::new(),
+            pending: Pending::default(),
+            shared: Mutex::new(Shared {
+                record: Record::new(),
+                version: None,
+                loaded: false,
+                health: Health::Healthy,
+                last_error: None,
+                last_sync: Timestamp::ZERO,
+                watch: None,
+                released: Vec::new(),
+            }),
+            maintaining: AtomicBool::new(false),
+            events: EventHub::default(),
+        };
+        Ok(Breaker {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// A random, non-zero identity for this agent.
+fn agent_id() -> u64 {
+    RandomState::new().hash_one(std::process::id()) | 1
+}
+
+impl Breaker {
+    /// Starts building a breaker called `name` over `driver`.
+    pub fn builder(name: &str, driver: impl Driver) -> BreakerBuilder {
+        Self::builder_dyn(name, Arc::new(driver))
+    }
+
+    /// [`Breaker::builder`] for a driver already behind `Arc<dyn DynDriver>`.
+    pub fn builder_dyn(name: &str, driver: Arc<dyn DynDriver>) -> BreakerBuilder {
+        BreakerBuilder {
+            name: name.to_owned(),
+            driver,
+            policy: Policy::default(),
+            clock: None,
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &Name {
+        &self.inner.name
+    }
+
+    /// The breaker's policy.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// The state in this agent's view (closed until the first call has read the record).
+    pub fn state(&self) -> State {
+        self.inner.lock().record.state
+    }
+
+    /// A copy of this agent's view of the shared record (the local record while the
+    /// back-end is unreachable under the local fallback).
+    pub fn snapshot(&self) -> Record {
+        self.inner.lock().record.clone()
+    }
+
+    /// Whether the back-end is currently considered unreachable.
+    pub fn is_degraded(&self) -> bool {
+        self.inner.lock().degraded()
+    }
+
+    /// The breaker's clock reading.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Subscribes to this agent's events of this breaker.
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.events.subscribe()
+    }
+
+    /// Asks for permission to make one call.
+    pub async fn acquire(&self) -> Result<Permit<'_>, AdmissionError> {
+        match self.try_fast() {
+            Some(admitted) => admitted,
+            None => self.acquire_slow().await,
+        }
+    }
+
+    /// [`Breaker::acquire`] for code without an async runtime.
+    pub fn acquire_blocking(&self) -> Result<Permit<'_>, AdmissionError> {
+        match self.try_fast() {
+            Some(admitted) => admitted,
+            None => futures_executor::block_on(self.acquire_slow()),
+        }
+    }
+
+    /// Runs `f` under the breaker: `Ok` is a success, `Err` a failure.
+    pub async fn call<T, E, F, Fut>(&self, f: F) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.call_with(&ErrorsAreFailures, f).await
+    }
+
+    /// Runs `f` under the breaker, classifying its result with `classifier`. A panic in `f`
+    /// is recorded as a failure and then resumed; a cancelled call is ignored.
+    pub async fn call_with<T, E, F, Fut, C>(&self, classifier: &C, f: F) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: Classifier<T, E> + ?Sized,
+    {
+        let permit = self.acquire().await.map_err(widen)?;
+        match AssertUnwindSafe(f()).catch_unwind().await {
+            Ok(result) => {
+                permit.record(classifier.classify(&result)).await;
+                result.map_err(Error::Call)
+            }
+            Err(panic) => {
+                permit.record(Outcome::Failure).await;
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Runs `f` under the breaker on this thread: `Ok` is a success, `Err` a failure.
+    pub fn call_blocking<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>> {
+        self.call_blocking_with(&ErrorsAreFailures, f)
+    }
+
+    /// Runs `f` under the breaker on this thread, classifying its result with `classifier`.
+    /// A panic in `f` is recorded as a failure and then resumed.
+    pub fn call_blocking_with<T, E, C>(
+        &self,
+        classifier: &C,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, Error<E>>
+    where
+        C: Classifier<T, E> + ?Sized,
+    {
+        let permit = self.acquire_blocking().map_err(widen)?;
+        match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(result) => {
+                permit.record_blocking(classifier.classify(&result));
+                result.map_err(Error::Call)
+            }
+            Err(panic) => {
+                permit.record_blocking(Outcome::Failure);
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Writes pending outcomes and reloads the shared record now (for shutdown and tests).
+    pub async fn flush(&self) -> Result<(), BackendError> {
+        self.inner.sync(true).await
+    }
+
+    /// [`Breaker::flush`] for code without an async runtime.
+    pub fn flush_blocking(&self) -> Result<(), BackendError> {
+        futures_executor::block_on(self.flush())
+    }
+
+    /// Opens the breaker for the whole fleet until [`Breaker::reset`].
+    pub async fn force_open(&self) -> Result<(), BackendError> {
+        self.operator(|rec, now| machine::force(rec, now, Forced::Open))
+            .await
+    }
+
+    /// Closes (disables) the breaker for the whole fleet until [`Breaker::reset`].
+    pub async fn force_closed(&self) -> Result<(), BackendError> {
+        self.operator(|rec, now| machine::force(rec, now, Forced::Closed))
+            .await
+    }
+
+    /// Resets the breaker to closed, with fresh counters, for the whole fleet.
+    pub async fn reset(&self) -> Result<(), BackendError> {
+        self.operator(machine::reset).await
+    }
+
+    /// An operator action: written to the back-end or not at all, never to a local fallback.
+    async fn operator(&self, f: impl Fn(&mut Record, Timestamp)) -> Result<(), BackendError> {
+        if self.inner.lock().degraded() {
+            self.inner.connect(true).await?;
+        }
+        self.inner.update(&mut |rec, now| f(rec, now)).await
+    }
+
+    /// The hot path: a decision from the cached view, or `None` when it needs the slow path.
+    #[inline]
+    fn try_fast(&self) -> Option<Result<Permit<'_>, AdmissionError>> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        match inner.hot.decide(inner.policy.strict, now) {
+            Fast::Admit {
+                generation,
+                maintain: false,
+            } => Some(Ok(Permit::new(inner, Admitted::Closed { generation }))),
+            Fast::Reject { state, until } => Some(Err(self.reject(state, until, now))),
+            Fast::Admit { maintain: true, .. } | Fast::Slow => None,
+        }
+    }
+
+    fn reject(&self, state: State, until: Option<Timestamp>, now: Timestamp) -> AdmissionError {
+        let retry_after = until.map(|u| u.saturating_duration_since(now));
+        if self.inner.events.active() {
+            self.inner.events.emit(Event::Rejected {
+                breaker: self.inner.name.clone(),
+                state,
+                retry_after,
+            });
+        }
+        Error::Rejected(Rejected {
+            breaker: self.inner.name.clone(),
+            state,
+            retry_after,
+        })
+    }
+
+    async fn acquire_slow(&self) -> Result<Permit<'_>, AdmissionError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        if let Fast::Admit { generation, .. } = inner.hot.decide(inner.policy.strict, now) {
+            inner.maintain().await;
+            if inner.hot.generation() == generation
+                && let Some(admitted) = self.try_fast()
+            {
+                return admitted;
+            }
+        }
+        if inner.lock().degraded() && !inner.try_recover().await {
+            return self.admit_degraded();
+        }
+        if inner.ensure_ready().await.is_err() {
+            return self.admit_degraded();
+        }
+        let now = inner.clock.now();
+        let (admission, state) = {
+            let s = inner.lock();
+            (machine::admission(&s.record, now), s.record.state)
+        };
+        match admission {
+            Admission::Admit { generation } => Ok(Permit::new(inner, Admitted::Closed { generation })),
+            Admission::Reject { retry_at } => Err(self.reject(state, retry_at, now)),
+            Admission::Probe => {
+                let policy = &inner.policy;
+                match inner
+                    .update(&mut |rec, now| machine::claim_probe(rec, policy, now))
+                    .await
+                {
+                    Ok(claim) => self.admit_claim(claim),
+                    Err(_) => self.admit_degraded(),
+                }
+            }
+        }
+    }
+
+    fn admit_claim(&self, claim: Claim) -> Result<Permit<'_>, AdmissionError> {
+        let inner = &self.inner;
+        match claim {
+            Claim::Admit { generation } => Ok(Permit::new(inner, Admitted::Closed { generation })),
+            Claim::Probe { generation, lease } => {
+                Ok(Permit::new(inner, Admitted::Probe { generation, lease }))
+            }
+            Claim::Reject { retry_at } => {
+                let state = inner.lock().record.state;
+                Err(self.reject(state, retry_at, inner.clock.now()))
+            }
+        }
+    }
+
+    /// Admission while the back-end is unreachable, by the policy. A forced state seen before
+    /// the outage is obeyed whatever the policy.
+    fn admit_degraded(&self) -> Result<Permit<'_>, AdmissionError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut s = inner.lock();
+        match s.record.state {
+            State::ForcedOpen => {
+                drop(s);
+                return Err(self.reject(State::ForcedOpen, None, now));
+            }
+            State::ForcedClosed => return Ok(Permit::new(inner, Admitted::Unprotected)),
+            _ => {}
+        }
+        match inner.policy.on_backend_failure {
+            BackendFailure::FailOpen => Ok(Permit::new(inner, Admitted::Unprotected)),
+            BackendFailure::FailClosed => {
+                let err = s
+                    .last_error
+                    .clone()
+                    .expect("degraded breakers keep their last error");
+                Err(Error::Backend(err))
+            }
+            BackendFailure::LocalFallback => {
+                let mut rec = s.record.clone();
+                let claim = machine::claim_probe(&mut rec, &inner.policy, now);
+                if rec != s.record {
+                    inner.install_local(&mut s, rec);
+                }
+                drop(s);
+                self.admit_claim(claim)
+            }
+        }
+    }
+}
+
+/// Turns an admission error into the error type of a call.
+fn widen<E>(e: AdmissionError) -> Error<E> {
+    match e {
+        Error::Rejected(r) => Error::Rejected(r),
+        Error::Backend(b) => Error::Backend(b),
+        Error::Call(never) => match never {},
+    }
+}

@@ -1,0 +1,183 @@
+//! The permit API: a call admitted by the breaker, reported once as success, failure or
+//! ignored. A permit dropped unreported counts as ignored.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::machine::{self, Tally};
+use crate::outcome::Outcome;
+
+use super::shared::Inner;
+
+/// How a call was admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admitted {
+    /// An ordinary call while closed, in this generation.
+    Closed { generation: u64 },
+    /// A half-open probe holding this lease.
+    Probe { generation: u64, lease: u64 },
+    /// Admitted without protection while the back-end is unreachable (fail open, or a
+    /// forced-closed breaker); its outcome is not counted.
+    Unprotected,
+}
+
+/// An outcome that needs the back-end (or the local fallback) to be recorded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deferred {
+    admitted: Admitted,
+    outcome: Outcome,
+    slow: bool,
+}
+
+/// Permission to make one call. Report how it went with [`Permit::record`] (or
+/// [`Permit::success`], [`Permit::failure`], [`Permit::ignore`]); dropping it unreported
+/// reports [`Outcome::Ignored`], which gives a probe permit back.
+#[must_use = "a permit reports its call's outcome; dropping it reports the call as ignored"]
+pub struct Permit<'a> {
+    inner: &'a Arc<Inner>,
+    admitted: Admitted,
+    started: Option<Instant>,
+    settled: bool,
+}
+
+impl std::fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("breaker", &self.inner.name)
+            .field("admitted", &self.admitted)
+            .finish()
+    }
+}
+
+impl<'a> Permit<'a> {
+    pub(crate) fn new(inner: &'a Arc<Inner>, admitted: Admitted) -> Self {
+        // Durations are measured only when slowness matters: reading the clock costs.
+        let started = inner.policy.slow_call.map(|_| Instant::now());
+        Permit {
+            inner,
+            admitted,
+            started,
+            settled: false,
+        }
+    }
+
+    /// Whether this permit is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        matches!(self.admitted, Admitted::Probe { .. })
+    }
+
+    /// The generation the call was admitted in (`None` when admitted without protection
+    /// while the back-end is unreachable).
+    pub fn generation(&self) -> Option<u64> {
+        match self.admitted {
+            Admitted::Closed { generation } | Admitted::Probe { generation, .. } => Some(generation),
+            Admitted::Unprotected => None,
+        }
+    }
+
+    /// Reports a success.
+    pub async fn success(self) {
+        self.record(Outcome::Success).await
+    }
+
+    /// Reports a failure.
+    pub async fn failure(self) {
+        self.record(Outcome::Failure).await
+    }
+
+    /// Reports the call as ignored; never waits.
+    pub fn ignore(self) {
+        drop(self)
+    }
+
+    /// Reports `outcome`. A success while closed is counted locally and written in a batch;
+    /// a failure, a probe's outcome, or anything in strict mode is written at once.
+    pub async fn record(mut self, outcome: Outcome) {
+        if let Some(deferred) = self.settle(outcome) {
+            self.inner.report(deferred).await;
+        }
+    }
+
+    /// [`Permit::record`] for code without an async runtime: blocks this thread until the
+    /// outcome is recorded (never longer than the back-end deadline).
+    pub fn record_blocking(mut self, outcome: Outcome) {
+        if let Some(deferred) = self.settle(outcome) {
+            futures_executor::block_on(self.inner.report(deferred));
+        }
+    }
+
+    /// Settles the permit; returns what must still be written, if anything.
+    #[inline]
+    fn settle(&mut self, outcome: Outcome) -> Option<Deferred> {
+        self.settled = true;
+        let policy = &self.inner.policy;
+        let slow = match (self.started, policy.slow_call) {
+            (Some(started), Some(rule)) if outcome != Outcome::Ignored => {
+                started.elapsed() > rule.threshold
+            }
+            _ => false,
+        };
+        let outcome = match policy.slow_call {
+            Some(rule) if slow && rule.counts_as_failure => Outcome::Failure,
+            _ => outcome,
+        };
+        match (self.admitted, outcome) {
+            (Admitted::Unprotected, _) | (Admitted::Closed { .. }, Outcome::Ignored) => None,
+            (Admitted::Closed { generation }, Outcome::Success)
+                if !slow && !policy.strict && self.inner.hot.batches(generation) =>
+            {
+                self.inner.pending.add_success();
+                None
+            }
+            (admitted, outcome) => Some(Deferred {
+                admitted,
+                outcome,
+                slow,
+            }),
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        if let Admitted::Probe { generation, lease } = self.admitted {
+            // Drop cannot wait for the back-end: the slot is given back at the next
+            // maintenance, which is due at once (and the lease lapses anyway).
+            self.inner.lock().released.push((generation, lease));
+            self.inner
+                .hot
+                .schedule_maintenance(crate::time::Timestamp::ZERO);
+        }
+    }
+}
+
+impl Inner {
+    /// Writes an outcome that could not be settled on the hot path.
+    pub(crate) async fn report(self: &Arc<Self>, d: Deferred) {
+        let policy = &self.policy;
+        match d.admitted {
+            Admitted::Closed { generation } => {
+                let slow = u64::from(d.slow);
+                let mut tally = match d.outcome {
+                    Outcome::Success => Tally::new(1, 0, slow),
+                    Outcome::Failure => Tally::new(0, 1, slow),
+                    Outcome::Ignored => return,
+                };
+                // Successes batched before this outcome go with it, in order.
+                tally.successes += self.pending.take();
+                self.apply(|rec, now| machine::record_tally(rec, policy, now, generation, tally))
+                    .await;
+            }
+            Admitted::Probe { generation, lease } => {
+                self.apply(|rec, now| {
+                    machine::settle_probe(rec, policy, now, generation, lease, d.outcome)
+                })
+                .await;
+            }
+            Admitted::Unprotected => {}
+        }
+    }
+}

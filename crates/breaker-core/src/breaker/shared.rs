@@ -1,0 +1,428 @@
+//! Keeping the agent's view in step with the shared record: loading, compare-and-swap
+//! updates, installing pushed changes, and the back-end failure policy (degraded mode,
+//! reconnect backoff, local fallback, recovery).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use crate::driver::{Change, ChangeSink, DriverError, DriverErrorKind, DynDriver, Swap, Versioned, Watch};
+use crate::error::{BackendError, Operation};
+use crate::events::{Cause, Event, EventHub};
+use crate::machine;
+use crate::name::Name;
+use crate::policy::{BackendFailure, Policy};
+use crate::record::Record;
+use crate::time::{Clock, OffsetClock, Timestamp};
+
+use super::hot::{HotView, Pending};
+
+/// Compare-and-swap attempts before an update gives up under contention.
+const MAX_SWAP_ATTEMPTS: usize = 64;
+
+/// Whether the back-end answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Health {
+    Healthy,
+    /// Unreachable; not tried again before `retry_at`, and then only by one caller.
+    Down { retry_at: Timestamp, delay: Duration },
+}
+
+/// The agent's copy of the shared record and what goes with it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The cached shared record, or the local record while degraded.
+    pub(crate) record: Record,
+    /// Its version in the back-end (`None`: absent there).
+    pub(crate) version: Option<u64>,
+    pub(crate) loaded: bool,
+    pub(crate) health: Health,
+    pub(crate) last_error: Option<BackendError>,
+    pub(crate) last_sync: Timestamp,
+    pub(crate) watch: Option<Watch>,
+    /// Probe permits dropped unreported, to give back at the next maintenance.
+    pub(crate) released: Vec<(u64, u64)>,
+}
+
+impl Shared {
+    pub(crate) fn degraded(&self) -> bool {
+        matches!(self.health, Health::Down { .. })
+    }
+}
+
+/// Everything a breaker handle shares.
+pub(crate) struct Inner {
+    pub(crate) name: Name,
+    pub(crate) policy: Policy,
+    pub(crate) driver: Arc<dyn DynDriver>,
+    pub(crate) backend: &'static str,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Set when the breaker follows the back-end's clock.
+    pub(crate) offset_clock: Option<Arc<OffsetClock>>,
+    /// This agent's identity in the records it writes.
+    pub(crate) agent: u64,
+    pub(crate) hot: HotView,
+    pub(crate) pending: Pending,
+    pub(crate) shared: Mutex<Shared>,
+    pub(crate) maintaining: AtomicBool,
+    pub(crate) events: EventHub,
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock leaves only plain data behind; keep going.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn timeout(&self) -> Duration {
+        self.policy.backend_timeout
+    }
+
+    pub(crate) fn backend_error(&self, operation: Operation, source: DriverError) -> BackendError {
+        BackendError {
+            breaker: self.name.clone(),
+            backend: self.backend,
+            operation,
+            source,
+        }
+    }
+
+    /// Records a back-end failure: degraded mode until `retry_at`, with the delay doubling on
+    /// each failed retry.
+    pub(crate) fn fail(&self, operation: Operation, source: DriverError) -> BackendError {
+        let err = self.backend_error(operation, source);
+        let now = self.clock.now();
+        let mut s = self.lock();
+        let delay = match s.health {
+            Health::Healthy => self.policy.reconnect_initial,
+            Health::Down { delay, .. } => delay.saturating_mul(2).min(self.policy.reconnect_max),
+        };
+        s.health = Health::Down {
+            retry_at: now.saturating_add(delay),
+            delay,
+        };
+        s.last_error = Some(err.clone());
+        self.hot.publish(&s.record, true);
+        drop(s);
+        self.events.emit(Event::BackendError(err.clone()));
+        err
+    }
+
+    /// Makes `rec` the cached view, reporting a transition if it is one.
+    fn install(&self, s: &mut Shared, rec: Record, version: Option<u64>) {
+        let (from, old_gen) = (s.record.state, s.record.generation);
+        let announce = s.loaded && (rec.generation != old_gen || rec.state != from);
+        let now = self.clock.now();
+        s.record = rec;
+        s.version = version;
+        s.loaded = true;
+        s.last_sync = now;
+        self.hot.publish(&s.record, s.degraded());
+        if announce {
+            let cause = if s.record.writer == self.agent {
+                Cause::Caused
+            } else {
+                Cause::Observed
+            };
+            self.events.emit(Event::Transition {
+                breaker: self.name.clone(),
+                from,
+                to: s.record.state,
+                generation: s.record.generation,
+                cause,
+                at: now,
+            });
+        }
+    }
+
+    /// Installs a stored value if it is newer than the cached one. A corrupt value is
+    /// reported and replaced in the cache by a fresh closed record of a later generation,
+    /// carrying the corrupt value's version so that the next write overwrites it.
+    pub(crate) fn install_stored(&self, s: &mut Shared, stored: Option<Versioned>, adopt: bool) {
+        match stored {
+            None => {
+                // Nothing stored (never written, expired or deleted): the breaker is closed.
+                // The generation is kept so that it never goes back for this agent.
+                if adopt || !s.loaded || s.version.is_some() {
+                    let mut fresh = Record::new();
+                    fresh.generation = if s.loaded { s.record.generation } else { 0 };
+                    self.install(s, fresh, None);
+                }
+            }
+            Some(v) => {
+                if !adopt && s.version.is_some_and(|cur| cur >= v.version) {
+                    return;
+                }
+                match Record::decode(&v.value) {
+                    Ok(rec) => self.install(s, rec, Some(v.version)),
+                    Err(e) => {
+                        let err = self.backend_error(
+                            Operation::Load,
+                            DriverError::new(DriverErrorKind::Corrupt, e.to_string()),
+                        );
+                        let mut fresh = Record::new();
+                        fresh.generation = s.record.generation.saturating_add(1);
+                        self.install(s, fresh, Some(v.version));
+                        self.events.emit(Event::CorruptRecord(err));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Loads the record, aligns the clock and starts the watch on first use.
+    pub(crate) async fn ensure_ready(self: &Arc<Self>) -> Result<(), BackendError> {
+        {
+            let s = self.lock();
+            if s.degraded() {
+                return Err(s.last_error.clone().expect("degraded implies an error"));
+            }
+            if s.loaded {
+                return Ok(());
+            }
+        }
+        self.connect(false).await
+    }
+
+    /// First contact, or contact again after an outage (`adopt`: the shared record replaces
+    /// whatever the agent had, the local fallback record included).
+    pub(crate) async fn connect(self: &Arc<Self>, adopt: bool) -> Result<(), BackendError> {
+        if let Some(offset) = &self.offset_clock {
+            let before = offset_base_now(offset);
+            match self.driver.now(self.timeout()).await {
+                Ok(Some(reference)) => {
+                    let after = offset_base_now(offset);
+                    let mid = Timestamp::from_millis(
+                        before.as_millis() / 2 + after.as_millis() / 2,
+                    );
+                    offset.align(mid, reference);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(self.fail(Operation::Clock, e)),
+            }
+        }
+        let stored = match self.driver.load(&self.name, self.timeout()).await {
+            Ok(stored) => stored,
+            Err(e) => return Err(self.fail(Operation::Load, e)),
+        };
+        {
+            let mut s = self.lock();
+            let was_down = s.degraded();
+            s.health = Health::Healthy;
+            s.last_error = None;
+            self.install_stored(&mut s, stored, adopt);
+            self.hot.publish(&s.record, false);
+            if was_down {
+                self.events.emit(Event::BackendRecovered {
+                    breaker: self.name.clone(),
+                    backend: self.backend,
+                });
+            }
+        }
+        self.ensure_watch().await;
+        Ok(())
+    }
+
+    async fn ensure_watch(self: &Arc<Self>) {
+        if self.lock().watch.as_ref().is_some_and(Watch::is_alive) {
+            return;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(self);
+        let sink: ChangeSink = Arc::new(move |change: Change| {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_change(change);
+            }
+        });
+        match self.driver.watch(&self.name, sink, self.timeout()).await {
+            Ok(watch) => self.lock().watch = watch,
+            // Not fatal: without a watch the agent polls within `max_staleness`.
+            Err(e) => self
+                .events
+                .emit(Event::BackendError(self.backend_error(Operation::Watch, e))),
+        }
+    }
+
+    fn on_change(&self, change: Change) {
+        if change.name != self.name {
+            return;
+        }
+        let mut s = self.lock();
+        if !s.degraded() {
+            self.install_stored(&mut s, change.record, false);
+        }
+    }
+
+    /// Reads the record again and installs it if newer.
+    pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(), BackendError> {
+        self.ensure_ready().await?;
+        match self.driver.load(&self.name, self.timeout()).await {
+            Ok(stored) => {
+                let mut s = self.lock();
+                self.install_stored(&mut s, stored, false);
+                s.last_sync = self.clock.now();
+                Ok(())
+            }
+            Err(e) => Err(self.fail(Operation::Load, e)),
+        }
+    }
+
+    /// Applies `op` to the shared record with compare-and-swap, retrying on conflicts with
+    /// the value the conflict returned. Writes nothing when `op` changes nothing.
+    pub(crate) async fn update<R>(
+        self: &Arc<Self>,
+        op: &mut impl FnMut(&mut Record, Timestamp) -> R,
+    ) -> Result<R, BackendError> {
+        self.ensure_ready().await?;
+        for _ in 0..MAX_SWAP_ATTEMPTS {
+            let (mut rec, version) = {
+                let s = self.lock();
+                (s.record.clone(), s.version)
+            };
+            let before = rec.clone();
+            let now = self.clock.now();
+            let out = op(&mut rec, now);
+            if rec == before {
+                return Ok(out);
+            }
+            rec.writer = self.agent;
+            let ttl = machine::record_ttl(&rec, &self.policy, now);
+            let bytes = rec.encode();
+            match self
+                .driver
+                .compare_and_swap(&self.name, version, bytes, ttl, self.timeout())
+                .await
+            {
+                Ok(Swap::Swapped { version }) => {
+                    let mut s = self.lock();
+                    if s.version.is_none_or(|cur| cur < version) {
+                        self.install(&mut s, rec, Some(version));
+                    }
+                    return Ok(out);
+                }
+                Ok(Swap::Conflict { current }) => {
+                    let mut s = self.lock();
+                    self.install_stored(&mut s, current, false);
+                }
+                Err(e) => return Err(self.fail(Operation::CompareAndSwap, e)),
+            }
+        }
+        // Pathological contention: treated like an unreachable back-end, so the failure
+        // policy applies and the retry backs off.
+        Err(self.fail(
+            Operation::CompareAndSwap,
+            DriverError::new(
+                DriverErrorKind::Other,
+                format!("gave up after {MAX_SWAP_ATTEMPTS} conflicting writes"),
+            ),
+        ))
+    }
+
+    /// Applies `op` to the shared record; while the back-end is unreachable and the policy is
+    /// the local fallback, to the local record instead. Outcomes are dropped under the other
+    /// policies.
+    pub(crate) async fn apply(self: &Arc<Self>, mut op: impl FnMut(&mut Record, Timestamp) -> bool) {
+        if !self.lock().degraded() && self.update(&mut op).await.is_ok() {
+            return;
+        }
+        if self.policy.on_backend_failure == BackendFailure::LocalFallback {
+            let mut s = self.lock();
+            let mut rec = s.record.clone();
+            if op(&mut rec, self.clock.now()) && rec != s.record {
+                self.install_local(&mut s, rec);
+            }
+        }
+    }
+
+    /// Makes `rec`, changed by this agent alone while the back-end is unreachable, the local
+    /// view. It is never written back: once the back-end answers, its record wins.
+    pub(crate) fn install_local(&self, s: &mut Shared, mut rec: Record) {
+        rec.writer = self.agent;
+        let version = s.version;
+        self.install(s, rec, version);
+    }
+
+    /// Tries the back-end again if the reconnect delay has passed, unless another caller is
+    /// already at it. Returns whether it is healthy now.
+    pub(crate) async fn try_recover(self: &Arc<Self>) -> bool {
+        if self.maintaining.swap(true, Ordering::Acquire) {
+            return !self.lock().degraded();
+        }
+        let _guard = ClearOnDrop(&self.maintaining);
+        self.recover_if_due().await
+    }
+
+    /// Reconnects if the back-end is down and its retry is due; the caller holds the
+    /// maintenance flag.
+    async fn recover_if_due(self: &Arc<Self>) -> bool {
+        let due = match self.lock().health {
+            Health::Healthy => return true,
+            Health::Down { retry_at, .. } => self.clock.now() >= retry_at,
+        };
+        due && self.connect(true).await.is_ok()
+    }
+
+    /// Periodic upkeep on the hot path's schedule, by one caller at a time.
+    pub(crate) async fn maintain(self: &Arc<Self>) {
+        if self.maintaining.swap(true, Ordering::Acquire) {
+            return;
+        }
+        let _guard = ClearOnDrop(&self.maintaining);
+        let now = self.clock.now();
+        self.hot
+            .schedule_maintenance(now.saturating_add(self.policy.flush_interval));
+        let _ = self.sync(false).await;
+    }
+
+    /// Gives back dropped probe permits, writes pending successes, and reloads the record
+    /// when the view may be stale (always, with `force`).
+    pub(crate) async fn sync(self: &Arc<Self>, force: bool) -> Result<(), BackendError> {
+        if self.lock().degraded() {
+            if force {
+                self.connect(true).await?;
+            } else if !self.recover_if_due().await {
+                return Ok(());
+            }
+        }
+        let policy = &self.policy;
+        let released = std::mem::take(&mut self.lock().released);
+        for (generation, lease) in released {
+            self.apply(|rec, now| {
+                machine::settle_probe(rec, policy, now, generation, lease, crate::Outcome::Ignored)
+            })
+            .await;
+        }
+        let successes = self.pending.take();
+        if successes > 0 {
+            let generation = self.hot.generation();
+            let tally = machine::Tally::new(successes, 0, 0);
+            self.apply(|rec, now| machine::record_tally(rec, policy, now, generation, tally))
+                .await;
+        }
+        let stale = {
+            let s = self.lock();
+            let pushed = s.watch.as_ref().is_some_and(Watch::is_alive);
+            !pushed
+                && self.clock.now() >= s.last_sync.saturating_add(self.policy.max_staleness)
+        };
+        if force || stale {
+            self.refresh().await?;
+        }
+        match self.lock().last_error.clone() {
+            Some(e) if force => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn offset_base_now(offset: &OffsetClock) -> Timestamp {
+    offset.base_now()
+}
+
+/// Clears a flag when dropped, so a cancelled maintenance never leaves it set.
+pub(crate) struct ClearOnDrop<'a>(pub(crate) &'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}

@@ -1,0 +1,299 @@
+//! The `Driver` trait: the small versioned store a back-end provides, its dyn-compatible
+//! form, and the errors a driver reports.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::name::Name;
+use crate::time::Timestamp;
+
+/// A stored value with its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// The version, which only grows for a name and is never reused, even after the value
+    /// expired or was deleted.
+    pub version: u64,
+    /// The encoded record, opaque to the driver.
+    pub value: Vec<u8>,
+}
+
+/// The result of a compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Swap {
+    /// The value was written with this new version.
+    Swapped {
+        /// The version just written.
+        version: u64,
+    },
+    /// The stored version was not the expected one; nothing was written. `current` is what
+    /// is stored now (`None`: nothing), so that the caller can retry without a second read.
+    Conflict {
+        /// The value found instead.
+        current: Option<Versioned>,
+    },
+}
+
+/// A change of one breaker's record, pushed by a driver that can watch.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The breaker whose record changed.
+    pub name: Name,
+    /// The record now stored (`None`: it was deleted or expired).
+    pub record: Option<Versioned>,
+}
+
+/// Where a watching driver delivers changes. It must not block: it only updates memory.
+pub type ChangeSink = Arc<dyn Fn(Change) + Send + Sync>;
+
+/// A running watch, returned by [`Driver::watch`]. Dropping it stops the watch.
+pub struct Watch {
+    alive: Box<dyn Fn() -> bool + Send + Sync>,
+    _stop: Box<dyn Send + Sync>,
+}
+
+impl Watch {
+    /// A watch that is alive while `alive` returns true, and stops when `stop` is dropped.
+    pub fn new(
+        alive: impl Fn() -> bool + Send + Sync + 'static,
+        stop: impl Send + Sync + 'static,
+    ) -> Self {
+        Watch {
+            alive: Box::new(alive),
+            _stop: Box::new(stop),
+        }
+    }
+
+    /// Whether changes are still being delivered. While it is not, the breaker polls to keep
+    /// its view within `max_staleness`.
+    pub fn is_alive(&self) -> bool {
+        (self.alive)()
+    }
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+/// A back-end's versioned store of breaker records.
+///
+/// A driver knows nothing of breakers: it stores opaque bytes per validated [`Name`], under
+/// its own key prefix, with versions for compare-and-swap. All state-machine logic lives in
+/// `breaker-core`. Prove an implementation with the conformance kit in `breaker-testing`.
+///
+/// # Contract for implementors
+///
+/// - Every method resolves within `timeout` (plus scheduling slack), failing with
+///   [`DriverErrorKind::Timeout`] when it cannot; no method blocks the calling thread on I/O.
+/// - Returned futures may be polled from any executor, including a blocking `block_on` on a
+///   thread with no runtime: a driver built on a runtime runs its I/O on a runtime it owns or
+///   a handle it captured.
+/// - Versions of a name only grow and are never reused, even across expiry and deletion.
+/// - `compare_and_swap` is atomic: of several concurrent swaps expecting the same version,
+///   exactly one succeeds.
+/// - Expiry is enforced by the back-end itself: an expired value is never returned.
+pub trait Driver: Send + Sync + 'static {
+    /// A short name of the back-end for errors and metrics (`"memory"`, `"redis"`).
+    fn backend(&self) -> &'static str;
+
+    /// Loads the record of `name`, `None` if there is none.
+    fn load(
+        &self,
+        name: &Name,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<Versioned>, DriverError>> + Send;
+
+    /// Writes `value` if the stored version is `expected` (`None`: only if nothing is
+    /// stored), with an expiry after `ttl` (`None`: never), in one atomic step.
+    fn compare_and_swap(
+        &self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Swap, DriverError>> + Send;
+
+    /// Every record under the driver's prefix, for operators; order unspecified.
+    fn list(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Vec<(Name, Versioned)>, DriverError>> + Send;
+
+    /// Starts pushing changes of `name` to `sink`. `Ok(None)` means the driver cannot push;
+    /// the breaker then polls. A watch that breaks reports it through [`Watch::is_alive`].
+    fn watch(
+        &self,
+        name: &Name,
+        sink: ChangeSink,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<Watch>, DriverError>> + Send {
+        let _ = (name, sink, timeout);
+        async { Ok(None) }
+    }
+
+    /// The back-end's own clock, if it has one every agent can read (Redis server time).
+    /// Breakers that were given no clock follow it, so no two agents' wall clocks are ever
+    /// compared.
+    fn now(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<Timestamp>, DriverError>> + Send {
+        let _ = timeout;
+        async { Ok(None) }
+    }
+}
+
+/// The dyn-compatible form of [`Driver`], implemented for every driver; a breaker holds its
+/// driver as `Arc<dyn DynDriver>`.
+#[allow(missing_docs)] // Each method is its `Driver` namesake, boxed.
+pub trait DynDriver: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+    fn load<'a>(
+        &'a self,
+        name: &'a Name,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Versioned>, DriverError>>;
+    fn compare_and_swap<'a>(
+        &'a self,
+        name: &'a Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Swap, DriverError>>;
+    fn list(&self, timeout: Duration) -> BoxFuture<'_, Result<Vec<(Name, Versioned)>, DriverError>>;
+    fn watch<'a>(
+        &'a self,
+        name: &'a Name,
+        sink: ChangeSink,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Watch>, DriverError>>;
+    fn now(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<Timestamp>, DriverError>>;
+}
+
+impl<D: Driver> DynDriver for D {
+    fn backend(&self) -> &'static str {
+        Driver::backend(self)
+    }
+    fn load<'a>(
+        &'a self,
+        name: &'a Name,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Versioned>, DriverError>> {
+        Box::pin(Driver::load(self, name, timeout))
+    }
+    fn compare_and_swap<'a>(
+        &'a self,
+        name: &'a Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Swap, DriverError>> {
+        Box::pin(Driver::compare_and_swap(
+            self, name, expected, value, ttl, timeout,
+        ))
+    }
+    fn list(&self, timeout: Duration) -> BoxFuture<'_, Result<Vec<(Name, Versioned)>, DriverError>> {
+        Box::pin(Driver::list(self, timeout))
+    }
+    fn watch<'a>(
+        &'a self,
+        name: &'a Name,
+        sink: ChangeSink,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Watch>, DriverError>> {
+        Box::pin(Driver::watch(self, name, sink, timeout))
+    }
+    fn now(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<Timestamp>, DriverError>> {
+        Box::pin(Driver::now(self, timeout))
+    }
+}
+
+/// What kind of trouble a driver ran into; the breaker's back-end failure policy treats them
+/// alike, callers and operators tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DriverErrorKind {
+    /// The back-end cannot be reached (connection refused, no quorum, file missing).
+    Unavailable,
+    /// The back-end did not answer within the deadline.
+    Timeout,
+    /// A stored value is not a record this build can read.
+    Corrupt,
+    /// The driver's configuration is wrong (bad URL, wrong credentials, foreign schema).
+    Config,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for DriverErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DriverErrorKind::Unavailable => "unavailable",
+            DriverErrorKind::Timeout => "timed out",
+            DriverErrorKind::Corrupt => "corrupt record",
+            DriverErrorKind::Config => "configuration error",
+            DriverErrorKind::Other => "error",
+        })
+    }
+}
+
+/// An error from a driver: a kind, a message, and optionally the underlying error. Cheap to
+/// clone, so that one failure can reach the caller and the event stream.
+#[derive(Clone, Debug)]
+pub struct DriverError {
+    kind: DriverErrorKind,
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl DriverError {
+    /// An error of `kind` with a message saying what went wrong. Never put a secret in it.
+    pub fn new(kind: DriverErrorKind, message: impl Into<String>) -> Self {
+        DriverError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The kind of trouble.
+    pub fn kind(&self) -> DriverErrorKind {
+        self.kind
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

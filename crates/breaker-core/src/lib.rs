@@ -1,0 +1,41 @@
+//! `breaker-core`: the state machine, policy, clock and `Driver` trait of **breaker**, a
+//! circuit breaker whose state is shared by every process (agent) that calls the same
+//! service, through a back-end driver (memory, Redis, etcd, SQLite).
+//!
+//! This crate has no runtime and does no I/O of its own. Users normally depend on the
+//! `breaker` facade or on one driver crate, which re-export what is here.
+//!
+//! ```
+//! use std::time::Duration;
+//! use breaker_core::Policy;
+//!
+//! let policy = Policy::builder()
+//!     .failures_within(5, Duration::from_secs(10))
+//!     .open_for(Duration::from_secs(30))
+//!     .half_open_permits(2)
+//!     .success_threshold(2)
+//!     .build()?;
+//! assert_eq!(policy.half_open_permits, 2);
+//! # Ok::<(), breaker_core::PolicyError>(())
+//! ```
+
+mod breaker;
+pub mod driver;
+mod error;
+mod events;
+pub mod machine;
+mod name;
+mod outcome;
+mod policy;
+mod record;
+mod time;
+
+pub use breaker::{AdmissionError, Breaker, BreakerBuilder, Permit};
+pub use driver::{Change, ChangeSink, Driver, DriverError, DriverErrorKind, DynDriver, Swap, Versioned, Watch};
+pub use error::{BackendError, BuildError, Error, Operation, Rejected};
+pub use events::{Cause, Event, SUBSCRIPTION_CAPACITY, Subscription};
+pub use name::{MAX_NAME_LEN, Name, NameError};
+pub use outcome::{Classifier, ErrorsAreFailures, Outcome};
+pub use policy::{BackendFailure, Backoff, Policy, PolicyBuilder, PolicyError, SlowCall, TripRule};
+pub use record::{Bucket, Lease, Record, RecordError, SCHEMA_VERSION, State};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};

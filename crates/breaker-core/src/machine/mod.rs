@@ -1,0 +1,344 @@
+//! The breaker's state machine as pure functions over a [`Record`]: no I/O, no clock reads.
+//! The agent, the local fallback and any server-side fast path all go through these.
+
+use std::time::Duration;
+
+use crate::policy::{Policy, TripRule};
+use crate::record::{Bucket, Lease, Record, State};
+use crate::time::{Timestamp, millis_of};
+
+/// Counts of outcomes recorded in one generation, written as one batch. Within a batch the
+/// successes are taken to come before the failures: a failure is written at once, together
+/// with the successes batched before it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Tally {
+    /// Successful calls.
+    pub successes: u64,
+    /// Failed calls (including slow calls that count as failures).
+    pub failures: u64,
+    /// Slow calls among them.
+    pub slow: u64,
+}
+
+impl Tally {
+    /// A tally of these counts.
+    pub fn new(successes: u64, failures: u64, slow: u64) -> Self {
+        Tally {
+            successes,
+            failures,
+            slow,
+        }
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.successes == 0 && self.failures == 0 && self.slow == 0
+    }
+}
+
+/// What a record says about admitting a call, judged without changing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Let the call through; it belongs to this generation.
+    Admit {
+        /// Generation the call is admitted in.
+        generation: u64,
+    },
+    /// Reject; a retry may succeed at `retry_at` (never, for a forced-open breaker).
+    Reject {
+        /// When the open period ends, if it ends by itself.
+        retry_at: Option<Timestamp>,
+    },
+    /// The call may only go through as a half-open probe, claimed with [`claim_probe`].
+    Probe,
+}
+
+/// Judges admission from a record (for example an agent's cached view).
+pub fn admission(rec: &Record, now: Timestamp) -> Admission {
+    match rec.state {
+        State::Closed | State::ForcedClosed => Admission::Admit {
+            generation: rec.generation,
+        },
+        State::ForcedOpen => Admission::Reject { retry_at: None },
+        State::Open => match rec.open_until {
+            Some(until) if now < until => Admission::Reject {
+                retry_at: Some(until),
+            },
+            _ => Admission::Probe,
+        },
+        State::HalfOpen => Admission::Probe,
+    }
+}
+
+/// The answer to a probe claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The breaker is closed after all: an ordinary call in this generation.
+    Admit {
+        /// Generation the call is admitted in.
+        generation: u64,
+    },
+    /// A probe permit, held as a lease.
+    Probe {
+        /// Generation of the half-open period.
+        generation: u64,
+        /// The lease to settle with [`settle_probe`].
+        lease: u64,
+    },
+    /// No permit is free.
+    Reject {
+        /// When one may be, if known.
+        retry_at: Option<Timestamp>,
+    },
+}
+
+/// Claims a half-open probe permit: moves an open breaker whose period has ended to
+/// half-open, drops lapsed leases, and grants a lease if fewer than `half_open_permits`
+/// probes were admitted in this half-open period.
+pub fn claim_probe(rec: &mut Record, policy: &Policy, now: Timestamp) -> Claim {
+    match admission(rec, now) {
+        Admission::Admit { generation } => return Claim::Admit { generation },
+        Admission::Reject { retry_at } => return Claim::Reject { retry_at },
+        Admission::Probe => {}
+    }
+    if rec.state == State::Open {
+        begin(rec, State::HalfOpen, now);
+    }
+    rec.leases.retain(|l| l.expires_at > now);
+    let admitted = rec.leases.len() as u64 + u64::from(rec.probe_successes);
+    if admitted < u64::from(policy.half_open_permits) {
+        let lease = Lease {
+            id: rec.next_lease_id,
+            expires_at: now.saturating_add(policy.probe_lease),
+        };
+        rec.next_lease_id = rec.next_lease_id.saturating_add(1);
+        rec.leases.push(lease);
+        Claim::Probe {
+            generation: rec.generation,
+            lease: lease.id,
+        }
+    } else {
+        Claim::Reject {
+            retry_at: rec.leases.iter().map(|l| l.expires_at).min(),
+        }
+    }
+}
+
+/// Settles a probe with its outcome. Returns `false`, changing nothing, when the report is
+/// stale: another generation, or a lease that lapsed or is unknown.
+pub fn settle_probe(
+    rec: &mut Record,
+    policy: &Policy,
+    now: Timestamp,
+    generation: u64,
+    lease: u64,
+    outcome: crate::Outcome,
+) -> bool {
+    if rec.generation != generation || rec.state != State::HalfOpen {
+        return false;
+    }
+    let Some(pos) = rec
+        .leases
+        .iter()
+        .position(|l| l.id == lease && l.expires_at > now)
+    else {
+        return false;
+    };
+    rec.leases.remove(pos);
+    match outcome {
+        crate::Outcome::Success => {
+            rec.probe_successes += 1;
+            if rec.probe_successes >= policy.success_threshold {
+                begin(rec, State::Closed, now);
+                rec.openings = 0;
+            }
+        }
+        crate::Outcome::Failure => trip(rec, policy, now),
+        crate::Outcome::Ignored => {}
+    }
+    true
+}
+
+/// Adds a batch of closed-state outcomes and trips the breaker if a rule says so. Returns
+/// `false`, changing nothing, when the batch is from another generation or the breaker is
+/// not closed.
+pub fn record_tally(
+    rec: &mut Record,
+    policy: &Policy,
+    now: Timestamp,
+    generation: u64,
+    tally: Tally,
+) -> bool {
+    if rec.generation != generation || !matches!(rec.state, State::Closed | State::ForcedClosed) {
+        return false;
+    }
+    if tally.is_empty() {
+        return true;
+    }
+    let bucket_ms = bucket_millis(policy);
+    let index = now.as_millis() / bucket_ms;
+    prune(rec, index);
+    match rec.buckets.last_mut() {
+        Some(b) if b.index == index => add(b, tally),
+        _ => {
+            let mut b = Bucket {
+                index,
+                ..Bucket::default()
+            };
+            add(&mut b, tally);
+            // A writer whose clock lags may add to an older slice; keep the list ordered.
+            let at = rec.buckets.partition_point(|x| x.index < index);
+            if rec.buckets.get(at).is_some_and(|x| x.index == index) {
+                add(&mut rec.buckets[at], tally);
+            } else {
+                rec.buckets.insert(at, b);
+            }
+        }
+    }
+    if tally.failures > 0 {
+        let run = u32::try_from(tally.failures).unwrap_or(u32::MAX);
+        rec.consecutive_failures = if tally.successes > 0 {
+            run
+        } else {
+            rec.consecutive_failures.saturating_add(run)
+        };
+    } else if tally.successes > 0 {
+        rec.consecutive_failures = 0;
+    }
+    if rec.state == State::Closed && should_trip(rec, policy, now) {
+        trip(rec, policy, now);
+    }
+    true
+}
+
+/// Counts in the sliding window at `now`.
+pub fn window_counts(rec: &Record, policy: &Policy, now: Timestamp) -> Tally {
+    let oldest = oldest_live_index(now.as_millis() / bucket_millis(policy));
+    rec.buckets
+        .iter()
+        .filter(|b| b.index >= oldest)
+        .fold(Tally::default(), |t, b| Tally {
+            successes: t.successes + b.successes,
+            failures: t.failures + b.failures,
+            slow: t.slow + b.slow,
+        })
+}
+
+/// An operator's force-open or force-closed. Starts a new generation with fresh counters.
+pub fn force(rec: &mut Record, now: Timestamp, state: Forced) {
+    begin(
+        rec,
+        match state {
+            Forced::Open => State::ForcedOpen,
+            Forced::Closed => State::ForcedClosed,
+        },
+        now,
+    );
+    rec.openings = 0;
+}
+
+/// A state an operator can force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Forced {
+    /// Reject every call.
+    Open,
+    /// Admit every call; nothing trips.
+    Closed,
+}
+
+/// Resets the breaker to closed with fresh counters and no backoff history.
+pub fn reset(rec: &mut Record, now: Timestamp) {
+    begin(rec, State::Closed, now);
+    rec.openings = 0;
+}
+
+/// How long the back-end should keep the record: forced states forever, an open breaker at
+/// least until its open period ends, others for the idle expiry.
+pub fn record_ttl(rec: &Record, policy: &Policy, now: Timestamp) -> Option<Duration> {
+    match rec.state {
+        State::ForcedOpen | State::ForcedClosed => None,
+        State::Open => Some(
+            rec.open_until
+                .map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
+                .saturating_add(policy.record_ttl),
+        ),
+        State::Closed | State::HalfOpen => Some(policy.record_ttl),
+    }
+}
+
+/// The jitter added to the open period of `generation`: the same for every agent.
+pub fn jitter(policy: &Policy, generation: u64) -> Duration {
+    let max = millis_of(policy.jitter);
+    if max == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(splitmix64(generation) % (max + 1))
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Enters `state` as a new generation with fresh counters.
+fn begin(rec: &mut Record, state: State, now: Timestamp) {
+    rec.generation = rec.generation.saturating_add(1);
+    rec.state = state;
+    rec.since = now;
+    rec.open_until = None;
+    rec.consecutive_failures = 0;
+    rec.buckets.clear();
+    rec.leases.clear();
+    rec.probe_successes = 0;
+}
+
+fn trip(rec: &mut Record, policy: &Policy, now: Timestamp) {
+    begin(rec, State::Open, now);
+    rec.openings = rec.openings.saturating_add(1);
+    let period = policy
+        .open_period(rec.openings)
+        .saturating_add(jitter(policy, rec.generation));
+    rec.open_until = Some(now.saturating_add(period));
+}
+
+fn should_trip(rec: &Record, policy: &Policy, now: Timestamp) -> bool {
+    let counts = window_counts(rec, policy, now);
+    let calls = counts.successes + counts.failures;
+    policy.trip_rules.iter().any(|rule| match *rule {
+        TripRule::FailuresInWindow { failures } => counts.failures >= u64::from(failures),
+        TripRule::ConsecutiveFailures { failures } => rec.consecutive_failures >= failures,
+        TripRule::FailureRate { rate, min_calls } => {
+            calls >= u64::from(min_calls) && counts.failures as f64 >= rate * calls as f64
+        }
+        TripRule::SlowCallRate { rate, min_calls } => {
+            calls >= u64::from(min_calls) && counts.slow as f64 >= rate * calls as f64
+        }
+    })
+}
+
+fn bucket_millis(policy: &Policy) -> u64 {
+    (millis_of(policy.window) / 10).max(1)
+}
+
+/// The oldest slice still inside a window whose newest slice is `current`.
+fn oldest_live_index(current: u64) -> u64 {
+    current.saturating_sub(9)
+}
+
+fn prune(rec: &mut Record, current: u64) {
+    let oldest = oldest_live_index(current);
+    rec.buckets.retain(|b| b.index >= oldest);
+}
+
+fn add(b: &mut Bucket, t: Tally) {
+    b.successes = b.successes.saturating_add(t.successes);
+    b.failures = b.failures.saturating_add(t.failures);
+    b.slow = b.slow.saturating_add(t.slow);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,392 @@
+//! Unit and property tests of the pure state machine, with explicit times.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::Outcome;
+
+const T0: Timestamp = Timestamp::from_millis(1_000_000);
+
+fn at(ms: u64) -> Timestamp {
+    T0.saturating_add(Duration::from_millis(ms))
+}
+
+fn policy() -> Policy {
+    Policy::builder()
+        .failures_within(3, Duration::from_secs(10))
+        .open_for(Duration::from_secs(5))
+        .half_open_permits(2)
+        .success_threshold(2)
+        .probe_lease(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
+fn fail(rec: &mut Record, p: &Policy, now: Timestamp) -> bool {
+    let g = rec.generation;
+    record_tally(rec, p, now, g, Tally::new(0, 1, 0))
+}
+
+fn tripped(p: &Policy) -> Record {
+    let mut rec = Record::new();
+    for i in 0..3 {
+        fail(&mut rec, p, at(i));
+    }
+    assert_eq!(rec.state, State::Open);
+    rec
+}
+
+#[test]
+fn trips_exactly_at_the_threshold() {
+    let p = policy();
+    let mut rec = Record::new();
+    fail(&mut rec, &p, at(0));
+    fail(&mut rec, &p, at(1));
+    assert_eq!(rec.state, State::Closed);
+    assert_eq!(rec.generation, 0);
+    fail(&mut rec, &p, at(2));
+    assert_eq!(rec.state, State::Open);
+    assert_eq!(rec.generation, 1);
+    assert_eq!(rec.open_until, Some(at(2 + 5_000)));
+    assert_eq!(rec.openings, 1);
+    assert!(rec.buckets.is_empty(), "counts start afresh at every transition");
+}
+
+#[test]
+fn failures_outside_the_window_do_not_count() {
+    let p = policy();
+    let mut rec = Record::new();
+    fail(&mut rec, &p, at(0));
+    fail(&mut rec, &p, at(1));
+    fail(&mut rec, &p, at(11_000));
+    assert_eq!(rec.state, State::Closed);
+    assert_eq!(window_counts(&rec, &p, at(11_000)).failures, 1);
+}
+
+#[test]
+fn open_period_end_is_inclusive() {
+    let p = policy();
+    let rec = tripped(&p);
+    let until = rec.open_until.unwrap();
+    assert_eq!(
+        admission(&rec, Timestamp::from_millis(until.as_millis() - 1)),
+        Admission::Reject {
+            retry_at: Some(until)
+        }
+    );
+    assert_eq!(admission(&rec, until), Admission::Probe);
+}
+
+#[test]
+fn half_open_grants_exactly_the_permits_and_closes_on_successes() {
+    let p = policy();
+    let mut rec = tripped(&p);
+    let now = rec.open_until.unwrap();
+    let a = claim_probe(&mut rec, &p, now);
+    let b = claim_probe(&mut rec, &p, now);
+    let c = claim_probe(&mut rec, &p, now);
+    assert_eq!(rec.state, State::HalfOpen);
+    assert_eq!(rec.generation, 2);
+    let (Claim::Probe { lease: la, .. }, Claim::Probe { lease: lb, .. }) = (a, b) else {
+        panic!("two permits expected: {a:?} {b:?}");
+    };
+    assert!(matches!(c, Claim::Reject { retry_at: Some(_) }));
+    assert!(settle_probe(&mut rec, &p, now, 2, la, Outcome::Success));
+    assert_eq!(rec.state, State::HalfOpen, "one success of two needed");
+    // The settled success still counts against the period's permits.
+    assert!(matches!(claim_probe(&mut rec, &p, now), Claim::Reject { .. }));
+    assert!(settle_probe(&mut rec, &p, now, 2, lb, Outcome::Success));
+    assert_eq!(rec.state, State::Closed);
+    assert_eq!(rec.generation, 3);
+    assert_eq!(rec.openings, 0);
+}
+
+#[test]
+fn probe_failure_reopens_with_backoff() {
+    let p = Policy::builder()
+        .failures_within(1, Duration::from_secs(10))
+        .open_for(Duration::from_secs(2))
+        .backoff(3.0, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    fail(&mut rec, &p, at(0));
+    let now = rec.open_until.unwrap();
+    let Claim::Probe { generation, lease } = claim_probe(&mut rec, &p, now) else {
+        panic!("probe expected")
+    };
+    assert!(settle_probe(&mut rec, &p, now, generation, lease, Outcome::Failure));
+    assert_eq!(rec.state, State::Open);
+    assert_eq!(rec.openings, 2);
+    assert_eq!(rec.open_until, Some(now.saturating_add(Duration::from_secs(6))));
+}
+
+#[test]
+fn lapsed_lease_frees_its_slot_and_its_late_report_is_ignored() {
+    let p = Policy::builder()
+        .failures_within(1, Duration::from_secs(10))
+        .probe_lease(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    fail(&mut rec, &p, at(0));
+    let now = rec.open_until.unwrap();
+    let Claim::Probe { generation, lease } = claim_probe(&mut rec, &p, now) else {
+        panic!()
+    };
+    let later = now.saturating_add(Duration::from_millis(499));
+    assert!(matches!(claim_probe(&mut rec, &p, later), Claim::Reject { .. }));
+    let lapsed = now.saturating_add(Duration::from_millis(500));
+    let before = rec.clone();
+    assert!(!settle_probe(&mut rec, &p, lapsed, generation, lease, Outcome::Success));
+    assert_eq!(rec, before, "a late report changes nothing");
+    assert!(matches!(claim_probe(&mut rec, &p, lapsed), Claim::Probe { .. }));
+}
+
+#[test]
+fn ignored_probe_gives_its_slot_back() {
+    let p = policy();
+    let mut rec = tripped(&p);
+    let now = rec.open_until.unwrap();
+    let claims: Vec<_> = (0..2).map(|_| claim_probe(&mut rec, &p, now)).collect();
+    let Claim::Probe { generation, lease } = claims[0] else {
+        panic!()
+    };
+    assert!(settle_probe(&mut rec, &p, now, generation, lease, Outcome::Ignored));
+    assert_eq!(rec.state, State::HalfOpen);
+    assert!(matches!(claim_probe(&mut rec, &p, now), Claim::Probe { .. }));
+}
+
+#[test]
+fn consecutive_failures_reset_by_a_success() {
+    let p = Policy::builder().consecutive_failures(3).build().unwrap();
+    let mut rec = Record::new();
+    fail(&mut rec, &p, at(0));
+    fail(&mut rec, &p, at(1));
+    assert!(record_tally(&mut rec, &p, at(2), 0, Tally::new(1, 0, 0)));
+    assert_eq!(rec.consecutive_failures, 0);
+    fail(&mut rec, &p, at(3));
+    fail(&mut rec, &p, at(4));
+    assert_eq!(rec.state, State::Closed);
+    // Successes batched before a failure come first: the run restarts at one.
+    assert!(record_tally(&mut rec, &p, at(5), 0, Tally::new(4, 1, 0)));
+    assert_eq!(rec.consecutive_failures, 1);
+    fail(&mut rec, &p, at(6));
+    fail(&mut rec, &p, at(7));
+    assert_eq!(rec.state, State::Open);
+}
+
+#[test]
+fn failure_rate_needs_min_calls() {
+    let p = Policy::builder().failure_rate(0.5, 4).build().unwrap();
+    let mut rec = Record::new();
+    assert!(record_tally(&mut rec, &p, at(0), 0, Tally::new(0, 3, 0)));
+    assert_eq!(rec.state, State::Closed, "3 calls < min_calls 4");
+    let mut other = rec.clone();
+    assert!(record_tally(&mut rec, &p, at(1), 0, Tally::new(3, 0, 0)));
+    assert_eq!(rec.state, State::Open, "3 of 6 reaches 0.5 with enough calls");
+    assert!(record_tally(&mut other, &p, at(1), 0, Tally::new(4, 0, 0)));
+    assert_eq!(other.state, State::Closed, "3 of 7 is below 0.5");
+    assert!(record_tally(&mut other, &p, at(2), 0, Tally::new(0, 1, 0)));
+    assert_eq!(other.state, State::Open, "4 of 8 reaches 0.5");
+}
+
+#[test]
+fn slow_call_rate_trips() {
+    let p = Policy::builder()
+        .slow_calls(Duration::from_millis(100), false)
+        .slow_call_rate(0.5, 2)
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    assert!(record_tally(&mut rec, &p, at(0), 0, Tally::new(1, 0, 1)));
+    assert_eq!(rec.state, State::Closed);
+    assert!(record_tally(&mut rec, &p, at(1), 0, Tally::new(1, 0, 0)));
+    assert_eq!(rec.state, State::Open);
+}
+
+#[test]
+fn forced_states_and_reset() {
+    let p = policy();
+    let mut rec = tripped(&p);
+    force(&mut rec, at(10), Forced::Closed);
+    assert_eq!(rec.state, State::ForcedClosed);
+    assert_eq!(record_ttl(&rec, &p, at(10)), None, "forced states never expire");
+    for i in 0..10 {
+        fail(&mut rec, &p, at(11 + i));
+    }
+    assert_eq!(rec.state, State::ForcedClosed, "a disabled breaker never trips");
+    force(&mut rec, at(30), Forced::Open);
+    assert_eq!(admission(&rec, Timestamp::MAX), Admission::Reject { retry_at: None });
+    assert!(matches!(
+        claim_probe(&mut rec, &p, Timestamp::MAX),
+        Claim::Reject { retry_at: None }
+    ));
+    let g = rec.generation;
+    reset(&mut rec, at(40));
+    assert_eq!((rec.state, rec.generation, rec.openings), (State::Closed, g + 1, 0));
+}
+
+#[test]
+fn zero_open_period_probes_at_once() {
+    let p = Policy::builder()
+        .failures_within(1, Duration::from_secs(1))
+        .open_for(Duration::ZERO)
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    fail(&mut rec, &p, at(0));
+    assert_eq!(admission(&rec, at(0)), Admission::Probe);
+}
+
+#[test]
+fn jitter_is_the_same_for_every_agent_and_bounded() {
+    let p = Policy::builder()
+        .jitter(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let values: Vec<_> = (0..200).map(|g| jitter(&p, g)).collect();
+    assert!(values.iter().all(|j| *j <= Duration::from_millis(300)));
+    assert!(values.iter().any(|j| *j != values[0]), "jitter varies by generation");
+    assert_eq!(jitter(&p, 17), jitter(&p.clone(), 17));
+    assert_eq!(jitter(&Policy::default(), 17), Duration::ZERO);
+}
+
+#[test]
+fn open_record_outlives_its_open_period() {
+    let p = policy();
+    let rec = tripped(&p);
+    let ttl = record_ttl(&rec, &p, at(2)).unwrap();
+    assert_eq!(ttl, Duration::from_secs(5) + p.record_ttl);
+}
+
+/// One step a fleet might take against the record.
+#[derive(Clone, Debug)]
+enum Step {
+    Advance(u64),
+    Tally { stale: bool, successes: u8, failures: u8 },
+    Claim,
+    Settle { pick: usize, stale: bool, outcome: u8 },
+    ForceOpen,
+    ForceClosed,
+    Reset,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0u64..3_000).prop_map(Step::Advance),
+        6 => (any::<bool>(), 0u8..3, 0u8..3).prop_map(|(stale, successes, failures)| Step::Tally { stale, successes, failures }),
+        4 => Just(Step::Claim),
+        4 => (0usize..8, any::<bool>(), 0u8..3).prop_map(|(pick, stale, outcome)| Step::Settle { pick, stale, outcome }),
+        1 => Just(Step::ForceOpen),
+        1 => Just(Step::ForceClosed),
+        1 => Just(Step::Reset),
+    ]
+}
+
+fn policy_strategy() -> impl Strategy<Value = Policy> {
+    (1u32..5, 1u32..4, 0u64..3_000, 1u64..2_000, 0u32..2).prop_flat_map(
+        |(failures, permits, open_ms, lease_ms, rule)| {
+            (1..=permits).prop_map(move |success| {
+                let b = Policy::builder()
+                    .open_for(Duration::from_millis(open_ms))
+                    .half_open_permits(permits)
+                    .success_threshold(success)
+                    .probe_lease(Duration::from_millis(lease_ms));
+                let b = if rule == 0 {
+                    b.failures_within(failures, Duration::from_secs(5))
+                } else {
+                    b.consecutive_failures(failures)
+                };
+                b.build().unwrap()
+            })
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The invariants of DESIGN.md: never more probes than permits per half-open period, the
+    /// generation only grows and grows exactly at transitions, outcomes from other
+    /// generations and ignored outcomes change nothing, and the breaker trips exactly when
+    /// the rule says.
+    #[test]
+    fn invariants_hold(policy in policy_strategy(), steps in prop::collection::vec(step(), 1..80)) {
+        let mut rec = Record::new();
+        let mut now = T0;
+        let mut held: Vec<(u64, u64)> = Vec::new();
+        let mut probes_this_period = 0u32;
+        for s in steps {
+            let before = rec.clone();
+            match s {
+                Step::Advance(ms) => now = now.saturating_add(Duration::from_millis(ms)),
+                Step::Tally { stale, successes, failures } => {
+                    let g = if stale { rec.generation.wrapping_sub(1) } else { rec.generation };
+                    let tally = Tally::new(u64::from(successes), u64::from(failures), 0);
+                    let closed_before = window_counts(&rec, &policy, now);
+                    let applied = record_tally(&mut rec, &policy, now, g, tally);
+                    if stale {
+                        prop_assert!(!applied);
+                        prop_assert_eq!(&rec, &before);
+                    }
+                    if applied && before.state == State::Closed && !tally.is_empty() {
+                        // Trips exactly when the rule says.
+                        let failures_in_window = closed_before.failures + tally.failures;
+                        let consecutive = if tally.failures == 0 { 0 } else if tally.successes > 0 { tally.failures } else { u64::from(before.consecutive_failures) + tally.failures };
+                        let should = policy.trip_rules.iter().any(|r| match *r {
+                            TripRule::FailuresInWindow { failures } => failures_in_window >= u64::from(failures),
+                            TripRule::ConsecutiveFailures { failures } => consecutive >= u64::from(failures),
+                            TripRule::FailureRate { .. } | TripRule::SlowCallRate { .. } => unreachable!("not generated"),
+                        });
+                        prop_assert_eq!(rec.state == State::Open, should);
+                    }
+                }
+                Step::Claim => {
+                    let claim = claim_probe(&mut rec, &policy, now);
+                    if rec.generation != before.generation {
+                        probes_this_period = 0;
+                        held.clear();
+                    } else {
+                        // Lapsed leases give their slots back: that is the lease's purpose.
+                        let lapsed = before.leases.iter().filter(|l| l.expires_at <= now).count() as u32;
+                        probes_this_period -= lapsed;
+                    }
+                    if let Claim::Probe { generation, lease } = claim {
+                        probes_this_period += 1;
+                        held.push((generation, lease));
+                    }
+                }
+                Step::Settle { pick, stale, outcome } => {
+                    if !held.is_empty() {
+                        let (g, lease) = held.remove(pick % held.len());
+                        let g = if stale { g.wrapping_add(7) } else { g };
+                        let outcome = [Outcome::Success, Outcome::Failure, Outcome::Ignored][outcome as usize];
+                        let applied = settle_probe(&mut rec, &policy, now, g, lease, outcome);
+                        if stale { prop_assert!(!applied); prop_assert_eq!(&rec, &before); }
+                        if applied && outcome == Outcome::Ignored {
+                            prop_assert_eq!(rec.probe_successes, before.probe_successes);
+                            prop_assert_eq!(rec.generation, before.generation);
+                            probes_this_period -= 1;
+                        }
+                    }
+                }
+                Step::ForceOpen => force(&mut rec, now, Forced::Open),
+                Step::ForceClosed => force(&mut rec, now, Forced::Closed),
+                Step::Reset => reset(&mut rec, now),
+            }
+            prop_assert!(rec.generation >= before.generation, "generation only grows");
+            if rec.state != before.state {
+                prop_assert!(rec.generation > before.generation, "every transition is a new generation");
+            }
+            if rec.generation != before.generation { held.retain(|(g, _)| *g == rec.generation); }
+            if rec.state == State::HalfOpen {
+                prop_assert!(probes_this_period <= policy.half_open_permits,
+                    "{} probes with {} permits", probes_this_period, policy.half_open_permits);
+                prop_assert!(rec.leases.len() as u32 + rec.probe_successes <= policy.half_open_permits);
+            }
+        }
+    }
+}

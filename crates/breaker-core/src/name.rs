@@ -1,0 +1,181 @@
+//! Breaker names: validated so that no name can escape a driver's key namespace.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// The validated name of a breaker, shared by every agent that protects the same service.
+///
+/// Clones are cheap (a shared string).
+///
+/// A name is 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `-`, `_`, `.` or `:`, not starting
+/// with `.` or `:`. That keeps it free of path separators, Redis Cluster hash-tag braces,
+/// wildcards, white space and control characters, so a driver can append it to its key
+/// prefix without escaping and it cannot reach into another namespace.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(Arc<str>);
+
+/// Why a breaker name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is empty.
+    #[error("invalid breaker name: it is empty")]
+    Empty,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes.
+    #[error("invalid breaker name {name:?}: {len} bytes, at most {MAX_NAME_LEN} allowed")]
+    TooLong {
+        /// The refused name, cut to a printable length.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The name holds a character outside the allowed set.
+    #[error(
+        "invalid breaker name {name:?}: character {found:?} at byte {at} is not allowed \
+         (use ASCII letters, digits, '-', '_', '.', ':')"
+    )]
+    BadCharacter {
+        /// The refused name.
+        name: String,
+        /// The offending character.
+        found: char,
+        /// Its byte offset.
+        at: usize,
+    },
+    /// The name starts with `.` or `:`.
+    #[error("invalid breaker name {name:?}: it may not start with {found:?}")]
+    BadStart {
+        /// The refused name.
+        name: String,
+        /// The offending first character.
+        found: char,
+    },
+}
+
+impl Name {
+    /// Validates `name`.
+    pub fn new(name: &str) -> Result<Self, NameError> {
+        if name.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if name.len() > MAX_NAME_LEN {
+            let cut: String = name.chars().take(40).collect();
+            return Err(NameError::TooLong {
+                name: format!("{cut}..."),
+                len: name.len(),
+            });
+        }
+        if let Some((at, found)) = name
+            .char_indices()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+        {
+            return Err(NameError::BadCharacter {
+                name: name.to_owned(),
+                found,
+                at,
+            });
+        }
+        let first = name.as_bytes()[0] as char;
+        if matches!(first, '.' | ':') {
+            return Err(NameError::BadStart {
+                name: name.to_owned(),
+                found: first,
+            });
+        }
+        Ok(Name(name.into()))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl FromStr for Name {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Name::new(s)
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Name::new(&s)
+    }
+}
+
+impl TryFrom<&str> for Name {
+    type Error = NameError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Name::new(s)
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.0.as_ref().to_owned()
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for ok in ["payments", "svc-1", "db.primary:read", "A_b", "x"] {
+            assert_eq!(Name::new(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn refuses_names_that_could_escape_a_namespace() {
+        for bad in ["a/b", "../x", "{slot}", "a b", "a*", "a\n", "é", "a\0"] {
+            let err = Name::new(bad).unwrap_err();
+            assert!(
+                matches!(err, NameError::BadCharacter { .. } | NameError::BadStart { .. }),
+                "{bad:?}: {err}"
+            );
+            assert!(err.to_string().contains("invalid breaker name"));
+        }
+        assert_eq!(Name::new(""), Err(NameError::Empty));
+        assert!(matches!(Name::new(".hidden"), Err(NameError::BadStart { .. })));
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        assert!(matches!(Name::new(&long), Err(NameError::TooLong { len, .. }) if len == MAX_NAME_LEN + 1));
+        assert!(Name::new(&long[..MAX_NAME_LEN]).is_ok());
+    }
+
+    #[test]
+    fn serde_validates() {
+        let n: Name = serde_json::from_str("\"ok-name\"").unwrap();
+        assert_eq!(n.as_str(), "ok-name");
+        let err = serde_json::from_str::<Name>("\"a/b\"").unwrap_err();
+        assert!(err.to_string().contains("not allowed"), "{err}");
+    }
+}

@@ -1,0 +1,563 @@
+//! The breaker policy: trip rules, open period, half-open probes, back-end behaviour, and the
+//! builder that refuses impossible combinations.
+
+use std::time::Duration;
+
+/// One rule that opens the breaker. Several rules may be combined; any one of them trips it.
+///
+/// Windowed rules share the policy's [`Policy::window`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum TripRule {
+    /// At least `failures` failures within the sliding window (the default rule).
+    FailuresInWindow {
+        /// Failures that trip the breaker.
+        failures: u32,
+    },
+    /// At least `failures` failures in a row, fleet-wide: a success from any agent resets it.
+    ConsecutiveFailures {
+        /// Consecutive failures that trip the breaker.
+        failures: u32,
+    },
+    /// A failure rate of at least `rate` within the window, once it holds `min_calls` calls.
+    FailureRate {
+        /// Rate in `(0, 1]`.
+        rate: f64,
+        /// Calls the window must hold before the rate is judged.
+        min_calls: u32,
+    },
+    /// A rate of slow calls (see [`SlowCall`]) of at least `rate` within the window, once it
+    /// holds `min_calls` calls.
+    SlowCallRate {
+        /// Rate in `(0, 1]`.
+        rate: f64,
+        /// Calls the window must hold before the rate is judged.
+        min_calls: u32,
+    },
+}
+
+impl TripRule {
+    fn kind(&self) -> &'static str {
+        match self {
+            TripRule::FailuresInWindow { .. } => "failures_in_window",
+            TripRule::ConsecutiveFailures { .. } => "consecutive_failures",
+            TripRule::FailureRate { .. } => "failure_rate",
+            TripRule::SlowCallRate { .. } => "slow_call_rate",
+        }
+    }
+}
+
+/// What makes a call slow, and whether a slow call counts as a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SlowCall {
+    /// A call that takes longer than this is slow.
+    pub threshold: Duration,
+    /// Whether a slow call also counts as a failure for the failure rules. The caller still
+    /// gets the call's value either way.
+    pub counts_as_failure: bool,
+}
+
+/// Exponential backoff of the open period across consecutive openings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// Each consecutive opening multiplies the open period by this factor (at least 1).
+    pub multiplier: f64,
+    /// The open period never exceeds this.
+    pub max: Duration,
+}
+
+/// What a breaker does while its back-end cannot be reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendFailure {
+    /// Let every call through (a forced-open state seen before the outage still rejects).
+    FailOpen,
+    /// Reject every call with a back-end error (a forced-closed state still admits).
+    FailClosed,
+    /// Keep protecting the service with a local breaker of the same policy, starting from
+    /// the last shared state seen, until the back-end answers again; then the shared record
+    /// is authoritative again.
+    #[default]
+    LocalFallback,
+}
+
+/// A validated breaker policy. Build one with [`Policy::builder`]; [`Policy::default`] is
+/// 5 failures within 10 s, open for 10 s, one probe.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Policy {
+    /// Rules that open the breaker; any one trips it.
+    pub trip_rules: Vec<TripRule>,
+    /// The sliding window of the windowed rules, kept in ten buckets.
+    pub window: Duration,
+    /// What makes a call slow, if slowness matters.
+    pub slow_call: Option<SlowCall>,
+    /// How long the breaker stays open before probing.
+    pub open_for: Duration,
+    /// Backoff of the open period across consecutive openings.
+    pub backoff: Option<Backoff>,
+    /// The largest random extra added to each open period; the same for every agent.
+    pub jitter: Duration,
+    /// Probe calls admitted fleet-wide per half-open period.
+    pub half_open_permits: u32,
+    /// Probe successes that close the breaker.
+    pub success_threshold: u32,
+    /// How long a probe permit stays claimed if its holder never reports.
+    pub probe_lease: Duration,
+    /// An idle breaker's record expires from the back-end after this long.
+    pub record_ttl: Duration,
+    /// How often an agent writes its batched successes and checks for staleness.
+    pub flush_interval: Duration,
+    /// The oldest an agent's view of the shared state may get when the back-end pushes no
+    /// changes.
+    pub max_staleness: Duration,
+    /// Deadline of every back-end operation.
+    pub backend_timeout: Duration,
+    /// First wait before retrying an unreachable back-end; it doubles up to `reconnect_max`.
+    pub reconnect_initial: Duration,
+    /// Longest wait between retries of an unreachable back-end.
+    pub reconnect_max: Duration,
+    /// What to do while the back-end is unreachable.
+    pub on_backend_failure: BackendFailure,
+    /// Strict mode: every outcome is written to the back-end at once (one round trip per
+    /// call) instead of batched.
+    pub strict: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            trip_rules: vec![TripRule::FailuresInWindow { failures: 5 }],
+            window: Duration::from_secs(10),
+            slow_call: None,
+            open_for: Duration::from_secs(10),
+            backoff: None,
+            jitter: Duration::ZERO,
+            half_open_permits: 1,
+            success_threshold: 1,
+            probe_lease: Duration::from_secs(10),
+            record_ttl: Duration::from_secs(24 * 3600),
+            flush_interval: Duration::from_millis(200),
+            max_staleness: Duration::from_secs(1),
+            backend_timeout: Duration::from_millis(500),
+            reconnect_initial: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            on_backend_failure: BackendFailure::LocalFallback,
+            strict: false,
+        }
+    }
+}
+
+/// An impossible policy, naming the field that makes it so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid breaker policy: `{field}` {reason}")]
+#[non_exhaustive]
+pub struct PolicyError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> PolicyError {
+    PolicyError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl Policy {
+    /// A builder starting from the defaults, with no trip rule chosen yet (the default rule
+    /// applies if none is added).
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder::default()
+    }
+
+    /// The open period for the `openings`-th consecutive opening (1 for the first), before
+    /// jitter: `open_for * multiplier^(openings-1)`, capped by the backoff maximum.
+    pub fn open_period(&self, openings: u32) -> Duration {
+        let Some(backoff) = self.backoff else {
+            return self.open_for;
+        };
+        let exponent = openings.saturating_sub(1).min(1_000) as i32;
+        let secs = self.open_for.as_secs_f64() * backoff.multiplier.powi(exponent);
+        let capped = secs.min(backoff.max.as_secs_f64());
+        // `try_from_secs_f64` refuses infinity and NaN; the cap keeps us finite anyway.
+        Duration::try_from_secs_f64(capped).unwrap_or(backoff.max)
+    }
+
+    /// Whether any rule needs the count of successes (rates and consecutive failures do; the
+    /// failures-in-window rule does not).
+    pub fn needs_successes(&self) -> bool {
+        self.trip_rules
+            .iter()
+            .any(|r| !matches!(r, TripRule::FailuresInWindow { .. }))
+    }
+
+    /// Checks every invariant; the builder calls this.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.trip_rules.is_empty() {
+            return Err(invalid("trip_rules", "is empty: give at least one trip rule"));
+        }
+        for (i, rule) in self.trip_rules.iter().enumerate() {
+            if self.trip_rules[..i].iter().any(|r| r.kind() == rule.kind()) {
+                return Err(invalid(
+                    "trip_rules",
+                    format!("holds the rule `{}` twice", rule.kind()),
+                ));
+            }
+            match *rule {
+                TripRule::FailuresInWindow { failures } if failures == 0 => {
+                    return Err(invalid("failures_in_window.failures", "must be at least 1"));
+                }
+                TripRule::ConsecutiveFailures { failures } if failures == 0 => {
+                    return Err(invalid("consecutive_failures.failures", "must be at least 1"));
+                }
+                TripRule::FailureRate { rate, min_calls } => {
+                    check_rate("failure_rate.rate", rate)?;
+                    if min_calls == 0 {
+                        return Err(invalid("failure_rate.min_calls", "must be at least 1"));
+                    }
+                }
+                TripRule::SlowCallRate { rate, min_calls } => {
+                    check_rate("slow_call_rate.rate", rate)?;
+                    if min_calls == 0 {
+                        return Err(invalid("slow_call_rate.min_calls", "must be at least 1"));
+                    }
+                    if self.slow_call.is_none() {
+                        return Err(invalid(
+                            "slow_call",
+                            "is not set, but the slow_call_rate rule needs a slow-call threshold",
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.window < Duration::from_millis(10) {
+            return Err(invalid(
+                "window",
+                format!("is {:?}; it must be at least 10ms (ten buckets of 1ms)", self.window),
+            ));
+        }
+        if let Some(slow) = self.slow_call {
+            if slow.threshold.is_zero() {
+                return Err(invalid("slow_call.threshold", "must be greater than zero"));
+            }
+        }
+        if let Some(backoff) = self.backoff {
+            if !backoff.multiplier.is_finite() || backoff.multiplier < 1.0 {
+                return Err(invalid(
+                    "backoff.multiplier",
+                    format!("is {}; it must be a finite number of at least 1", backoff.multiplier),
+                ));
+            }
+            if backoff.max < self.open_for {
+                return Err(invalid(
+                    "backoff.max",
+                    format!("({:?}) is shorter than open_for ({:?})", backoff.max, self.open_for),
+                ));
+            }
+        }
+        if self.half_open_permits == 0 {
+            return Err(invalid("half_open_permits", "must be at least 1"));
+        }
+        if self.success_threshold == 0 {
+            return Err(invalid("success_threshold", "must be at least 1"));
+        }
+        if self.success_threshold > self.half_open_permits {
+            return Err(invalid(
+                "success_threshold",
+                format!(
+                    "({}) exceeds half_open_permits ({}): the breaker could never close",
+                    self.success_threshold, self.half_open_permits
+                ),
+            ));
+        }
+        for (field, d) in [
+            ("probe_lease", self.probe_lease),
+            ("flush_interval", self.flush_interval),
+            ("max_staleness", self.max_staleness),
+            ("backend_timeout", self.backend_timeout),
+            ("reconnect_initial", self.reconnect_initial),
+        ] {
+            if d < Duration::from_millis(1) {
+                return Err(invalid(field, "must be at least 1ms"));
+            }
+        }
+        if self.reconnect_max < self.reconnect_initial {
+            return Err(invalid("reconnect_max", "is shorter than reconnect_initial"));
+        }
+        if self.record_ttl < self.window {
+            return Err(invalid(
+                "record_ttl",
+                format!(
+                    "({:?}) is shorter than the window ({:?}): idle expiry would drop live counts",
+                    self.record_ttl, self.window
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_rate(field: &'static str, rate: f64) -> Result<(), PolicyError> {
+    if rate.is_finite() && rate > 0.0 && rate <= 1.0 {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("is {rate}; it must be within (0, 1]")))
+    }
+}
+
+/// Builds a [`Policy`]; [`PolicyBuilder::build`] refuses impossible ones.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyBuilder {
+    policy: PolicyDraft,
+}
+
+#[derive(Clone, Debug)]
+struct PolicyDraft {
+    rules: Vec<TripRule>,
+    window: Option<Duration>,
+    window_conflict: Option<(Duration, Duration)>,
+    base: Policy,
+}
+
+impl Default for PolicyDraft {
+    fn default() -> Self {
+        PolicyDraft {
+            rules: Vec::new(),
+            window: None,
+            window_conflict: None,
+            base: Policy::default(),
+        }
+    }
+}
+
+impl PolicyBuilder {
+    /// Adds a trip rule.
+    pub fn trip(mut self, rule: TripRule) -> Self {
+        self.policy.rules.push(rule);
+        self
+    }
+
+    /// Trips after `failures` failures within `window` (the original project's rule).
+    pub fn failures_within(self, failures: u32, window: Duration) -> Self {
+        self.window(window)
+            .trip(TripRule::FailuresInWindow { failures })
+    }
+
+    /// Trips after `failures` consecutive failures, fleet-wide.
+    pub fn consecutive_failures(self, failures: u32) -> Self {
+        self.trip(TripRule::ConsecutiveFailures { failures })
+    }
+
+    /// Trips when at least `rate` of the calls in the window failed, once it holds
+    /// `min_calls` calls.
+    pub fn failure_rate(self, rate: f64, min_calls: u32) -> Self {
+        self.trip(TripRule::FailureRate { rate, min_calls })
+    }
+
+    /// Trips when at least `rate` of the calls in the window were slow, once it holds
+    /// `min_calls` calls. Needs [`PolicyBuilder::slow_calls`].
+    pub fn slow_call_rate(self, rate: f64, min_calls: u32) -> Self {
+        self.trip(TripRule::SlowCallRate { rate, min_calls })
+    }
+
+    /// Calls slower than `threshold` are slow; with `counts_as_failure` they also count as
+    /// failures for the failure rules.
+    pub fn slow_calls(mut self, threshold: Duration, counts_as_failure: bool) -> Self {
+        self.policy.base.slow_call = Some(SlowCall {
+            threshold,
+            counts_as_failure,
+        });
+        self
+    }
+
+    /// The sliding window of the windowed rules (default 10 s).
+    pub fn window(mut self, window: Duration) -> Self {
+        match self.policy.window {
+            Some(old) if old != window => self.policy.window_conflict = Some((old, window)),
+            _ => self.policy.window = Some(window),
+        }
+        self
+    }
+
+    /// How long the breaker stays open (default 10 s).
+    pub fn open_for(mut self, d: Duration) -> Self {
+        self.policy.base.open_for = d;
+        self
+    }
+
+    /// Multiplies the open period by `multiplier` for each consecutive opening, up to `max`.
+    pub fn backoff(mut self, multiplier: f64, max: Duration) -> Self {
+        self.policy.base.backoff = Some(Backoff { multiplier, max });
+        self
+    }
+
+    /// Adds up to `max` of extra open time, chosen per opening the same way by every agent
+    /// (default none).
+    pub fn jitter(mut self, max: Duration) -> Self {
+        self.policy.base.jitter = max;
+        self
+    }
+
+    /// Probe calls admitted fleet-wide per half-open period (default 1).
+    pub fn half_open_permits(mut self, n: u32) -> Self {
+        self.policy.base.half_open_permits = n;
+        self
+    }
+
+    /// Probe successes that close the breaker (default 1).
+    pub fn success_threshold(mut self, n: u32) -> Self {
+        self.policy.base.success_threshold = n;
+        self
+    }
+
+    /// How long a probe permit stays claimed if its holder never reports (default 10 s).
+    pub fn probe_lease(mut self, d: Duration) -> Self {
+        self.policy.base.probe_lease = d;
+        self
+    }
+
+    /// Expiry of an idle breaker's record (default 24 h).
+    pub fn record_ttl(mut self, d: Duration) -> Self {
+        self.policy.base.record_ttl = d;
+        self
+    }
+
+    /// How often batched successes are written (default 200 ms).
+    pub fn flush_interval(mut self, d: Duration) -> Self {
+        self.policy.base.flush_interval = d;
+        self
+    }
+
+    /// Bound on the staleness of the agent's view without push (default 1 s).
+    pub fn max_staleness(mut self, d: Duration) -> Self {
+        self.policy.base.max_staleness = d;
+        self
+    }
+
+    /// Deadline of each back-end operation (default 500 ms).
+    pub fn backend_timeout(mut self, d: Duration) -> Self {
+        self.policy.base.backend_timeout = d;
+        self
+    }
+
+    /// Waits between retries of an unreachable back-end, doubling from `initial` to `max`
+    /// (default 100 ms to 5 s).
+    pub fn reconnect(mut self, initial: Duration, max: Duration) -> Self {
+        self.policy.base.reconnect_initial = initial;
+        self.policy.base.reconnect_max = max;
+        self
+    }
+
+    /// What to do while the back-end is unreachable (default local fallback).
+    pub fn on_backend_failure(mut self, f: BackendFailure) -> Self {
+        self.policy.base.on_backend_failure = f;
+        self
+    }
+
+    /// Strict mode: every outcome written at once (default off).
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.policy.base.strict = strict;
+        self
+    }
+
+    /// Validates and returns the policy.
+    pub fn build(self) -> Result<Policy, PolicyError> {
+        let draft = self.policy;
+        if let Some((a, b)) = draft.window_conflict {
+            return Err(invalid(
+                "window",
+                format!("was set twice, to {a:?} and to {b:?}; windowed rules share one window"),
+            ));
+        }
+        let mut policy = draft.base;
+        if !draft.rules.is_empty() {
+            policy.trip_rules = draft.rules;
+        }
+        if let Some(w) = draft.window {
+            policy.window = w;
+        }
+        policy.validate()?;
+        Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(b: PolicyBuilder) -> PolicyError {
+        b.build().unwrap_err()
+    }
+
+    #[test]
+    fn default_policy_is_valid() {
+        let p = Policy::builder().build().unwrap();
+        assert_eq!(p, Policy::default());
+        assert_eq!(p.trip_rules, vec![TripRule::FailuresInWindow { failures: 5 }]);
+    }
+
+    #[test]
+    fn impossible_policies_name_their_field() {
+        let cases = [
+            (Policy::builder().failures_within(0, Duration::from_secs(1)), "failures_in_window.failures"),
+            (Policy::builder().failures_within(3, Duration::ZERO), "window"),
+            (Policy::builder().consecutive_failures(0), "consecutive_failures.failures"),
+            (Policy::builder().failure_rate(1.5, 10), "failure_rate.rate"),
+            (Policy::builder().failure_rate(0.0, 10), "failure_rate.rate"),
+            (Policy::builder().failure_rate(f64::NAN, 10), "failure_rate.rate"),
+            (Policy::builder().failure_rate(0.5, 0), "failure_rate.min_calls"),
+            (Policy::builder().slow_call_rate(0.5, 10), "slow_call"),
+            (Policy::builder().half_open_permits(0), "half_open_permits"),
+            (Policy::builder().success_threshold(0), "success_threshold"),
+            (Policy::builder().half_open_permits(2).success_threshold(3), "success_threshold"),
+            (Policy::builder().probe_lease(Duration::ZERO), "probe_lease"),
+            (Policy::builder().backoff(0.5, Duration::from_secs(60)), "backoff.multiplier"),
+            (Policy::builder().backoff(2.0, Duration::from_secs(1)), "backoff.max"),
+            (Policy::builder().backend_timeout(Duration::ZERO), "backend_timeout"),
+            (Policy::builder().record_ttl(Duration::from_secs(1)), "record_ttl"),
+            (
+                Policy::builder()
+                    .failures_within(3, Duration::from_secs(1))
+                    .window(Duration::from_secs(2)),
+                "window",
+            ),
+            (
+                Policy::builder().consecutive_failures(2).consecutive_failures(3),
+                "trip_rules",
+            ),
+            (Policy::builder().slow_calls(Duration::ZERO, true), "slow_call.threshold"),
+        ];
+        for (builder, field) in cases {
+            let e = err(builder);
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.to_string().contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn open_period_backs_off_and_caps() {
+        let p = Policy::builder()
+            .open_for(Duration::from_secs(1))
+            .backoff(2.0, Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let periods: Vec<u64> = (1..=5).map(|n| p.open_period(n).as_secs()).collect();
+        assert_eq!(periods, vec![1, 2, 4, 5, 5]);
+        assert_eq!(p.open_period(u32::MAX), Duration::from_secs(5));
+        let flat = Policy::default();
+        assert_eq!(flat.open_period(7), flat.open_for);
+    }
+
+    #[test]
+    fn only_rate_and_consecutive_rules_need_successes() {
+        assert!(!Policy::default().needs_successes());
+        assert!(Policy::builder().consecutive_failures(3).build().unwrap().needs_successes());
+        assert!(Policy::builder().failure_rate(0.5, 4).build().unwrap().needs_successes());
+    }
+}

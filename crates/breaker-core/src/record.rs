@@ -1,0 +1,220 @@
+//! The shared record of one breaker, as every agent and every back-end sees it, and its
+//! encoding.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// The record layout this build reads and writes. A record with another version is refused
+/// as corrupt rather than misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The state of a breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum State {
+    /// Calls go through and are counted.
+    Closed,
+    /// Calls are rejected until the open period ends.
+    Open,
+    /// A limited number of probe calls, fleet-wide, decide whether the breaker closes.
+    HalfOpen,
+    /// Opened by an operator: every call is rejected until reset.
+    ForcedOpen,
+    /// Closed by an operator (disabled): every call goes through and nothing trips.
+    ForcedClosed,
+}
+
+impl State {
+    /// A short lower-case name (`closed`, `open`, `half_open`, `forced_open`, `forced_closed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+            State::ForcedOpen => "forced_open",
+            State::ForcedClosed => "forced_closed",
+        }
+    }
+
+    /// Whether an operator set this state.
+    pub fn is_forced(self) -> bool {
+        matches!(self, State::ForcedOpen | State::ForcedClosed)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counts of one slice (a tenth) of the sliding window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Bucket {
+    /// Which slice: the time in milliseconds divided by the slice length.
+    pub index: u64,
+    /// Successful calls.
+    pub successes: u64,
+    /// Failed calls.
+    pub failures: u64,
+    /// Slow calls (successful or not).
+    pub slow: u64,
+}
+
+/// A claimed half-open probe permit. It is a lease: once `expires_at` passes, its slot may be
+/// claimed again and a late report from its holder is ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Lease {
+    /// Identifies the permit within the record.
+    pub id: u64,
+    /// When the lease lapses.
+    pub expires_at: Timestamp,
+}
+
+/// The one shared record of a breaker. Drivers store it as opaque bytes; all logic over it
+/// lives in [`crate::machine`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Record {
+    /// Layout version, [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// Incremented by every transition; outcomes from older generations change nothing.
+    pub generation: u64,
+    /// Current state.
+    pub state: State,
+    /// When the current state began.
+    pub since: Timestamp,
+    /// End of the open period (inclusive: at that instant the breaker is half-open).
+    pub open_until: Option<Timestamp>,
+    /// Consecutive openings since the breaker last closed or was reset; drives backoff.
+    pub openings: u32,
+    /// Consecutive failures, fleet-wide.
+    pub consecutive_failures: u32,
+    /// The sliding window's slices, oldest first.
+    pub buckets: Vec<Bucket>,
+    /// Probe permits claimed in this half-open period and not yet settled.
+    pub leases: Vec<Lease>,
+    /// Probe successes in this half-open period.
+    pub probe_successes: u32,
+    /// Next probe lease id.
+    pub next_lease_id: u64,
+    /// The agent that wrote this version, so that exactly that agent reports a transition
+    /// as caused and every other agent as observed. Zero when unknown.
+    #[serde(default)]
+    pub writer: u64,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record::new()
+    }
+}
+
+impl Record {
+    /// A closed breaker at generation 0, as an absent record reads.
+    pub fn new() -> Self {
+        Record {
+            schema: SCHEMA_VERSION,
+            generation: 0,
+            state: State::Closed,
+            since: Timestamp::ZERO,
+            open_until: None,
+            openings: 0,
+            consecutive_failures: 0,
+            buckets: Vec::new(),
+            leases: Vec::new(),
+            probe_successes: 0,
+            next_lease_id: 1,
+            writer: 0,
+        }
+    }
+
+    /// The record's bytes as drivers store them (JSON, readable with a back-end's own tools).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a record always serialises")
+    }
+
+    /// Reads a record, refusing foreign bytes and other schema versions.
+    pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+        #[derive(Deserialize)]
+        struct Header {
+            schema: Option<u32>,
+        }
+        let header: Header = serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed {
+            reason: e.to_string(),
+            bytes: bytes.len(),
+        })?;
+        match header.schema {
+            None => Err(RecordError::Malformed {
+                reason: "no `schema` field: not a breaker record".into(),
+                bytes: bytes.len(),
+            }),
+            Some(found) if found != SCHEMA_VERSION => Err(RecordError::SchemaVersion { found }),
+            Some(_) => serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed {
+                reason: e.to_string(),
+                bytes: bytes.len(),
+            }),
+        }
+    }
+}
+
+/// Why stored bytes are not a record this build can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// Not a breaker record at all.
+    #[error("corrupt record ({bytes} bytes): {reason}")]
+    Malformed {
+        /// What the decoder said.
+        reason: String,
+        /// Size of the stored value.
+        bytes: usize,
+    },
+    /// A record of another layout version.
+    #[error("record has schema version {found}, this build reads only version {SCHEMA_VERSION}")]
+    SchemaVersion {
+        /// The version found.
+        found: u32,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let mut r = Record::new();
+        r.generation = 7;
+        r.state = State::HalfOpen;
+        r.leases.push(Lease {
+            id: 3,
+            expires_at: Timestamp::from_millis(99),
+        });
+        assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn refuses_foreign_bytes() {
+        for bad in [&b"\xff\x00garbage"[..], b"{}", b"[1,2]", b"{\"schema\":1}", b""] {
+            let e = Record::decode(bad).unwrap_err();
+            assert!(matches!(e, RecordError::Malformed { .. }), "{e}");
+            assert!(e.to_string().starts_with("corrupt record"), "{e}");
+        }
+    }
+
+    #[test]
+    fn refuses_other_schema_versions() {
+        let text = String::from_utf8(Record::new().encode()).unwrap();
+        let newer = text.replace("\"schema\":1", "\"schema\":2");
+        assert_eq!(
+            Record::decode(newer.as_bytes()),
+            Err(RecordError::SchemaVersion { found: 2 })
+        );
+    }
+}

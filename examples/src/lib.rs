@@ -1,0 +1,1 @@
+//! Runnable examples of breaker; see the `[[example]]` targets.
