@@ -170,7 +170,8 @@ pub trait DynDriver: Send + Sync + 'static {
         ttl: Option<Duration>,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Swap, DriverError>>;
-    fn list(&self, timeout: Duration) -> BoxFuture<'_, Result<Vec<(Name, Versioned)>, DriverError>>;
+    fn list(&self, timeout: Duration)
+    -> BoxFuture<'_, Result<Vec<(Name, Versioned)>, DriverError>>;
     fn watch<'a>(
         &'a self,
         name: &'a Name,
@@ -203,7 +204,10 @@ impl<D: Driver> DynDriver for D {
             self, name, expected, value, ttl, timeout,
         ))
     }
-    fn list(&self, timeout: Duration) -> BoxFuture<'_, Result<Vec<(Name, Versioned)>, DriverError>> {
+    fn list(
+        &self,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Vec<(Name, Versioned)>, DriverError>> {
         Box::pin(Driver::list(self, timeout))
     }
     fn watch<'a>(

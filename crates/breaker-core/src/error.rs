@@ -82,7 +82,11 @@ pub struct Rejected {
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "breaker `{}` is {} and rejected the call", self.breaker, self.state)?;
+        write!(
+            f,
+            "breaker `{}` is {} and rejected the call",
+            self.breaker, self.state
+        )?;
         match self.retry_after {
             Some(d) => write!(f, "; retry in {d:?}"),
             None => write!(f, "; it stays open until an operator resets it"),

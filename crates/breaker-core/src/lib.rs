@@ -31,7 +31,9 @@ mod record;
 mod time;
 
 pub use breaker::{AdmissionError, Breaker, BreakerBuilder, Permit};
-pub use driver::{Change, ChangeSink, Driver, DriverError, DriverErrorKind, DynDriver, Swap, Versioned, Watch};
+pub use driver::{
+    Change, ChangeSink, Driver, DriverError, DriverErrorKind, DynDriver, Swap, Versioned, Watch,
+};
 pub use error::{BackendError, BuildError, Error, Operation, Rejected};
 pub use events::{Cause, Event, SUBSCRIPTION_CAPACITY, Subscription};
 pub use name::{MAX_NAME_LEN, Name, NameError};

@@ -159,15 +159,23 @@ mod tests {
         for bad in ["a/b", "../x", "{slot}", "a b", "a*", "a\n", "é", "a\0"] {
             let err = Name::new(bad).unwrap_err();
             assert!(
-                matches!(err, NameError::BadCharacter { .. } | NameError::BadStart { .. }),
+                matches!(
+                    err,
+                    NameError::BadCharacter { .. } | NameError::BadStart { .. }
+                ),
                 "{bad:?}: {err}"
             );
             assert!(err.to_string().contains("invalid breaker name"));
         }
         assert_eq!(Name::new(""), Err(NameError::Empty));
-        assert!(matches!(Name::new(".hidden"), Err(NameError::BadStart { .. })));
+        assert!(matches!(
+            Name::new(".hidden"),
+            Err(NameError::BadStart { .. })
+        ));
         let long = "a".repeat(MAX_NAME_LEN + 1);
-        assert!(matches!(Name::new(&long), Err(NameError::TooLong { len, .. }) if len == MAX_NAME_LEN + 1));
+        assert!(
+            matches!(Name::new(&long), Err(NameError::TooLong { len, .. }) if len == MAX_NAME_LEN + 1)
+        );
         assert!(Name::new(&long[..MAX_NAME_LEN]).is_ok());
     }
 

@@ -50,8 +50,14 @@ mod tests {
 
     #[test]
     fn default_classifier_maps_ok_and_err() {
-        assert_eq!(ErrorsAreFailures.classify(&Ok::<u8, u8>(1)), Outcome::Success);
-        assert_eq!(ErrorsAreFailures.classify(&Err::<u8, u8>(1)), Outcome::Failure);
+        assert_eq!(
+            ErrorsAreFailures.classify(&Ok::<u8, u8>(1)),
+            Outcome::Success
+        );
+        assert_eq!(
+            ErrorsAreFailures.classify(&Err::<u8, u8>(1)),
+            Outcome::Failure
+        );
     }
 
     #[test]

@@ -199,7 +199,10 @@ impl Policy {
     /// Checks every invariant; the builder calls this.
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.trip_rules.is_empty() {
-            return Err(invalid("trip_rules", "is empty: give at least one trip rule"));
+            return Err(invalid(
+                "trip_rules",
+                "is empty: give at least one trip rule",
+            ));
         }
         for (i, rule) in self.trip_rules.iter().enumerate() {
             if self.trip_rules[..i].iter().any(|r| r.kind() == rule.kind()) {
@@ -209,11 +212,14 @@ impl Policy {
                 ));
             }
             match *rule {
-                TripRule::FailuresInWindow { failures } if failures == 0 => {
+                TripRule::FailuresInWindow { failures: 0 } => {
                     return Err(invalid("failures_in_window.failures", "must be at least 1"));
                 }
-                TripRule::ConsecutiveFailures { failures } if failures == 0 => {
-                    return Err(invalid("consecutive_failures.failures", "must be at least 1"));
+                TripRule::ConsecutiveFailures { failures: 0 } => {
+                    return Err(invalid(
+                        "consecutive_failures.failures",
+                        "must be at least 1",
+                    ));
                 }
                 TripRule::FailureRate { rate, min_calls } => {
                     check_rate("failure_rate.rate", rate)?;
@@ -239,7 +245,10 @@ impl Policy {
         if self.window < Duration::from_millis(10) {
             return Err(invalid(
                 "window",
-                format!("is {:?}; it must be at least 10ms (ten buckets of 1ms)", self.window),
+                format!(
+                    "is {:?}; it must be at least 10ms (ten buckets of 1ms)",
+                    self.window
+                ),
             ));
         }
         if let Some(slow) = self.slow_call {
@@ -251,13 +260,19 @@ impl Policy {
             if !backoff.multiplier.is_finite() || backoff.multiplier < 1.0 {
                 return Err(invalid(
                     "backoff.multiplier",
-                    format!("is {}; it must be a finite number of at least 1", backoff.multiplier),
+                    format!(
+                        "is {}; it must be a finite number of at least 1",
+                        backoff.multiplier
+                    ),
                 ));
             }
             if backoff.max < self.open_for {
                 return Err(invalid(
                     "backoff.max",
-                    format!("({:?}) is shorter than open_for ({:?})", backoff.max, self.open_for),
+                    format!(
+                        "({:?}) is shorter than open_for ({:?})",
+                        backoff.max, self.open_for
+                    ),
                 ));
             }
         }
@@ -288,7 +303,10 @@ impl Policy {
             }
         }
         if self.reconnect_max < self.reconnect_initial {
-            return Err(invalid("reconnect_max", "is shorter than reconnect_initial"));
+            return Err(invalid(
+                "reconnect_max",
+                "is shorter than reconnect_initial",
+            ));
         }
         if self.record_ttl < self.window {
             return Err(invalid(
@@ -307,7 +325,10 @@ fn check_rate(field: &'static str, rate: f64) -> Result<(), PolicyError> {
     if rate.is_finite() && rate > 0.0 && rate <= 1.0 {
         Ok(())
     } else {
-        Err(invalid(field, format!("is {rate}; it must be within (0, 1]")))
+        Err(invalid(
+            field,
+            format!("is {rate}; it must be within (0, 1]"),
+        ))
     }
 }
 
@@ -317,23 +338,12 @@ pub struct PolicyBuilder {
     policy: PolicyDraft,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct PolicyDraft {
     rules: Vec<TripRule>,
     window: Option<Duration>,
     window_conflict: Option<(Duration, Duration)>,
     base: Policy,
-}
-
-impl Default for PolicyDraft {
-    fn default() -> Self {
-        PolicyDraft {
-            rules: Vec::new(),
-            window: None,
-            window_conflict: None,
-            base: Policy::default(),
-        }
-    }
 }
 
 impl PolicyBuilder {
@@ -499,28 +509,61 @@ mod tests {
     fn default_policy_is_valid() {
         let p = Policy::builder().build().unwrap();
         assert_eq!(p, Policy::default());
-        assert_eq!(p.trip_rules, vec![TripRule::FailuresInWindow { failures: 5 }]);
+        assert_eq!(
+            p.trip_rules,
+            vec![TripRule::FailuresInWindow { failures: 5 }]
+        );
     }
 
     #[test]
     fn impossible_policies_name_their_field() {
         let cases = [
-            (Policy::builder().failures_within(0, Duration::from_secs(1)), "failures_in_window.failures"),
-            (Policy::builder().failures_within(3, Duration::ZERO), "window"),
-            (Policy::builder().consecutive_failures(0), "consecutive_failures.failures"),
+            (
+                Policy::builder().failures_within(0, Duration::from_secs(1)),
+                "failures_in_window.failures",
+            ),
+            (
+                Policy::builder().failures_within(3, Duration::ZERO),
+                "window",
+            ),
+            (
+                Policy::builder().consecutive_failures(0),
+                "consecutive_failures.failures",
+            ),
             (Policy::builder().failure_rate(1.5, 10), "failure_rate.rate"),
             (Policy::builder().failure_rate(0.0, 10), "failure_rate.rate"),
-            (Policy::builder().failure_rate(f64::NAN, 10), "failure_rate.rate"),
-            (Policy::builder().failure_rate(0.5, 0), "failure_rate.min_calls"),
+            (
+                Policy::builder().failure_rate(f64::NAN, 10),
+                "failure_rate.rate",
+            ),
+            (
+                Policy::builder().failure_rate(0.5, 0),
+                "failure_rate.min_calls",
+            ),
             (Policy::builder().slow_call_rate(0.5, 10), "slow_call"),
             (Policy::builder().half_open_permits(0), "half_open_permits"),
             (Policy::builder().success_threshold(0), "success_threshold"),
-            (Policy::builder().half_open_permits(2).success_threshold(3), "success_threshold"),
+            (
+                Policy::builder().half_open_permits(2).success_threshold(3),
+                "success_threshold",
+            ),
             (Policy::builder().probe_lease(Duration::ZERO), "probe_lease"),
-            (Policy::builder().backoff(0.5, Duration::from_secs(60)), "backoff.multiplier"),
-            (Policy::builder().backoff(2.0, Duration::from_secs(1)), "backoff.max"),
-            (Policy::builder().backend_timeout(Duration::ZERO), "backend_timeout"),
-            (Policy::builder().record_ttl(Duration::from_secs(1)), "record_ttl"),
+            (
+                Policy::builder().backoff(0.5, Duration::from_secs(60)),
+                "backoff.multiplier",
+            ),
+            (
+                Policy::builder().backoff(2.0, Duration::from_secs(1)),
+                "backoff.max",
+            ),
+            (
+                Policy::builder().backend_timeout(Duration::ZERO),
+                "backend_timeout",
+            ),
+            (
+                Policy::builder().record_ttl(Duration::from_secs(1)),
+                "record_ttl",
+            ),
             (
                 Policy::builder()
                     .failures_within(3, Duration::from_secs(1))
@@ -528,10 +571,15 @@ mod tests {
                 "window",
             ),
             (
-                Policy::builder().consecutive_failures(2).consecutive_failures(3),
+                Policy::builder()
+                    .consecutive_failures(2)
+                    .consecutive_failures(3),
                 "trip_rules",
             ),
-            (Policy::builder().slow_calls(Duration::ZERO, true), "slow_call.threshold"),
+            (
+                Policy::builder().slow_calls(Duration::ZERO, true),
+                "slow_call.threshold",
+            ),
         ];
         for (builder, field) in cases {
             let e = err(builder);
@@ -557,7 +605,19 @@ mod tests {
     #[test]
     fn only_rate_and_consecutive_rules_need_successes() {
         assert!(!Policy::default().needs_successes());
-        assert!(Policy::builder().consecutive_failures(3).build().unwrap().needs_successes());
-        assert!(Policy::builder().failure_rate(0.5, 4).build().unwrap().needs_successes());
+        assert!(
+            Policy::builder()
+                .consecutive_failures(3)
+                .build()
+                .unwrap()
+                .needs_successes()
+        );
+        assert!(
+            Policy::builder()
+                .failure_rate(0.5, 4)
+                .build()
+                .unwrap()
+                .needs_successes()
+        );
     }
 }

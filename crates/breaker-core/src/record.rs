@@ -201,7 +201,13 @@ mod tests {
 
     #[test]
     fn refuses_foreign_bytes() {
-        for bad in [&b"\xff\x00garbage"[..], b"{}", b"[1,2]", b"{\"schema\":1}", b""] {
+        for bad in [
+            &b"\xff\x00garbage"[..],
+            b"{}",
+            b"[1,2]",
+            b"{\"schema\":1}",
+            b"",
+        ] {
             let e = Record::decode(bad).unwrap_err();
             assert!(matches!(e, RecordError::Malformed { .. }), "{e}");
             assert!(e.to_string().starts_with("corrupt record"), "{e}");

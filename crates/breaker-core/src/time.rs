@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 /// Deadlines in the shared record (end of the open period, probe leases, window buckets) are
 /// stored as timestamps and judged by the breaker's clock, never by comparing two agents'
 /// wall clocks. All arithmetic saturates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(u64);
 
@@ -160,7 +162,10 @@ mod tests {
 
     #[test]
     fn timestamp_arithmetic_saturates() {
-        assert_eq!(Timestamp::MAX.saturating_add(Duration::from_secs(1)), Timestamp::MAX);
+        assert_eq!(
+            Timestamp::MAX.saturating_add(Duration::from_secs(1)),
+            Timestamp::MAX
+        );
         assert_eq!(
             Timestamp::from_millis(5).saturating_duration_since(Timestamp::from_millis(9)),
             Duration::ZERO

@@ -1,1 +1,294 @@
-pub fn x(){}
+//! The in-process driver of **breaker**: breakers of one process that use the same name
+//! share one record. It is the embedded default for a single process, and the reference
+//! implementation that the conformance kit is first proven against.
+//!
+//! ```
+//! use breaker_driver_memory::{Breaker, MemoryDriver, Policy};
+//!
+//! let breaker = Breaker::builder("inventory", MemoryDriver::new())
+//!     .policy(Policy::default())
+//!     .build()?;
+//! let answer: Result<u32, breaker_driver_memory::Error<&str>> = breaker.call_blocking(|| Ok(42));
+//! assert_eq!(answer.unwrap(), 42);
+//! # Ok::<(), breaker_driver_memory::BuildError>(())
+//! ```
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+pub use breaker_core::{
+    self, BackendError, BackendFailure, Breaker, BreakerBuilder, BuildError, Clock, Error, Event,
+    ManualClock, Outcome, Permit, Policy, PolicyError, Rejected, State, SystemClock,
+};
+use breaker_core::{
+    Change, ChangeSink, Driver, DriverError, Name, Swap, Timestamp, Versioned, Watch,
+};
+
+/// Shards of the store, so breakers of different names do not share a lock.
+const SHARDS: usize = 16;
+
+/// A driver that keeps records in this process's memory. Clones share the store.
+///
+/// Expiry is judged by the driver's clock (the host clock unless given another), lazily: an
+/// expired record is never returned and is dropped when next touched.
+#[derive(Clone, Debug)]
+pub struct MemoryDriver {
+    store: Arc<Store>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    version: u64,
+    value: Vec<u8>,
+    expires_at: Option<Timestamp>,
+}
+
+struct Watcher {
+    id: u64,
+    name: Name,
+    sink: ChangeSink,
+}
+
+struct Store {
+    shards: [Mutex<HashMap<Name, Entry>>; SHARDS],
+    /// One counter for every name, so a version is never reused, even after expiry.
+    versions: AtomicU64,
+    clock: Arc<dyn Clock>,
+    watchers: Mutex<Vec<Watcher>>,
+    watch_ids: AtomicU64,
+    /// While true every operation fails as unavailable (for outage tests).
+    down: AtomicBool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryDriver {
+    fn default() -> Self {
+        MemoryDriver::new()
+    }
+}
+
+impl MemoryDriver {
+    /// A new, empty store whose expiry follows the host clock.
+    pub fn new() -> Self {
+        Self::with_clock(SystemClock)
+    }
+
+    /// A new, empty store whose expiry follows `clock` (tests: a [`ManualClock`]).
+    pub fn with_clock(clock: impl Clock) -> Self {
+        MemoryDriver {
+            store: Arc::new(Store {
+                shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+                versions: AtomicU64::new(0),
+                clock: Arc::new(clock),
+                watchers: Mutex::new(Vec::new()),
+                watch_ids: AtomicU64::new(0),
+                down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The process-wide store that the facade's shortcut constructor uses, so that every
+    /// breaker of one name in this process shares one record.
+    pub fn process_wide() -> Self {
+        static GLOBAL: OnceLock<MemoryDriver> = OnceLock::new();
+        GLOBAL.get_or_init(MemoryDriver::new).clone()
+    }
+
+    /// Makes every operation fail as if the back-end were unreachable (`true`) or work again
+    /// (`false`): a fault switch for tests of the back-end failure policy.
+    pub fn set_unavailable(&self, down: bool) {
+        self.store.down.store(down, Ordering::SeqCst);
+    }
+
+    fn check_up(&self) -> Result<(), DriverError> {
+        if self.store.down.load(Ordering::SeqCst) {
+            Err(DriverError::new(
+                breaker_core::DriverErrorKind::Unavailable,
+                "memory store switched off by set_unavailable(true)",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn shard(&self, name: &Name) -> MutexGuard<'_, HashMap<Name, Entry>> {
+        let mut h = DefaultHasher::new();
+        name.hash(&mut h);
+        let i = (h.finish() % SHARDS as u64) as usize;
+        self.store.shards[i]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live entry of `name`, dropping it if expired.
+    fn live<'a>(&self, map: &'a mut HashMap<Name, Entry>, name: &Name) -> Option<&'a Entry> {
+        let now = self.store.clock.now();
+        if map
+            .get(name)
+            .is_some_and(|e| e.expires_at.is_some_and(|t| t <= now))
+        {
+            map.remove(name);
+        }
+        map.get(name)
+    }
+
+    fn notify(&self, change: Change) {
+        let sinks: Vec<ChangeSink> = self
+            .store
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|w| w.name == change.name)
+            .map(|w| w.sink.clone())
+            .collect();
+        // Called with no lock of ours held, so a sink may call back into the driver.
+        for sink in sinks {
+            sink(change.clone());
+        }
+    }
+
+    fn swap_now(
+        &self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<Swap, DriverError> {
+        self.check_up()?;
+        let now = self.store.clock.now();
+        let written = {
+            let mut map = self.shard(name);
+            let current = self.live(&mut map, name).map(|e| e.version);
+            if current != expected {
+                let current = map.get(name).map(|e| Versioned {
+                    version: e.version,
+                    value: e.value.clone(),
+                });
+                return Ok(Swap::Conflict { current });
+            }
+            let version = self.store.versions.fetch_add(1, Ordering::SeqCst) + 1;
+            let entry = Entry {
+                version,
+                value,
+                expires_at: ttl.map(|d| now.saturating_add(d)),
+            };
+            let stored = Versioned {
+                version,
+                value: entry.value.clone(),
+            };
+            map.insert(name.clone(), entry);
+            stored
+        };
+        let version = written.version;
+        self.notify(Change {
+            name: name.clone(),
+            record: Some(written),
+        });
+        Ok(Swap::Swapped { version })
+    }
+}
+
+impl Driver for MemoryDriver {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn load(
+        &self,
+        name: &Name,
+        _timeout: Duration,
+    ) -> Result<Option<Versioned>, DriverError> {
+        self.check_up()?;
+        let mut map = self.shard(name);
+        Ok(self.live(&mut map, name).map(|e| Versioned {
+            version: e.version,
+            value: e.value.clone(),
+        }))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        _timeout: Duration,
+    ) -> Result<Swap, DriverError> {
+        self.swap_now(name, expected, value, ttl)
+    }
+
+    async fn list(&self, _timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
+        self.check_up()?;
+        let now = self.store.clock.now();
+        let mut out = Vec::new();
+        for shard in &self.store.shards {
+            let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, e| e.expires_at.is_none_or(|t| t > now));
+            out.extend(map.iter().map(|(name, e)| {
+                (
+                    name.clone(),
+                    Versioned {
+                        version: e.version,
+                        value: e.value.clone(),
+                    },
+                )
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn watch(
+        &self,
+        name: &Name,
+        sink: ChangeSink,
+        _timeout: Duration,
+    ) -> Result<Option<Watch>, DriverError> {
+        self.check_up()?;
+        let id = self.store.watch_ids.fetch_add(1, Ordering::Relaxed);
+        self.store
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Watcher {
+                id,
+                name: name.clone(),
+                sink,
+            });
+        let store = Arc::downgrade(&self.store);
+        let down = self.clone();
+        Ok(Some(Watch::new(
+            move || !down.store.down.load(Ordering::SeqCst),
+            Unwatch { store, id },
+        )))
+    }
+}
+
+/// Removes a watcher when its [`Watch`] is dropped.
+struct Unwatch {
+    store: std::sync::Weak<Store>,
+    id: u64,
+}
+
+impl Drop for Unwatch {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.upgrade() {
+            store
+                .watchers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|w| w.id != self.id);
+        }
+    }
+}

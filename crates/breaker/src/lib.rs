@@ -1,1 +1,49 @@
+//! **breaker**: a circuit breaker whose state is shared by every process that calls the same
+//! service.
+//!
+//! Each process (agent) wraps its calls in a [`Breaker`]; all of them share one record
+//! through a back-end driver. When the service fails too often, the breaker opens for the
+//! whole fleet at once; after the open period a limited number of probes, fleet-wide, decide
+//! whether it closes. Admission while closed or open costs no round trip.
+//!
+//! This facade re-exports `breaker-core` and, behind a cargo feature each, the drivers:
+//!
+//! | feature | driver | shortcut |
+//! |---|---|---|
+//! | `memory` (default) | [`memory::MemoryDriver`]: breakers of one process | [`memory::breaker`] |
+//!
+//! ```
+//! use std::time::Duration;
+//! use breaker::{Error, Policy};
+//!
+//! let policy = Policy::builder()
+//!     .failures_within(2, Duration::from_secs(60))
+//!     .open_for(Duration::from_secs(5))
+//!     .build()?;
+//! let payments = breaker::memory::breaker("payments-doc", policy)?;
+//! let first: Result<(), Error<&str>> = payments.call_blocking(|| Err("down"));
+//! let second: Result<(), Error<&str>> = payments.call_blocking(|| Err("down"));
+//! assert!(matches!(second, Err(Error::Call("down"))), "the tripping call returns its error");
+//! let third: Result<(), Error<&str>> = payments.call_blocking(|| Ok(()));
+//! assert!(third.unwrap_err().is_rejected(), "then the breaker is open");
+//! # let _ = first;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+pub use breaker_core::*;
+
+/// The in-process driver: every breaker of one name in this process shares one record.
+#[cfg(feature = "memory")]
+pub mod memory {
+    pub use breaker_driver_memory::MemoryDriver;
+
+    use breaker_core::{Breaker, BuildError, Policy};
+
+    /// A breaker called `name` with `policy`, sharing its state with every other breaker of
+    /// that name in this process (the process-wide [`MemoryDriver`]).
+    pub fn breaker(name: &str, policy: Policy) -> Result<Breaker, BuildError> {
+        Breaker::builder(name, MemoryDriver::process_wide())
+            .policy(policy)
+            .build()
+    }
+}

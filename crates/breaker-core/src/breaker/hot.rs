@@ -26,7 +26,10 @@ pub(crate) enum Fast {
     /// Admit an ordinary call of this generation.
     Admit { generation: u64, maintain: bool },
     /// Reject: open until then, or forced open.
-    Reject { state: State, until: Option<Timestamp> },
+    Reject {
+        state: State,
+        until: Option<Timestamp>,
+    },
     /// Not decidable from the cache (unknown, half-open, open period over, degraded,
     /// strict mode).
     Slow,

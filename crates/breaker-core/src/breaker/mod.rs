@@ -326,7 +326,8 @@ impl Breaker {
                 return admitted;
             }
         }
-        if inner.lock().degraded() && !inner.try_recover().await {
+        let degraded = inner.lock().degraded();
+        if degraded && !inner.try_recover().await {
             return self.admit_degraded();
         }
         if inner.ensure_ready().await.is_err() {
@@ -338,7 +339,9 @@ impl Breaker {
             (machine::admission(&s.record, now), s.record.state)
         };
         match admission {
-            Admission::Admit { generation } => Ok(Permit::new(inner, Admitted::Closed { generation })),
+            Admission::Admit { generation } => {
+                Ok(Permit::new(inner, Admitted::Closed { generation }))
+            }
             Admission::Reject { retry_at } => Err(self.reject(state, retry_at, now)),
             Admission::Probe => {
                 let policy = &inner.policy;

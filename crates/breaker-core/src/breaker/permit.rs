@@ -70,7 +70,9 @@ impl<'a> Permit<'a> {
     /// while the back-end is unreachable).
     pub fn generation(&self) -> Option<u64> {
         match self.admitted {
-            Admitted::Closed { generation } | Admitted::Probe { generation, .. } => Some(generation),
+            Admitted::Closed { generation } | Admitted::Probe { generation, .. } => {
+                Some(generation)
+            }
             Admitted::Unprotected => None,
         }
     }

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use crate::driver::{Change, ChangeSink, DriverError, DriverErrorKind, DynDriver, Swap, Versioned, Watch};
+use crate::driver::{
+    Change, ChangeSink, DriverError, DriverErrorKind, DynDriver, Swap, Versioned, Watch,
+};
 use crate::error::{BackendError, Operation};
 use crate::events::{Cause, Event, EventHub};
 use crate::machine;
@@ -25,7 +27,10 @@ const MAX_SWAP_ATTEMPTS: usize = 64;
 pub(crate) enum Health {
     Healthy,
     /// Unreachable; not tried again before `retry_at`, and then only by one caller.
-    Down { retry_at: Timestamp, delay: Duration },
+    Down {
+        retry_at: Timestamp,
+        delay: Duration,
+    },
 }
 
 /// The agent's copy of the shared record and what goes with it.
@@ -192,9 +197,8 @@ impl Inner {
             match self.driver.now(self.timeout()).await {
                 Ok(Some(reference)) => {
                     let after = offset_base_now(offset);
-                    let mid = Timestamp::from_millis(
-                        before.as_millis() / 2 + after.as_millis() / 2,
-                    );
+                    let mid =
+                        Timestamp::from_millis(before.as_millis() / 2 + after.as_millis() / 2);
                     offset.align(mid, reference);
                 }
                 Ok(None) => {}
@@ -220,6 +224,8 @@ impl Inner {
             }
         }
         self.ensure_watch().await;
+        self.hot
+            .schedule_maintenance(self.clock.now().saturating_add(self.policy.flush_interval));
         Ok(())
     }
 
@@ -320,8 +326,12 @@ impl Inner {
     /// Applies `op` to the shared record; while the back-end is unreachable and the policy is
     /// the local fallback, to the local record instead. Outcomes are dropped under the other
     /// policies.
-    pub(crate) async fn apply(self: &Arc<Self>, mut op: impl FnMut(&mut Record, Timestamp) -> bool) {
-        if !self.lock().degraded() && self.update(&mut op).await.is_ok() {
+    pub(crate) async fn apply(
+        self: &Arc<Self>,
+        mut op: impl FnMut(&mut Record, Timestamp) -> bool,
+    ) {
+        let degraded = self.lock().degraded();
+        if !degraded && self.update(&mut op).await.is_ok() {
             return;
         }
         if self.policy.on_backend_failure == BackendFailure::LocalFallback {
@@ -367,15 +377,14 @@ impl Inner {
             return;
         }
         let _guard = ClearOnDrop(&self.maintaining);
-        let now = self.clock.now();
-        self.hot
-            .schedule_maintenance(now.saturating_add(self.policy.flush_interval));
         let _ = self.sync(false).await;
     }
 
     /// Gives back dropped probe permits, writes pending successes, and reloads the record
     /// when the view may be stale (always, with `force`).
     pub(crate) async fn sync(self: &Arc<Self>, force: bool) -> Result<(), BackendError> {
+        self.hot
+            .schedule_maintenance(self.clock.now().saturating_add(self.policy.flush_interval));
         if self.lock().degraded() {
             if force {
                 self.connect(true).await?;
@@ -401,8 +410,7 @@ impl Inner {
         let stale = {
             let s = self.lock();
             let pushed = s.watch.as_ref().is_some_and(Watch::is_alive);
-            !pushed
-                && self.clock.now() >= s.last_sync.saturating_add(self.policy.max_staleness)
+            !pushed && self.clock.now() >= s.last_sync.saturating_add(self.policy.max_staleness)
         };
         if force || stale {
             self.refresh().await?;

@@ -51,7 +51,10 @@ fn trips_exactly_at_the_threshold() {
     assert_eq!(rec.generation, 1);
     assert_eq!(rec.open_until, Some(at(2 + 5_000)));
     assert_eq!(rec.openings, 1);
-    assert!(rec.buckets.is_empty(), "counts start afresh at every transition");
+    assert!(
+        rec.buckets.is_empty(),
+        "counts start afresh at every transition"
+    );
 }
 
 #[test]
@@ -96,7 +99,10 @@ fn half_open_grants_exactly_the_permits_and_closes_on_successes() {
     assert!(settle_probe(&mut rec, &p, now, 2, la, Outcome::Success));
     assert_eq!(rec.state, State::HalfOpen, "one success of two needed");
     // The settled success still counts against the period's permits.
-    assert!(matches!(claim_probe(&mut rec, &p, now), Claim::Reject { .. }));
+    assert!(matches!(
+        claim_probe(&mut rec, &p, now),
+        Claim::Reject { .. }
+    ));
     assert!(settle_probe(&mut rec, &p, now, 2, lb, Outcome::Success));
     assert_eq!(rec.state, State::Closed);
     assert_eq!(rec.generation, 3);
@@ -117,10 +123,20 @@ fn probe_failure_reopens_with_backoff() {
     let Claim::Probe { generation, lease } = claim_probe(&mut rec, &p, now) else {
         panic!("probe expected")
     };
-    assert!(settle_probe(&mut rec, &p, now, generation, lease, Outcome::Failure));
+    assert!(settle_probe(
+        &mut rec,
+        &p,
+        now,
+        generation,
+        lease,
+        Outcome::Failure
+    ));
     assert_eq!(rec.state, State::Open);
     assert_eq!(rec.openings, 2);
-    assert_eq!(rec.open_until, Some(now.saturating_add(Duration::from_secs(6))));
+    assert_eq!(
+        rec.open_until,
+        Some(now.saturating_add(Duration::from_secs(6)))
+    );
 }
 
 #[test]
@@ -137,12 +153,25 @@ fn lapsed_lease_frees_its_slot_and_its_late_report_is_ignored() {
         panic!()
     };
     let later = now.saturating_add(Duration::from_millis(499));
-    assert!(matches!(claim_probe(&mut rec, &p, later), Claim::Reject { .. }));
+    assert!(matches!(
+        claim_probe(&mut rec, &p, later),
+        Claim::Reject { .. }
+    ));
     let lapsed = now.saturating_add(Duration::from_millis(500));
     let before = rec.clone();
-    assert!(!settle_probe(&mut rec, &p, lapsed, generation, lease, Outcome::Success));
+    assert!(!settle_probe(
+        &mut rec,
+        &p,
+        lapsed,
+        generation,
+        lease,
+        Outcome::Success
+    ));
     assert_eq!(rec, before, "a late report changes nothing");
-    assert!(matches!(claim_probe(&mut rec, &p, lapsed), Claim::Probe { .. }));
+    assert!(matches!(
+        claim_probe(&mut rec, &p, lapsed),
+        Claim::Probe { .. }
+    ));
 }
 
 #[test]
@@ -154,9 +183,19 @@ fn ignored_probe_gives_its_slot_back() {
     let Claim::Probe { generation, lease } = claims[0] else {
         panic!()
     };
-    assert!(settle_probe(&mut rec, &p, now, generation, lease, Outcome::Ignored));
+    assert!(settle_probe(
+        &mut rec,
+        &p,
+        now,
+        generation,
+        lease,
+        Outcome::Ignored
+    ));
     assert_eq!(rec.state, State::HalfOpen);
-    assert!(matches!(claim_probe(&mut rec, &p, now), Claim::Probe { .. }));
+    assert!(matches!(
+        claim_probe(&mut rec, &p, now),
+        Claim::Probe { .. }
+    ));
 }
 
 #[test]
@@ -186,7 +225,11 @@ fn failure_rate_needs_min_calls() {
     assert_eq!(rec.state, State::Closed, "3 calls < min_calls 4");
     let mut other = rec.clone();
     assert!(record_tally(&mut rec, &p, at(1), 0, Tally::new(3, 0, 0)));
-    assert_eq!(rec.state, State::Open, "3 of 6 reaches 0.5 with enough calls");
+    assert_eq!(
+        rec.state,
+        State::Open,
+        "3 of 6 reaches 0.5 with enough calls"
+    );
     assert!(record_tally(&mut other, &p, at(1), 0, Tally::new(4, 0, 0)));
     assert_eq!(other.state, State::Closed, "3 of 7 is below 0.5");
     assert!(record_tally(&mut other, &p, at(2), 0, Tally::new(0, 1, 0)));
@@ -213,20 +256,34 @@ fn forced_states_and_reset() {
     let mut rec = tripped(&p);
     force(&mut rec, at(10), Forced::Closed);
     assert_eq!(rec.state, State::ForcedClosed);
-    assert_eq!(record_ttl(&rec, &p, at(10)), None, "forced states never expire");
+    assert_eq!(
+        record_ttl(&rec, &p, at(10)),
+        None,
+        "forced states never expire"
+    );
     for i in 0..10 {
         fail(&mut rec, &p, at(11 + i));
     }
-    assert_eq!(rec.state, State::ForcedClosed, "a disabled breaker never trips");
+    assert_eq!(
+        rec.state,
+        State::ForcedClosed,
+        "a disabled breaker never trips"
+    );
     force(&mut rec, at(30), Forced::Open);
-    assert_eq!(admission(&rec, Timestamp::MAX), Admission::Reject { retry_at: None });
+    assert_eq!(
+        admission(&rec, Timestamp::MAX),
+        Admission::Reject { retry_at: None }
+    );
     assert!(matches!(
         claim_probe(&mut rec, &p, Timestamp::MAX),
         Claim::Reject { retry_at: None }
     ));
     let g = rec.generation;
     reset(&mut rec, at(40));
-    assert_eq!((rec.state, rec.generation, rec.openings), (State::Closed, g + 1, 0));
+    assert_eq!(
+        (rec.state, rec.generation, rec.openings),
+        (State::Closed, g + 1, 0)
+    );
 }
 
 #[test]
@@ -249,7 +306,10 @@ fn jitter_is_the_same_for_every_agent_and_bounded() {
         .unwrap();
     let values: Vec<_> = (0..200).map(|g| jitter(&p, g)).collect();
     assert!(values.iter().all(|j| *j <= Duration::from_millis(300)));
-    assert!(values.iter().any(|j| *j != values[0]), "jitter varies by generation");
+    assert!(
+        values.iter().any(|j| *j != values[0]),
+        "jitter varies by generation"
+    );
     assert_eq!(jitter(&p, 17), jitter(&p.clone(), 17));
     assert_eq!(jitter(&Policy::default(), 17), Duration::ZERO);
 }
@@ -266,9 +326,17 @@ fn open_record_outlives_its_open_period() {
 #[derive(Clone, Debug)]
 enum Step {
     Advance(u64),
-    Tally { stale: bool, successes: u8, failures: u8 },
+    Tally {
+        stale: bool,
+        successes: u8,
+        failures: u8,
+    },
     Claim,
-    Settle { pick: usize, stale: bool, outcome: u8 },
+    Settle {
+        pick: usize,
+        stale: bool,
+        outcome: u8,
+    },
     ForceOpen,
     ForceClosed,
     Reset,

@@ -1,0 +1,464 @@
+//! Conformance cases of the breaker's end-to-end behaviour through a driver: several agents
+//! (breakers of one name, each over its own driver) on one manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use breaker_core::{
+    Breaker, Cause, Clock, Driver, Error, Event, ManualClock, Name, Policy, Record, State,
+    Subscription, Swap, machine,
+};
+
+use super::{Harness, START, agent, faulty_agent};
+use crate::{IntermittentFailer, unique_name};
+
+const T: Duration = Duration::from_secs(5);
+
+fn clock() -> ManualClock {
+    ManualClock::new(START)
+}
+
+/// Three failures within ten seconds, open for five seconds.
+fn base() -> breaker_core::PolicyBuilder {
+    Policy::builder()
+        .failures_within(3, Duration::from_secs(10))
+        .open_for(Duration::from_secs(5))
+}
+
+async fn fail(b: &Breaker) -> Result<(), Error<&'static str>> {
+    b.call(|| async { Err::<(), _>("boom") }).await
+}
+
+async fn succeed(b: &Breaker) -> Result<(), Error<&'static str>> {
+    b.call(|| async { Ok::<(), &'static str>(()) }).await
+}
+
+async fn flush_all(agents: &[Breaker]) {
+    for a in agents {
+        a.flush().await.expect("flush");
+    }
+}
+
+async fn agents<H: Harness>(
+    h: &H,
+    name: &str,
+    policy: &Policy,
+    clock: &ManualClock,
+    n: usize,
+) -> Vec<Breaker> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(agent(h, name, policy, clock).await);
+    }
+    out
+}
+
+/// Transitions to `to` reported as caused, across subscriptions.
+fn caused(subs: &mut [Subscription], to: State) -> usize {
+    subs.iter_mut()
+        .flat_map(|s| s.drain())
+        .filter(|e| matches!(e, Event::Transition { to: t, cause: Cause::Caused, .. } if *t == to))
+        .count()
+}
+
+fn rejected_state<E: std::fmt::Debug>(r: Result<(), Error<E>>) -> State {
+    match r {
+        Err(Error::Rejected(rej)) => rej.state,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// The original project's scenario: threshold 2, open 5 s, a callee that succeeds, fails,
+/// fails, repeating.
+pub async fn original_scenario<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = Policy::builder()
+        .failures_within(2, Duration::from_secs(60))
+        .open_for(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let b = agent(&*h, &unique_name("original"), &policy, &clock).await;
+    let callee = IntermittentFailer::from_pattern([true, false, false]).unwrap();
+    let call = || b.call(|| async { callee.call() });
+    assert!(call().await.is_ok());
+    assert!(matches!(call().await, Err(Error::Call(_))));
+    assert!(
+        matches!(call().await, Err(Error::Call(_))),
+        "the tripping call returns its own error"
+    );
+    for _ in 0..3 {
+        let r = call().await;
+        assert!(
+            matches!(&r, Err(Error::Rejected(rej)) if rej.retry_after == Some(Duration::from_secs(5))),
+            "{r:?}"
+        );
+    }
+    assert_eq!(callee.calls(), 3, "rejections never reach the callee");
+    clock.advance(Duration::from_secs(6));
+    assert!(call().await.is_ok(), "the probe is admitted and succeeds");
+    assert_eq!(b.state(), State::Closed);
+    assert!(
+        matches!(call().await, Err(Error::Call(_))),
+        "one failure does not trip"
+    );
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(callee.calls(), 5);
+}
+
+/// Agents failing at once trip the breaker once: one generation step, one caused event.
+pub async fn fleet_trips_exactly_once<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base().build().unwrap();
+    let name = unique_name("fleet");
+    let fleet = agents(&*h, &name, &policy, &clock, 4).await;
+    flush_all(&fleet).await;
+    let mut subs: Vec<Subscription> = fleet.iter().map(Breaker::subscribe).collect();
+    let mut tasks = Vec::new();
+    for a in fleet.clone() {
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..2 {
+                let _ = fail(&a).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    flush_all(&fleet).await;
+    assert_eq!(
+        caused(&mut subs, State::Open),
+        1,
+        "exactly one agent caused the trip"
+    );
+    for a in &fleet {
+        let rec = a.snapshot();
+        assert_eq!((rec.state, rec.generation), (State::Open, 1));
+        assert_eq!(rejected_state(succeed(a).await), State::Open);
+    }
+}
+
+async fn tripped<H: Harness>(
+    h: &H,
+    policy: &Policy,
+    clock: &ManualClock,
+    n: usize,
+) -> Vec<Breaker> {
+    let fleet = agents(h, &unique_name("probe"), policy, clock, n).await;
+    for _ in 0..3 {
+        let _ = fail(&fleet[0]).await;
+    }
+    flush_all(&fleet).await;
+    assert!(fleet.iter().all(|a| a.state() == State::Open));
+    fleet
+}
+
+/// After the open period, exactly `half_open_permits` probes are admitted fleet-wide.
+pub async fn half_open_admits_exactly_the_permits_fleet_wide<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base()
+        .half_open_permits(2)
+        .success_threshold(2)
+        .build()
+        .unwrap();
+    let fleet = tripped(&*h, &policy, &clock, 5).await;
+    clock.advance(Duration::from_secs(5));
+    let mut tasks = Vec::new();
+    for a in fleet.clone() {
+        tasks.push(tokio::spawn(async move {
+            match a.acquire().await {
+                Ok(p) => {
+                    assert!(p.is_probe());
+                    // Hold the permit: the probe is still running.
+                    std::mem::forget(p);
+                    true
+                }
+                Err(Error::Rejected(r)) => {
+                    assert_eq!(r.state, State::HalfOpen);
+                    false
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(admitted, 2, "two permits, two probes");
+    flush_all(&fleet).await;
+    assert_eq!(fleet[0].snapshot().leases.len(), 2);
+}
+
+/// `success_threshold` probe successes close the breaker for every agent, reported caused by
+/// exactly one.
+pub async fn probe_successes_close_for_everyone<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base()
+        .half_open_permits(2)
+        .success_threshold(2)
+        .build()
+        .unwrap();
+    let fleet = tripped(&*h, &policy, &clock, 3).await;
+    let mut subs: Vec<Subscription> = fleet.iter().map(Breaker::subscribe).collect();
+    clock.advance(Duration::from_secs(5));
+    let p1 = fleet[1].acquire().await.expect("first probe");
+    let p2 = fleet[2].acquire().await.expect("second probe");
+    p1.success().await;
+    fleet[0].flush().await.unwrap();
+    assert_eq!(fleet[0].state(), State::HalfOpen, "one success of two");
+    p2.success().await;
+    flush_all(&fleet).await;
+    assert!(fleet.iter().all(|a| a.state() == State::Closed));
+    assert_eq!(caused(&mut subs, State::Closed), 1);
+    assert_eq!(
+        fleet[0].snapshot().generation,
+        3,
+        "closed, open, half-open, closed"
+    );
+    assert!(succeed(&fleet[0]).await.is_ok());
+}
+
+/// A probe failure reopens the breaker in a new generation, for every agent.
+pub async fn probe_failure_reopens_with_a_new_generation<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base().build().unwrap();
+    let fleet = tripped(&*h, &policy, &clock, 2).await;
+    clock.advance(Duration::from_secs(5));
+    assert!(
+        matches!(fail(&fleet[1]).await, Err(Error::Call(_))),
+        "the probe ran"
+    );
+    flush_all(&fleet).await;
+    for a in &fleet {
+        let rec = a.snapshot();
+        assert_eq!(
+            (rec.state, rec.generation, rec.openings),
+            (State::Open, 3, 2)
+        );
+        assert_eq!(rejected_state(succeed(a).await), State::Open);
+    }
+}
+
+/// A probe holder that never reports loses its lease when it lapses; its late report is
+/// ignored and another agent probes.
+pub async fn dead_probe_holder_lease_lapses<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base().probe_lease(Duration::from_secs(2)).build().unwrap();
+    let fleet = tripped(&*h, &policy, &clock, 2).await;
+    clock.advance(Duration::from_secs(5));
+    let hung = fleet[0].acquire().await.expect("a probe");
+    assert_eq!(rejected_state(succeed(&fleet[1]).await), State::HalfOpen);
+    clock.advance(Duration::from_secs(2));
+    let fresh = fleet[1]
+        .acquire()
+        .await
+        .expect("the lapsed slot is free again");
+    assert!(fresh.is_probe());
+    hung.success().await;
+    fleet[1].flush().await.unwrap();
+    assert_eq!(
+        fleet[1].state(),
+        State::HalfOpen,
+        "the late report changed nothing"
+    );
+    fresh.success().await;
+    flush_all(&fleet).await;
+    assert!(fleet.iter().all(|a| a.state() == State::Closed));
+}
+
+/// A probe permit dropped unreported is ignored and gives its slot back at once.
+pub async fn dropped_probe_permit_gives_its_slot_back<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base().build().unwrap();
+    let fleet = tripped(&*h, &policy, &clock, 2).await;
+    clock.advance(Duration::from_secs(5));
+    let probe = fleet[0].acquire().await.expect("a probe");
+    assert_eq!(rejected_state(succeed(&fleet[1]).await), State::HalfOpen);
+    drop(probe);
+    fleet[0].flush().await.unwrap();
+    let again = fleet[1].acquire().await.expect("the slot came back");
+    assert!(again.is_probe());
+    again.ignore();
+    fleet[1].flush().await.unwrap();
+    assert!(fleet[1].snapshot().leases.is_empty());
+    assert_eq!(
+        fleet[1].snapshot().probe_successes,
+        0,
+        "ignored changes no counter"
+    );
+}
+
+/// An outcome admitted in an older generation changes nothing.
+pub async fn stale_outcomes_change_nothing<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base().build().unwrap();
+    let name = unique_name("stale");
+    let fleet = agents(&*h, &name, &policy, &clock, 2).await;
+    let old = fleet[0].acquire().await.unwrap();
+    assert_eq!(old.generation(), Some(0));
+    for _ in 0..3 {
+        let _ = fail(&fleet[1]).await;
+    }
+    fleet[1].reset().await.unwrap();
+    flush_all(&fleet).await;
+    let before = fleet[0].snapshot();
+    assert_eq!((before.state, before.generation), (State::Closed, 2));
+    old.failure().await;
+    flush_all(&fleet).await;
+    let after = fleet[1].snapshot();
+    assert_eq!(after.generation, 2);
+    assert_eq!(
+        machine::window_counts(&after, &policy, clock.now()).failures,
+        0
+    );
+}
+
+/// Forced open rejects on every agent, for ever; forced closed never trips; reset closes.
+pub async fn forced_states_bind_every_agent<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base().build().unwrap();
+    let fleet = agents(&*h, &unique_name("forced"), &policy, &clock, 3).await;
+    fleet[0].force_open().await.unwrap();
+    flush_all(&fleet).await;
+    clock.advance(Duration::from_secs(3600));
+    for a in &fleet {
+        match a.acquire().await {
+            Err(Error::Rejected(r)) => {
+                assert_eq!((r.state, r.retry_after), (State::ForcedOpen, None))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    fleet[1].force_closed().await.unwrap();
+    flush_all(&fleet).await;
+    for _ in 0..10 {
+        assert!(matches!(fail(&fleet[2]).await, Err(Error::Call(_))));
+    }
+    flush_all(&fleet).await;
+    assert!(fleet.iter().all(|a| a.state() == State::ForcedClosed));
+    fleet[2].reset().await.unwrap();
+    flush_all(&fleet).await;
+    assert!(fleet.iter().all(|a| a.state() == State::Closed));
+    for _ in 0..3 {
+        let _ = fail(&fleet[0]).await;
+    }
+    fleet[1].flush().await.unwrap();
+    assert_eq!(fleet[1].state(), State::Open, "a reset breaker trips again");
+}
+
+/// Successes are counted locally without a round trip, and reach the shared record in
+/// batches.
+pub async fn batched_successes_reach_the_record<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = Policy::builder().failure_rate(0.5, 4).build().unwrap();
+    let name = unique_name("batched");
+    let (a, faulty) = faulty_agent(&*h, &name, &policy, &clock).await;
+    let b = agent(&*h, &name, &policy, &clock).await;
+    succeed(&a).await.unwrap();
+    a.flush().await.unwrap();
+    let before = faulty.attempts();
+    for _ in 0..20 {
+        succeed(&a).await.unwrap();
+        succeed(&b).await.unwrap();
+    }
+    assert_eq!(
+        faulty.attempts(),
+        before,
+        "successes while closed cost no round trip"
+    );
+    flush_all(&[a.clone(), b.clone()]).await;
+    a.flush().await.unwrap();
+    let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());
+    assert_eq!(counts.successes, 41);
+    // Maintenance writes them by itself once the flush interval passes.
+    succeed(&b).await.unwrap();
+    clock.advance(policy.flush_interval);
+    succeed(&b).await.unwrap();
+    a.flush().await.unwrap();
+    let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());
+    assert_eq!(counts.successes, 42);
+}
+
+/// A success from any agent resets the fleet's consecutive-failure count.
+pub async fn consecutive_failures_reset_by_any_agent<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = Policy::builder().consecutive_failures(3).build().unwrap();
+    let fleet = agents(&*h, &unique_name("consecutive"), &policy, &clock, 2).await;
+    let _ = fail(&fleet[0]).await;
+    let _ = fail(&fleet[0]).await;
+    succeed(&fleet[1]).await.unwrap();
+    flush_all(&fleet).await;
+    assert_eq!(fleet[0].snapshot().consecutive_failures, 0);
+    let _ = fail(&fleet[0]).await;
+    let _ = fail(&fleet[1]).await;
+    flush_all(&fleet).await;
+    assert_eq!(fleet[0].state(), State::Closed);
+    let _ = fail(&fleet[1]).await;
+    flush_all(&fleet).await;
+    assert!(fleet.iter().all(|a| a.state() == State::Open));
+}
+
+/// In strict mode every outcome is written at once: one round trip per call.
+pub async fn strict_mode_writes_every_outcome<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base().strict(true).build().unwrap();
+    let (a, faulty) = faulty_agent(&*h, &unique_name("strict"), &policy, &clock).await;
+    succeed(&a).await.unwrap();
+    let before = faulty.attempts();
+    for _ in 0..10 {
+        succeed(&a).await.unwrap();
+    }
+    assert_eq!(faulty.attempts() - before, 10, "one round trip per call");
+    let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());
+    assert_eq!(counts.successes, 11, "written without a flush");
+}
+
+/// A value under the breaker's name that is not a record (garbage, another schema version)
+/// is reported as corrupt; the breaker keeps working and replaces it with its next write.
+pub async fn corrupt_record_is_reported_and_replaced<H: Harness>(h: Arc<H>) {
+    let garbage = b"\xff\x00 not a record".to_vec();
+    let mut newer = String::from_utf8(Record::new().encode()).unwrap();
+    newer = newer.replace("\"schema\":1", "\"schema\":99");
+    for bytes in [garbage, newer.into_bytes()] {
+        let clock = clock();
+        let policy = base().build().unwrap();
+        let name = unique_name("corrupt");
+        let raw = h.driver().await;
+        let n = Name::new(&name).unwrap();
+        assert!(matches!(
+            raw.compare_and_swap(&n, None, bytes, None, T)
+                .await
+                .unwrap(),
+            Swap::Swapped { .. }
+        ));
+        let a = agent(&*h, &name, &policy, &clock).await;
+        let mut events = a.subscribe();
+        assert!(
+            succeed(&a).await.is_ok(),
+            "a corrupt record does not wedge the breaker"
+        );
+        let corrupt = events.drain().into_iter().find_map(|e| match e {
+            Event::CorruptRecord(err) => Some(err),
+            _ => None,
+        });
+        let err = corrupt.expect("the corrupt record is reported");
+        assert_eq!(err.kind(), breaker_core::DriverErrorKind::Corrupt);
+        assert!(err.to_string().contains(&name), "{err}");
+        for _ in 0..3 {
+            let _ = fail(&a).await;
+        }
+        let stored = raw.load(&n, T).await.unwrap().expect("a record");
+        let rec = Record::decode(&stored.value).expect("replaced by a valid record");
+        assert_eq!(rec.state, State::Open);
+    }
+}
+
+/// An agent that joins reads the shared record and never resets it.
+pub async fn joining_agent_keeps_the_shared_record<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base().build().unwrap();
+    let fleet = tripped(&*h, &policy, &clock, 1).await;
+    let late = agent(&*h, fleet[0].name().as_str(), &policy, &clock).await;
+    assert_eq!(rejected_state(succeed(&late).await), State::Open);
+    assert_eq!(late.snapshot().generation, 1);
+}

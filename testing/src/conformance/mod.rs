@@ -1,0 +1,143 @@
+//! The driver conformance kit: the store contract and the breaker's end-to-end behaviour,
+//! run against any [`Driver`]. A driver proves itself from one test file:
+//!
+//! ```ignore
+//! breaker_testing::conformance_tests!(my_driver::tests::Harness::new());
+//! ```
+//!
+//! which expands to one `#[test]` per case, so a failing case is named in the test report.
+//! Every breaker in the kit runs on a [`ManualClock`], so cases are deterministic; only the
+//! store's own expiry may take real time, for back-ends whose expiry cannot be driven.
+
+pub mod behaviour;
+pub mod outage;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use breaker_core::{Breaker, Driver, ManualClock, Policy, Timestamp};
+
+use crate::Faulty;
+
+/// How the kit moves the back-end's expiry forward.
+#[derive(Clone, Debug)]
+pub enum Expiry {
+    /// The back-end judges expiry by this clock: the kit advances it.
+    Manual(ManualClock),
+    /// The back-end expires in real time (Redis PX, etcd leases): the kit waits, polling.
+    RealTime,
+}
+
+/// What a driver under test provides to the kit.
+pub trait Harness: Send + Sync + 'static {
+    /// The driver under test.
+    type Driver: Driver + Clone;
+
+    /// A driver (a new connection, where that means something) to the one back-end store of
+    /// this harness. Drivers from one harness see each other's records.
+    fn driver(&self) -> impl Future<Output = Self::Driver> + Send;
+
+    /// How the back-end's expiry can be moved forward.
+    fn expiry(&self) -> Expiry;
+}
+
+/// Runs one case on a fresh multi-threaded runtime.
+pub fn run<H, F, Fut>(harness: H, case: F)
+where
+    H: Harness,
+    F: FnOnce(Arc<H>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(case(Arc::new(harness)));
+}
+
+/// The start of every kit clock: an arbitrary, realistic epoch-millisecond instant.
+pub const START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+
+/// One agent: a breaker of `name` over a new driver from `h`, on `clock`.
+pub async fn agent<H: Harness>(h: &H, name: &str, policy: &Policy, clock: &ManualClock) -> Breaker {
+    Breaker::builder(name, h.driver().await)
+        .policy(policy.clone())
+        .clock(clock.clone())
+        .build()
+        .expect("a valid breaker")
+}
+
+/// One agent whose back-end can be switched off through the returned [`Faulty`].
+pub async fn faulty_agent<H: Harness>(
+    h: &H,
+    name: &str,
+    policy: &Policy,
+    clock: &ManualClock,
+) -> (Breaker, Faulty<H::Driver>) {
+    let driver = Faulty::new(h.driver().await);
+    let breaker = Breaker::builder(name, driver.clone())
+        .policy(policy.clone())
+        .clock(clock.clone())
+        .build()
+        .expect("a valid breaker");
+    (breaker, driver)
+}
+
+/// Ages the back-end's stored values by `d`, by the harness's means.
+pub async fn age_store(expiry: &Expiry, d: Duration) {
+    match expiry {
+        Expiry::Manual(clock) => clock.advance(d),
+        Expiry::RealTime => tokio::time::sleep(d).await,
+    }
+}
+
+/// Expands to one `#[test]` per conformance case, each running the case against the
+/// harness that `$harness` evaluates to (evaluated afresh for every case).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@cases $harness;
+            store::load_absent_is_none,
+            store::create_then_load,
+            store::create_conflicts_when_present,
+            store::stale_version_conflicts_with_current,
+            store::versions_only_grow,
+            store::expiry_removes_records,
+            store::without_ttl_records_stay,
+            store::concurrent_swaps_add_up,
+            store::list_shows_records,
+            store::watch_delivers_changes,
+            behaviour::original_scenario,
+            behaviour::fleet_trips_exactly_once,
+            behaviour::half_open_admits_exactly_the_permits_fleet_wide,
+            behaviour::probe_successes_close_for_everyone,
+            behaviour::probe_failure_reopens_with_a_new_generation,
+            behaviour::dead_probe_holder_lease_lapses,
+            behaviour::dropped_probe_permit_gives_its_slot_back,
+            behaviour::stale_outcomes_change_nothing,
+            behaviour::forced_states_bind_every_agent,
+            behaviour::batched_successes_reach_the_record,
+            behaviour::consecutive_failures_reset_by_any_agent,
+            behaviour::strict_mode_writes_every_outcome,
+            behaviour::corrupt_record_is_reported_and_replaced,
+            behaviour::joining_agent_keeps_the_shared_record,
+            outage::fail_open_admits_everything,
+            outage::fail_closed_rejects_with_backend_error,
+            outage::local_fallback_protects_and_shared_state_returns,
+            outage::forced_open_survives_an_outage,
+            outage::dead_backend_is_not_retried_on_every_call,
+            outage::timeouts_count_as_outages
+        );
+    };
+    (@cases $harness:expr; $($group:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::run($harness, |h| $crate::conformance::$group::$case(h));
+            }
+        )*
+    };
+}

@@ -1,0 +1,126 @@
+//! `Faulty`: a driver wrapper that makes any back-end unreachable or slow on demand, and
+//! counts the operations that reached it, for tests of the back-end failure policy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use breaker_core::{
+    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Timestamp, Versioned, Watch,
+};
+
+/// Wraps a driver; while switched down, every operation fails with
+/// [`DriverErrorKind::Unavailable`] (or [`DriverErrorKind::Timeout`]) without reaching it.
+#[derive(Clone, Debug)]
+pub struct Faulty<D> {
+    inner: D,
+    state: Arc<FaultState>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    down: AtomicBool,
+    timing_out: AtomicBool,
+    attempts: AtomicU64,
+}
+
+impl<D: Driver> Faulty<D> {
+    /// Wraps `inner`, up.
+    pub fn new(inner: D) -> Self {
+        Faulty {
+            inner,
+            state: Arc::default(),
+        }
+    }
+
+    /// Makes the back-end unreachable (`true`) or reachable again.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes every operation time out (`true`) or answer again.
+    pub fn set_timing_out(&self, timing_out: bool) {
+        self.state.timing_out.store(timing_out, Ordering::SeqCst);
+    }
+
+    /// Operations attempted through this wrapper (and its clones), up or down.
+    pub fn attempts(&self) -> u64 {
+        self.state.attempts.load(Ordering::SeqCst)
+    }
+
+    fn gate(&self, what: &str) -> Result<(), DriverError> {
+        self.state.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.state.down.load(Ordering::SeqCst) {
+            return Err(DriverError::new(
+                DriverErrorKind::Unavailable,
+                format!("{what}: connection refused (injected)"),
+            ));
+        }
+        if self.state.timing_out.load(Ordering::SeqCst) {
+            return Err(DriverError::new(
+                DriverErrorKind::Timeout,
+                format!("{what}: no answer within the deadline (injected)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<D: Driver> Driver for Faulty<D> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn load(&self, name: &Name, timeout: Duration) -> Result<Option<Versioned>, DriverError> {
+        self.gate("load")?;
+        self.inner.load(name, timeout).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Swap, DriverError> {
+        self.gate("compare-and-swap")?;
+        self.inner
+            .compare_and_swap(name, expected, value, ttl, timeout)
+            .await
+    }
+
+    async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
+        self.gate("list")?;
+        self.inner.list(timeout).await
+    }
+
+    async fn watch(
+        &self,
+        name: &Name,
+        sink: ChangeSink,
+        timeout: Duration,
+    ) -> Result<Option<Watch>, DriverError> {
+        self.gate("watch")?;
+        // Changes pushed while switched down are dropped, as a broken connection would.
+        let state = self.state.clone();
+        let gated: ChangeSink = Arc::new(move |change| {
+            if !state.down.load(Ordering::SeqCst) {
+                sink(change)
+            }
+        });
+        let watch = self.inner.watch(name, gated, timeout).await?;
+        let state = self.state.clone();
+        Ok(watch.map(|w| {
+            Watch::new(
+                move || w.is_alive() && !state.down.load(Ordering::SeqCst),
+                (),
+            )
+        }))
+    }
+
+    async fn now(&self, timeout: Duration) -> Result<Option<Timestamp>, DriverError> {
+        self.gate("clock")?;
+        self.inner.now(timeout).await
+    }
+}
