@@ -1,1 +1,162 @@
-fn main() {}
+//! `cargo xtask`: the project's own commands, with no dependencies beyond std.
+//!
+//! - `cargo xtask test`: every test of the workspace (nextest, then doc tests);
+//! - `cargo xtask lint`: fmt, clippy with `-D warnings`, docs, and each facade feature alone;
+//! - `cargo xtask ci`: lint, then test;
+//! - `cargo xtask bench [criterion args]`: the benchmarks (figures in BENCHMARKS.md);
+//! - `cargo xtask coverage`: a line-coverage report (installs cargo-tarpaulin if missing).
+
+mod tidy;
+
+use std::process::{Command, ExitCode};
+
+/// Features of the facade crate, each of which must build on its own.
+const FACADE_FEATURES: &[&str] = &["memory"];
+
+/// Packages that hold no tests; they are left out of test runs so that CI does not build
+/// the benchmark-only dependencies.
+const NOT_TESTED: &[&str] = &["breaker-benches"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((task, rest)) => (task.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match task {
+        "test" => test(rest),
+        "lint" => lint(),
+        "ci" => lint().and_then(|()| test(rest)),
+        "bench" => bench(rest),
+        "coverage" => coverage(),
+        "help" | "--help" | "-h" => {
+            println!("{}", HELP);
+            Ok(())
+        }
+        other => Err(format!("unknown task `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const HELP: &str = "usage: cargo xtask <task>
+  test      run every test (nextest, then doc tests); extra args go to nextest
+  lint      fmt, clippy -D warnings, docs, each facade feature alone
+  ci        lint, then test
+  bench     run the benchmarks; extra args go to criterion
+  coverage  line coverage of the workspace (cargo-tarpaulin)";
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn excluded() -> impl Iterator<Item = String> {
+    NOT_TESTED
+        .iter()
+        .flat_map(|p| ["--exclude".to_owned(), (*p).to_owned()])
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    let has_nextest = cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_nextest {
+        return Err("cargo-nextest is missing: `cargo install cargo-nextest --locked`".into());
+    }
+    run(cargo()
+        .args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ])
+        .args(excluded())
+        .args(extra))?;
+    run(cargo()
+        .args(["test", "--doc", "--workspace", "--all-features"])
+        .args(excluded()))
+}
+
+fn lint() -> Result<(), String> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    run(cargo().args(["check", "--package", "breaker", "--no-default-features"]))?;
+    for feature in FACADE_FEATURES {
+        run(cargo().args([
+            "check",
+            "--package",
+            "breaker",
+            "--no-default-features",
+            "--features",
+            feature,
+        ]))?;
+    }
+    Ok(())
+}
+
+fn bench(extra: &[String]) -> Result<(), String> {
+    run(cargo()
+        .args([
+            "bench",
+            "--package",
+            "breaker-benches",
+            "--bench",
+            "local",
+            "--",
+        ])
+        .args(extra))
+}
+
+fn coverage() -> Result<(), String> {
+    let installed = cargo()
+        .args(["tarpaulin", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        run(cargo().args(["install", "cargo-tarpaulin", "--locked"]))?;
+    }
+    run(cargo()
+        .args([
+            "tarpaulin",
+            "--workspace",
+            "--all-features",
+            "--skip-clean",
+            "--engine",
+            "ptrace",
+            "--out",
+            "Stdout",
+            "--exclude",
+            "xtask",
+        ])
+        .args(excluded()))
+}

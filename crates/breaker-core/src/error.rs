@@ -1,6 +1,7 @@
 //! The errors a protected call can end with, and the breaker's build errors.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::driver::{DriverError, DriverErrorKind};
@@ -121,26 +122,75 @@ impl fmt::Display for Operation {
     }
 }
 
-/// A back-end problem, naming the breaker, the back-end and the operation.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("breaker `{breaker}`: {backend} back-end {operation}: {source}")]
-#[non_exhaustive]
-pub struct BackendError {
-    /// The breaker.
-    pub breaker: Name,
-    /// The back-end (`"memory"`, `"redis"`, ...).
-    pub backend: &'static str,
-    /// What was being done.
-    pub operation: Operation,
-    /// What the driver said.
-    #[source]
-    pub source: DriverError,
+/// A back-end problem, naming the breaker, the back-end and the operation. Cheap to clone
+/// and one pointer wide, so that results carrying it stay small on the hot path.
+#[derive(Clone, Debug)]
+pub struct BackendError(Arc<BackendErrorParts>);
+
+#[derive(Debug)]
+struct BackendErrorParts {
+    breaker: Name,
+    backend: &'static str,
+    operation: Operation,
+    source: DriverError,
 }
 
 impl BackendError {
+    /// A back-end error of `breaker` on `backend` while doing `operation`.
+    pub fn new(
+        breaker: Name,
+        backend: &'static str,
+        operation: Operation,
+        source: DriverError,
+    ) -> Self {
+        BackendError(Arc::new(BackendErrorParts {
+            breaker,
+            backend,
+            operation,
+            source,
+        }))
+    }
+
+    /// The breaker.
+    pub fn breaker(&self) -> Name {
+        self.0.breaker
+    }
+
+    /// The back-end (`"memory"`, `"redis"`, ...).
+    pub fn backend(&self) -> &'static str {
+        self.0.backend
+    }
+
+    /// What was being done.
+    pub fn operation(&self) -> Operation {
+        self.0.operation
+    }
+
+    /// What the driver said.
+    pub fn driver_error(&self) -> &DriverError {
+        &self.0.source
+    }
+
     /// The kind of trouble.
     pub fn kind(&self) -> DriverErrorKind {
-        self.source.kind()
+        self.0.source.kind()
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &*self.0;
+        write!(
+            f,
+            "breaker `{}`: {} back-end {}: {}",
+            p.breaker, p.backend, p.operation, p.source
+        )
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0.source)
     }
 }
 

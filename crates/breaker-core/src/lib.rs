@@ -40,4 +40,4 @@ pub use name::{MAX_NAME_LEN, Name, NameError};
 pub use outcome::{Classifier, ErrorsAreFailures, Outcome};
 pub use policy::{BackendFailure, Backoff, Policy, PolicyBuilder, PolicyError, SlowCall, TripRule};
 pub use record::{Bucket, Lease, Record, RecordError, SCHEMA_VERSION, State};
-pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use time::{Clock, ManualClock, SYSTEM_CLOCK_TICK, SystemClock, Timestamp};

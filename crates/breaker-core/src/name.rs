@@ -1,8 +1,9 @@
 //! Breaker names: validated so that no name can escape a driver's key namespace.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,15 +12,16 @@ pub const MAX_NAME_LEN: usize = 128;
 
 /// The validated name of a breaker, shared by every agent that protects the same service.
 ///
-/// Clones are cheap (a shared string).
+/// Names are interned: a name costs its bytes once per process, and copying one costs
+/// nothing, so a rejection can name its breaker without touching shared memory.
 ///
 /// A name is 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `-`, `_`, `.` or `:`, not starting
 /// with `.` or `:`. That keeps it free of path separators, Redis Cluster hash-tag braces,
 /// wildcards, white space and control characters, so a driver can append it to its key
 /// prefix without escaping and it cannot reach into another namespace.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Name(Arc<str>);
+pub struct Name(&'static str);
 
 /// Why a breaker name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,24 +91,41 @@ impl Name {
                 found: first,
             });
         }
-        Ok(Name(name.into()))
+        Ok(Name(intern(name)))
     }
 
     /// The name as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// The one copy of each name this process has seen.
+fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    match names.get(name) {
+        Some(known) => known,
+        None => {
+            let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            names.insert(leaked);
+            leaked
+        }
     }
 }
 
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0)
     }
 }
 
 impl fmt::Debug for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.0, f)
     }
 }
 
@@ -133,13 +152,13 @@ impl TryFrom<&str> for Name {
 
 impl From<Name> for String {
     fn from(n: Name) -> String {
-        n.0.as_ref().to_owned()
+        n.0.to_owned()
     }
 }
 
 impl AsRef<str> for Name {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.0
     }
 }
 
@@ -177,6 +196,14 @@ mod tests {
             matches!(Name::new(&long), Err(NameError::TooLong { len, .. }) if len == MAX_NAME_LEN + 1)
         );
         assert!(Name::new(&long[..MAX_NAME_LEN]).is_ok());
+    }
+
+    #[test]
+    fn equal_names_share_one_copy() {
+        let a = Name::new("interned-once").unwrap();
+        let b = Name::new(&String::from("interned-once")).unwrap();
+        assert_eq!(a, b);
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
     }
 
     #[test]

@@ -188,12 +188,12 @@ impl MemoryDriver {
                 version,
                 value: entry.value.clone(),
             };
-            map.insert(name.clone(), entry);
+            map.insert(*name, entry);
             stored
         };
         let version = written.version;
         self.notify(Change {
-            name: name.clone(),
+            name: *name,
             record: Some(written),
         });
         Ok(Swap::Swapped { version })
@@ -238,7 +238,7 @@ impl Driver for MemoryDriver {
             map.retain(|_, e| e.expires_at.is_none_or(|t| t > now));
             out.extend(map.iter().map(|(name, e)| {
                 (
-                    name.clone(),
+                    *name,
                     Versioned {
                         version: e.version,
                         value: e.value.clone(),
@@ -263,7 +263,7 @@ impl Driver for MemoryDriver {
             .unwrap_or_else(|e| e.into_inner())
             .push(Watcher {
                 id,
-                name: name.clone(),
+                name: *name,
                 sink,
             });
         let store = Arc::downgrade(&self.store);

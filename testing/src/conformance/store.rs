@@ -199,7 +199,7 @@ pub async fn concurrent_swaps_add_up<H: Harness>(h: Arc<H>) {
     let mut handles = Vec::new();
     for _ in 0..TASKS {
         let d = h.driver().await;
-        let n = n.clone();
+
         handles.push(tokio::spawn(async move {
             let mut wins = 0;
             let mut current = d.load(&n, T).await.unwrap();

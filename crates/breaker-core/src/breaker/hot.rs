@@ -2,8 +2,8 @@
 //! closed or open costs a few loads, and the striped counters of batched successes, so that
 //! threads calling one breaker never contend on one cache line.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::record::{Record, State};
 use crate::time::Timestamp;
@@ -125,7 +125,9 @@ impl HotView {
     }
 }
 
-const STRIPES: usize = 8;
+/// Threads that get a counter of their own in every breaker; further threads share one.
+const OWNED_SLOTS: usize = 64;
+const NO_SLOT: usize = usize::MAX;
 
 /// One counter on its own cache line (128 bytes covers adjacent-line prefetching).
 #[repr(align(128))]
@@ -133,37 +135,108 @@ const STRIPES: usize = 8;
 struct Padded(AtomicU64);
 
 /// Successes counted locally and not yet written.
-#[derive(Debug, Default)]
+///
+/// Each thread holding a slot is the only writer of its slot's counter, so it counts with a
+/// plain load and store instead of a locked read-modify-write, and no two threads touch one
+/// cache line. Counters only grow; `take` hands out the growth since the last take.
+#[derive(Debug)]
 pub(crate) struct Pending {
-    stripes: [Padded; STRIPES],
+    owned: [Padded; OWNED_SLOTS],
+    shared: Padded,
+    taken: AtomicU64,
 }
 
-fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    STRIPE.with(|s| {
-        let mut i = s.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            s.set(i);
+/// Hands out thread slots and takes them back when threads end, so that thread pools that
+/// come and go keep finding free slots.
+struct SlotGuard(usize);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if self.0 != NO_SLOT {
+            free_slots()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self.0);
         }
-        i
-    })
+    }
+}
+
+fn free_slots() -> &'static Mutex<Vec<usize>> {
+    static FREE: OnceLock<Mutex<Vec<usize>>> = OnceLock::new();
+    FREE.get_or_init(|| Mutex::new((0..OWNED_SLOTS).rev().collect()))
+}
+
+thread_local! {
+    static SLOT: SlotGuard = SlotGuard(
+        free_slots().lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or(NO_SLOT),
+    );
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            owned: std::array::from_fn(|_| Padded::default()),
+            shared: Padded::default(),
+            taken: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Pending {
     #[inline]
     pub(crate) fn add_success(&self) {
-        self.stripes[stripe()].0.fetch_add(1, Ordering::Relaxed);
+        let slot = SLOT.try_with(|s| s.0).unwrap_or(NO_SLOT);
+        match self.owned.get(slot) {
+            // Single writer: a plain increment. The slot's previous owner, if any, has ended,
+            // and the free list's lock ordered its last write before this one.
+            Some(counter) => counter
+                .0
+                .store(counter.0.load(Ordering::Relaxed) + 1, Ordering::Release),
+            None => {
+                self.shared.0.fetch_add(1, Ordering::Release);
+            }
+        }
     }
 
-    /// Takes every pending success.
+    /// Takes every success counted since the last take.
     pub(crate) fn take(&self) -> u64 {
-        self.stripes
+        let total: u64 = self
+            .owned
             .iter()
-            .map(|s| s.0.swap(0, Ordering::AcqRel))
-            .sum()
+            .chain(std::iter::once(&self.shared))
+            .map(|c| c.0.load(Ordering::Acquire))
+            .sum();
+        // Concurrent takers each get a disjoint share: the counters only grow, so the
+        // largest total seen so far is what has been handed out.
+        total.saturating_sub(self.taken.fetch_max(total, Ordering::AcqRel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn takes_hand_out_each_success_once_across_threads() {
+        let pending = Arc::new(Pending::default());
+        let threads: Vec<_> = (0..100)
+            .map(|_| {
+                let p = pending.clone();
+                std::thread::spawn(move || {
+                    let mut taken = 0;
+                    for i in 0..1_000 {
+                        p.add_success();
+                        if i % 97 == 0 {
+                            taken += p.take();
+                        }
+                    }
+                    taken
+                })
+            })
+            .collect();
+        let taken: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(taken + pending.take(), 100 * 1_000);
+        assert_eq!(pending.take(), 0);
     }
 }

@@ -23,7 +23,7 @@ use crate::name::Name;
 use crate::outcome::{Classifier, ErrorsAreFailures, Outcome};
 use crate::policy::{BackendFailure, Policy};
 use crate::record::{Record, State};
-use crate::time::{Clock, OffsetClock, SystemClock, Timestamp};
+use crate::time::{BreakerClock, Clock, OffsetClock, Timestamp};
 
 use hot::{Fast, HotView, Pending};
 use permit::Admitted;
@@ -81,12 +81,9 @@ impl BreakerBuilder {
     pub fn build(self) -> Result<Breaker, BuildError> {
         let name = Name::new(&self.name)?;
         self.policy.validate()?;
-        let (clock, offset_clock): (Arc<dyn Clock>, _) = match self.clock {
-            Some(clock) => (clock, None),
-            None => {
-                let offset = Arc::new(OffsetClock::new(Arc::new(SystemClock)));
-                (offset.clone(), Some(offset))
-            }
+        let clock = match self.clock {
+            Some(clock) => BreakerClock::Injected(clock),
+            None => BreakerClock::Host(OffsetClock::default()),
         };
         let backend = self.driver.backend();
         let inner = Inner {
@@ -95,7 +92,6 @@ impl BreakerBuilder {
             backend,
             driver: self.driver,
             clock,
-            offset_clock,
             agent: agent_id(),
             hot: HotView::new(),
             pending: Pending::default(),
@@ -176,19 +172,35 @@ impl Breaker {
     }
 
     /// Asks for permission to make one call.
+    #[inline]
     pub async fn acquire(&self) -> Result<Permit<'_>, AdmissionError> {
-        match self.try_fast() {
-            Some(admitted) => admitted,
-            None => self.acquire_slow().await,
+        match self.gate() {
+            Gate::Closed(generation) => {
+                Ok(Permit::new(&self.inner, Admitted::Closed { generation }))
+            }
+            Gate::Rejected(rejected) => Err(Error::Rejected(rejected)),
+            // Boxed so that the hot path's future stays small: moving a future that has
+            // room for the whole slow path costs more than the admission itself.
+            Gate::Slow => Box::pin(self.acquire_slow()).await,
         }
     }
 
     /// [`Breaker::acquire`] for code without an async runtime.
+    #[inline]
     pub fn acquire_blocking(&self) -> Result<Permit<'_>, AdmissionError> {
-        match self.try_fast() {
-            Some(admitted) => admitted,
-            None => futures_executor::block_on(self.acquire_slow()),
+        match self.gate() {
+            Gate::Closed(generation) => {
+                Ok(Permit::new(&self.inner, Admitted::Closed { generation }))
+            }
+            Gate::Rejected(rejected) => Err(Error::Rejected(rejected)),
+            Gate::Slow => self.acquire_slow_blocking(),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow_blocking(&self) -> Result<Permit<'_>, AdmissionError> {
+        futures_executor::block_on(self.acquire_slow())
     }
 
     /// Runs `f` under the breaker: `Ok` is a success, `Err` a failure.
@@ -202,13 +214,18 @@ impl Breaker {
 
     /// Runs `f` under the breaker, classifying its result with `classifier`. A panic in `f`
     /// is recorded as a failure and then resumed; a cancelled call is ignored.
+    #[inline]
     pub async fn call_with<T, E, F, Fut, C>(&self, classifier: &C, f: F) -> Result<T, Error<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         C: Classifier<T, E> + ?Sized,
     {
-        let permit = self.acquire().await.map_err(widen)?;
+        let permit = match self.gate() {
+            Gate::Closed(generation) => Permit::new(&self.inner, Admitted::Closed { generation }),
+            Gate::Rejected(rejected) => return Err(Error::Rejected(rejected)),
+            Gate::Slow => Box::pin(self.acquire_slow()).await.map_err(widen)?,
+        };
         match AssertUnwindSafe(f()).catch_unwind().await {
             Ok(result) => {
                 permit.record(classifier.classify(&result)).await;
@@ -228,6 +245,7 @@ impl Breaker {
 
     /// Runs `f` under the breaker on this thread, classifying its result with `classifier`.
     /// A panic in `f` is recorded as a failure and then resumed.
+    #[inline]
     pub fn call_blocking_with<T, E, C>(
         &self,
         classifier: &C,
@@ -236,7 +254,11 @@ impl Breaker {
     where
         C: Classifier<T, E> + ?Sized,
     {
-        let permit = self.acquire_blocking().map_err(widen)?;
+        let permit = match self.gate() {
+            Gate::Closed(generation) => Permit::new(&self.inner, Admitted::Closed { generation }),
+            Gate::Rejected(rejected) => return Err(Error::Rejected(rejected)),
+            Gate::Slow => self.acquire_slow_blocking().map_err(widen)?,
+        };
         match std::panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(result) => {
                 permit.record_blocking(classifier.classify(&result));
@@ -284,35 +306,40 @@ impl Breaker {
         self.inner.update(&mut |rec, now| f(rec, now)).await
     }
 
-    /// The hot path: a decision from the cached view, or `None` when it needs the slow path.
+    /// The hot path: admission decided from the cached view, when it can be.
     #[inline]
-    fn try_fast(&self) -> Option<Result<Permit<'_>, AdmissionError>> {
+    fn gate(&self) -> Gate {
         let inner = &self.inner;
         let now = inner.clock.now();
         match inner.hot.decide(inner.policy.strict, now) {
             Fast::Admit {
                 generation,
                 maintain: false,
-            } => Some(Ok(Permit::new(inner, Admitted::Closed { generation }))),
-            Fast::Reject { state, until } => Some(Err(self.reject(state, until, now))),
-            Fast::Admit { maintain: true, .. } | Fast::Slow => None,
+            } => Gate::Closed(generation),
+            Fast::Reject { state, until } => Gate::Rejected(self.reject(state, until, now)),
+            Fast::Admit { maintain: true, .. } | Fast::Slow => Gate::Slow,
         }
     }
 
-    fn reject(&self, state: State, until: Option<Timestamp>, now: Timestamp) -> AdmissionError {
+    fn reject(&self, state: State, until: Option<Timestamp>, now: Timestamp) -> Rejected {
         let retry_after = until.map(|u| u.saturating_duration_since(now));
         if self.inner.events.active() {
-            self.inner.events.emit(Event::Rejected {
-                breaker: self.inner.name.clone(),
-                state,
-                retry_after,
-            });
+            self.emit_rejected(state, retry_after);
         }
-        Error::Rejected(Rejected {
-            breaker: self.inner.name.clone(),
+        Rejected {
+            breaker: self.inner.name,
             state,
             retry_after,
-        })
+        }
+    }
+
+    #[cold]
+    fn emit_rejected(&self, state: State, retry_after: Option<std::time::Duration>) {
+        self.inner.events.emit(Event::Rejected {
+            breaker: self.inner.name,
+            state,
+            retry_after,
+        });
     }
 
     async fn acquire_slow(&self) -> Result<Permit<'_>, AdmissionError> {
@@ -320,10 +347,14 @@ impl Breaker {
         let now = inner.clock.now();
         if let Fast::Admit { generation, .. } = inner.hot.decide(inner.policy.strict, now) {
             inner.maintain().await;
-            if inner.hot.generation() == generation
-                && let Some(admitted) = self.try_fast()
-            {
-                return admitted;
+            if inner.hot.generation() == generation {
+                match self.gate() {
+                    Gate::Closed(generation) => {
+                        return Ok(Permit::new(inner, Admitted::Closed { generation }));
+                    }
+                    Gate::Rejected(rejected) => return Err(Error::Rejected(rejected)),
+                    Gate::Slow => {}
+                }
             }
         }
         let degraded = inner.lock().degraded();
@@ -342,7 +373,9 @@ impl Breaker {
             Admission::Admit { generation } => {
                 Ok(Permit::new(inner, Admitted::Closed { generation }))
             }
-            Admission::Reject { retry_at } => Err(self.reject(state, retry_at, now)),
+            Admission::Reject { retry_at } => {
+                Err(Error::Rejected(self.reject(state, retry_at, now)))
+            }
             Admission::Probe => {
                 let policy = &inner.policy;
                 match inner
@@ -365,7 +398,11 @@ impl Breaker {
             }
             Claim::Reject { retry_at } => {
                 let state = inner.lock().record.state;
-                Err(self.reject(state, retry_at, inner.clock.now()))
+                Err(Error::Rejected(self.reject(
+                    state,
+                    retry_at,
+                    inner.clock.now(),
+                )))
             }
         }
     }
@@ -379,7 +416,7 @@ impl Breaker {
         match s.record.state {
             State::ForcedOpen => {
                 drop(s);
-                return Err(self.reject(State::ForcedOpen, None, now));
+                return Err(Error::Rejected(self.reject(State::ForcedOpen, None, now)));
             }
             State::ForcedClosed => return Ok(Permit::new(inner, Admitted::Unprotected)),
             _ => {}
@@ -404,6 +441,15 @@ impl Breaker {
             }
         }
     }
+}
+
+/// What the hot path decided.
+enum Gate {
+    /// Admitted while closed, in this generation.
+    Closed(u64),
+    Rejected(Rejected),
+    /// Needs the slow path.
+    Slow,
 }
 
 /// Turns an admission error into the error type of a call.

@@ -50,6 +50,7 @@ impl std::fmt::Debug for Permit<'_> {
 }
 
 impl<'a> Permit<'a> {
+    #[inline]
     pub(crate) fn new(inner: &'a Arc<Inner>, admitted: Admitted) -> Self {
         // Durations are measured only when slowness matters: reading the clock costs.
         let started = inner.policy.slow_call.map(|_| Instant::now());
@@ -94,17 +95,20 @@ impl<'a> Permit<'a> {
 
     /// Reports `outcome`. A success while closed is counted locally and written in a batch;
     /// a failure, a probe's outcome, or anything in strict mode is written at once.
+    #[inline]
     pub async fn record(mut self, outcome: Outcome) {
         if let Some(deferred) = self.settle(outcome) {
-            self.inner.report(deferred).await;
+            // Boxed so that the hot path's future stays small.
+            Box::pin(self.inner.report(deferred)).await;
         }
     }
 
     /// [`Permit::record`] for code without an async runtime: blocks this thread until the
     /// outcome is recorded (never longer than the back-end deadline).
+    #[inline]
     pub fn record_blocking(mut self, outcome: Outcome) {
         if let Some(deferred) = self.settle(outcome) {
-            futures_executor::block_on(self.inner.report(deferred));
+            self.inner.report_blocking(deferred);
         }
     }
 
@@ -141,10 +145,18 @@ impl<'a> Permit<'a> {
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if self.settled {
-            return;
+        if !self.settled {
+            self.drop_unsettled();
         }
+    }
+}
+
+impl Permit<'_> {
+    #[cold]
+    #[inline(never)]
+    fn drop_unsettled(&mut self) {
         if let Admitted::Probe { generation, lease } = self.admitted {
             // Drop cannot wait for the back-end: the slot is given back at the next
             // maintenance, which is due at once (and the lease lapses anyway).
@@ -157,6 +169,12 @@ impl Drop for Permit<'_> {
 }
 
 impl Inner {
+    #[cold]
+    #[inline(never)]
+    fn report_blocking(self: &Arc<Self>, d: Deferred) {
+        futures_executor::block_on(self.report(d));
+    }
+
     /// Writes an outcome that could not be settled on the hot path.
     pub(crate) async fn report(self: &Arc<Self>, d: Deferred) {
         let policy = &self.policy;

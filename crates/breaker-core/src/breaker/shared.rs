@@ -15,7 +15,7 @@ use crate::machine;
 use crate::name::Name;
 use crate::policy::{BackendFailure, Policy};
 use crate::record::Record;
-use crate::time::{Clock, OffsetClock, Timestamp};
+use crate::time::{BreakerClock, Clock, SystemClock, Timestamp};
 
 use super::hot::{HotView, Pending};
 
@@ -61,9 +61,7 @@ pub(crate) struct Inner {
     pub(crate) policy: Policy,
     pub(crate) driver: Arc<dyn DynDriver>,
     pub(crate) backend: &'static str,
-    pub(crate) clock: Arc<dyn Clock>,
-    /// Set when the breaker follows the back-end's clock.
-    pub(crate) offset_clock: Option<Arc<OffsetClock>>,
+    pub(crate) clock: BreakerClock,
     /// This agent's identity in the records it writes.
     pub(crate) agent: u64,
     pub(crate) hot: HotView,
@@ -84,12 +82,7 @@ impl Inner {
     }
 
     pub(crate) fn backend_error(&self, operation: Operation, source: DriverError) -> BackendError {
-        BackendError {
-            breaker: self.name.clone(),
-            backend: self.backend,
-            operation,
-            source,
-        }
+        BackendError::new(self.name, self.backend, operation, source)
     }
 
     /// Records a back-end failure: degraded mode until `retry_at`, with the delay doubling on
@@ -130,7 +123,7 @@ impl Inner {
                 Cause::Observed
             };
             self.events.emit(Event::Transition {
-                breaker: self.name.clone(),
+                breaker: self.name,
                 from,
                 to: s.record.state,
                 generation: s.record.generation,
@@ -192,11 +185,12 @@ impl Inner {
     /// First contact, or contact again after an outage (`adopt`: the shared record replaces
     /// whatever the agent had, the local fallback record included).
     pub(crate) async fn connect(self: &Arc<Self>, adopt: bool) -> Result<(), BackendError> {
-        if let Some(offset) = &self.offset_clock {
-            let before = offset_base_now(offset);
+        if let BreakerClock::Host(offset) = &self.clock {
+            let before = SystemClock.now();
             match self.driver.now(self.timeout()).await {
                 Ok(Some(reference)) => {
-                    let after = offset_base_now(offset);
+                    // Take the back-end's reading as of the middle of the round trip.
+                    let after = SystemClock.now();
                     let mid =
                         Timestamp::from_millis(before.as_millis() / 2 + after.as_millis() / 2);
                     offset.align(mid, reference);
@@ -218,7 +212,7 @@ impl Inner {
             self.hot.publish(&s.record, false);
             if was_down {
                 self.events.emit(Event::BackendRecovered {
-                    breaker: self.name.clone(),
+                    breaker: self.name,
                     backend: self.backend,
                 });
             }
@@ -420,10 +414,6 @@ impl Inner {
             _ => Ok(()),
         }
     }
-}
-
-fn offset_base_now(offset: &OffsetClock) -> Timestamp {
-    offset.base_now()
 }
 
 /// Clears a flag when dropped, so a cancelled maintenance never leaves it set.
