@@ -48,10 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Err(Error::Rejected(r)) => {
                 rejected += 1;
-                let retry = r.retry_after.map_or("never".into(), |d| format!("{d:?}"));
+                let retry = r.retry_after().map_or("never".into(), |d| format!("{d:?}"));
                 println!(
                     "{at:6.2}s  call {call:2}  rejected  breaker {}, retry in {retry}",
-                    r.state
+                    r.state()
                 );
             }
             Err(e) => println!("{at:6.2}s  call {call:2}  error     {e}"),

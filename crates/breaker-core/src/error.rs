@@ -69,16 +69,74 @@ impl<E> From<BackendError> for Error<E> {
     }
 }
 
-/// A rejection by an open breaker.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
+/// A rejection by an open breaker. Two words wide, so that a result carrying it stays in
+/// registers on the hot path.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Rejected {
+    breaker: Name,
+    /// The state in the top three bits, the retry delay in milliseconds below them (all
+    /// ones: no retry until an operator acts).
+    packed: u64,
+}
+
+const STATE_SHIFT: u32 = 61;
+const NO_RETRY: u64 = (1 << STATE_SHIFT) - 1;
+
+impl Rejected {
+    /// A rejection by `breaker` in `state`; a retry may be admitted after `retry_after`.
+    pub fn new(breaker: Name, state: State, retry_after: Option<Duration>) -> Self {
+        let code = match state {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+            State::ForcedOpen => 3,
+            State::ForcedClosed => 4,
+        };
+        let retry = retry_after.map_or(NO_RETRY, |d| {
+            u64::try_from(d.as_millis())
+                .unwrap_or(NO_RETRY)
+                .min(NO_RETRY - 1)
+        });
+        Rejected {
+            breaker,
+            packed: (code << STATE_SHIFT) | retry,
+        }
+    }
+
     /// The breaker.
-    pub breaker: Name,
+    pub fn breaker(&self) -> Name {
+        self.breaker
+    }
+
     /// Its state when it rejected.
-    pub state: State,
-    /// How long until a retry may be admitted; `None` when only an operator can reopen it.
-    pub retry_after: Option<Duration>,
+    pub fn state(&self) -> State {
+        match self.packed >> STATE_SHIFT {
+            0 => State::Closed,
+            1 => State::Open,
+            2 => State::HalfOpen,
+            3 => State::ForcedOpen,
+            _ => State::ForcedClosed,
+        }
+    }
+
+    /// How long until a retry may be admitted (millisecond resolution); `None` when only an
+    /// operator can reopen it.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.packed & NO_RETRY {
+            NO_RETRY => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+}
+
+impl fmt::Debug for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("breaker", &self.breaker)
+            .field("state", &self.state())
+            .field("retry_after", &self.retry_after())
+            .finish()
+    }
 }
 
 impl fmt::Display for Rejected {
@@ -86,9 +144,10 @@ impl fmt::Display for Rejected {
         write!(
             f,
             "breaker `{}` is {} and rejected the call",
-            self.breaker, self.state
+            self.breaker,
+            self.state()
         )?;
-        match self.retry_after {
+        match self.retry_after() {
             Some(d) => write!(f, "; retry in {d:?}"),
             None => write!(f, "; it stays open until an operator resets it"),
         }
@@ -119,6 +178,46 @@ impl fmt::Display for Operation {
             Operation::Watch => "watch",
             Operation::Clock => "clock",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_pack_state_and_delay() {
+        let name = Name::new("packed").unwrap();
+        for state in [
+            State::Closed,
+            State::Open,
+            State::HalfOpen,
+            State::ForcedOpen,
+            State::ForcedClosed,
+        ] {
+            for retry in [
+                None,
+                Some(Duration::ZERO),
+                Some(Duration::from_millis(1_234)),
+                Some(Duration::MAX),
+            ] {
+                let r = Rejected::new(name, state, retry);
+                assert_eq!((r.breaker(), r.state()), (name, state));
+                match retry {
+                    Some(Duration::MAX) => {
+                        assert!(r.retry_after().unwrap() > Duration::from_secs(1 << 40))
+                    }
+                    _ => assert_eq!(r.retry_after(), retry),
+                }
+            }
+        }
+        assert_eq!(std::mem::size_of::<Rejected>(), 16);
+        assert!(std::mem::size_of::<Error<()>>() <= 24);
+        let text = Rejected::new(name, State::Open, Some(Duration::from_millis(1_500))).to_string();
+        assert_eq!(
+            text,
+            "breaker `packed` is open and rejected the call; retry in 1.5s"
+        );
     }
 }
 

@@ -1,6 +1,6 @@
 //! Breaker names: validated so that no name can escape a driver's key namespace.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
@@ -12,8 +12,9 @@ pub const MAX_NAME_LEN: usize = 128;
 
 /// The validated name of a breaker, shared by every agent that protects the same service.
 ///
-/// Names are interned: a name costs its bytes once per process, and copying one costs
-/// nothing, so a rejection can name its breaker without touching shared memory.
+/// Names are interned: a name costs its bytes once per process, and a `Name` is one pointer
+/// that copies for free, so a rejection can name its breaker without touching shared memory
+/// and errors that carry a name stay small.
 ///
 /// A name is 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `-`, `_`, `.` or `:`, not starting
 /// with `.` or `:`. That keeps it free of path separators, Redis Cluster hash-tag braces,
@@ -21,7 +22,7 @@ pub const MAX_NAME_LEN: usize = 128;
 /// prefix without escaping and it cannot reach into another namespace.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Name(&'static str);
+pub struct Name(&'static String);
 
 /// Why a breaker name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,25 +97,23 @@ impl Name {
 
     /// The name as a string slice.
     pub fn as_str(&self) -> &'static str {
-        self.0
+        self.0.as_str()
     }
 }
 
 /// The one copy of each name this process has seen.
-fn intern(name: &str) -> &'static str {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+fn intern(name: &str) -> &'static String {
+    static NAMES: OnceLock<Mutex<HashMap<&'static str, &'static String>>> = OnceLock::new();
     let mut names = NAMES
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    match names.get(name) {
-        Some(known) => known,
-        None => {
-            let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-            names.insert(leaked);
-            leaked
-        }
+    if let Some(known) = names.get(name) {
+        return known;
     }
+    let leaked: &'static String = Box::leak(Box::new(name.to_owned()));
+    names.insert(leaked.as_str(), leaked);
+    leaked
 }
 
 impl fmt::Display for Name {
@@ -152,7 +151,7 @@ impl TryFrom<&str> for Name {
 
 impl From<Name> for String {
     fn from(n: Name) -> String {
-        n.0.to_owned()
+        n.0.clone()
     }
 }
 
@@ -196,6 +195,11 @@ mod tests {
             matches!(Name::new(&long), Err(NameError::TooLong { len, .. }) if len == MAX_NAME_LEN + 1)
         );
         assert!(Name::new(&long[..MAX_NAME_LEN]).is_ok());
+    }
+
+    #[test]
+    fn a_name_is_one_pointer() {
+        assert_eq!(std::mem::size_of::<Name>(), std::mem::size_of::<usize>());
     }
 
     #[test]

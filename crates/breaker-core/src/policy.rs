@@ -47,7 +47,8 @@ impl TripRule {
     }
 }
 
-/// What makes a call slow, and whether a slow call counts as a failure.
+/// What makes a call slow, and whether a slow call counts as a failure. Durations are
+/// measured on the breaker's clock (millisecond resolution).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SlowCall {

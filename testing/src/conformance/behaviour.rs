@@ -63,7 +63,7 @@ fn caused(subs: &mut [Subscription], to: State) -> usize {
 
 fn rejected_state<E: std::fmt::Debug>(r: Result<(), Error<E>>) -> State {
     match r {
-        Err(Error::Rejected(rej)) => rej.state,
+        Err(Error::Rejected(rej)) => rej.state(),
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
@@ -89,7 +89,7 @@ pub async fn original_scenario<H: Harness>(h: Arc<H>) {
     for _ in 0..3 {
         let r = call().await;
         assert!(
-            matches!(&r, Err(Error::Rejected(rej)) if rej.retry_after == Some(Duration::from_secs(5))),
+            matches!(&r, Err(Error::Rejected(rej)) if rej.retry_after() == Some(Duration::from_secs(5))),
             "{r:?}"
         );
     }
@@ -173,7 +173,7 @@ pub async fn half_open_admits_exactly_the_permits_fleet_wide<H: Harness>(h: Arc<
                     true
                 }
                 Err(Error::Rejected(r)) => {
-                    assert_eq!(r.state, State::HalfOpen);
+                    assert_eq!(r.state(), State::HalfOpen);
                     false
                 }
                 Err(e) => panic!("{e}"),
@@ -324,7 +324,7 @@ pub async fn forced_states_bind_every_agent<H: Harness>(h: Arc<H>) {
     for a in &fleet {
         match a.acquire().await {
             Err(Error::Rejected(r)) => {
-                assert_eq!((r.state, r.retry_after), (State::ForcedOpen, None))
+                assert_eq!((r.state(), r.retry_after()), (State::ForcedOpen, None))
             }
             other => panic!("{other:?}"),
         }
@@ -461,4 +461,123 @@ pub async fn joining_agent_keeps_the_shared_record<H: Harness>(h: Arc<H>) {
     let late = agent(&*h, fleet[0].name().as_str(), &policy, &clock).await;
     assert_eq!(rejected_state(succeed(&late).await), State::Open);
     assert_eq!(late.snapshot().generation, 1);
+}
+
+/// A call that panics is a failure, in the blocking and the async API; the panic still
+/// reaches the caller.
+pub async fn panicking_calls_are_failures<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = Policy::builder()
+        .failures_within(2, Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let a = agent(&*h, &unique_name("panics"), &policy, &clock).await;
+    succeed(&a).await.unwrap();
+    let blocking = {
+        let a = a.clone();
+        tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = a.call_blocking(|| -> Result<(), &str> { panic!("callee blew up") });
+            }))
+        })
+        .await
+        .unwrap()
+    };
+    assert!(blocking.is_err(), "the panic reaches the caller");
+    let task = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let _ = a
+                .call(|| async {
+                    if true {
+                        panic!("future blew up");
+                    }
+                    Ok::<(), &str>(())
+                })
+                .await;
+        })
+    };
+    assert!(task.await.unwrap_err().is_panic());
+    a.flush().await.unwrap();
+    assert_eq!(a.state(), State::Open, "two panics, two failures");
+}
+
+/// A cancelled call is ignored: a closed-state call changes no counter, and a cancelled
+/// probe gives its slot back.
+pub async fn cancelled_calls_are_ignored<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = Policy::builder()
+        .failures_within(1, Duration::from_secs(10))
+        .open_for(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let fleet = agents(&*h, &unique_name("cancelled"), &policy, &clock, 2).await;
+    succeed(&fleet[0]).await.unwrap();
+    let never = || std::future::pending::<Result<(), &str>>();
+    let timed_out = tokio::time::timeout(Duration::from_millis(10), fleet[0].call(never)).await;
+    assert!(timed_out.is_err(), "the call was cancelled");
+    fleet[0].flush().await.unwrap();
+    assert_eq!(
+        fleet[0].state(),
+        State::Closed,
+        "a cancelled call is no failure"
+    );
+    let _ = fail(&fleet[0]).await;
+    clock.advance(Duration::from_secs(5));
+    let cancelled_probe =
+        tokio::time::timeout(Duration::from_millis(10), fleet[0].call(never)).await;
+    assert!(cancelled_probe.is_err());
+    fleet[0].flush().await.unwrap();
+    assert!(
+        succeed(&fleet[1]).await.is_ok(),
+        "the cancelled probe's slot went to another agent"
+    );
+    flush_all(&fleet).await;
+    assert!(fleet.iter().all(|a| a.state() == State::Closed));
+}
+
+/// Slow calls, measured on the breaker's clock, count as failures when the policy says so,
+/// and feed the slow-call rate; the caller still gets the value.
+pub async fn slow_calls_count<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let as_failure = Policy::builder()
+        .failures_within(2, Duration::from_secs(60))
+        .slow_calls(Duration::from_millis(500), true)
+        .build()
+        .unwrap();
+    let a = agent(&*h, &unique_name("slow"), &as_failure, &clock).await;
+    let slow = || {
+        let clock = clock.clone();
+        async move {
+            clock.advance(Duration::from_millis(501));
+            Ok::<u32, &str>(7)
+        }
+    };
+    assert_eq!(
+        a.call(slow).await.unwrap(),
+        7,
+        "a slow success returns its value"
+    );
+    assert_eq!(a.call(|| async { Ok::<u32, &str>(8) }).await.unwrap(), 8);
+    a.flush().await.unwrap();
+    assert_eq!(a.state(), State::Closed);
+    assert_eq!(a.call(slow).await.unwrap(), 7);
+    a.flush().await.unwrap();
+    assert_eq!(a.state(), State::Open, "two slow calls are two failures");
+
+    let by_rate = Policy::builder()
+        .slow_calls(Duration::from_millis(500), false)
+        .slow_call_rate(0.5, 4)
+        .build()
+        .unwrap();
+    let b = agent(&*h, &unique_name("slow-rate"), &by_rate, &clock).await;
+    for _ in 0..2 {
+        b.call(|| async { Ok::<u32, &str>(1) }).await.unwrap();
+    }
+    b.call(slow).await.unwrap();
+    b.flush().await.unwrap();
+    assert_eq!(b.state(), State::Closed, "3 calls, fewer than min_calls");
+    b.call(slow).await.unwrap();
+    b.flush().await.unwrap();
+    assert_eq!(b.state(), State::Open, "2 slow of 4");
 }

@@ -1,7 +1,7 @@
 //! The driver conformance kit: the store contract and the breaker's end-to-end behaviour,
 //! run against any [`Driver`]. A driver proves itself from one test file:
 //!
-//! ```ignore
+//! ```text
 //! breaker_testing::conformance_tests!(my_driver::tests::Harness::new());
 //! ```
 //!
@@ -124,6 +124,9 @@ macro_rules! conformance_tests {
             behaviour::strict_mode_writes_every_outcome,
             behaviour::corrupt_record_is_reported_and_replaced,
             behaviour::joining_agent_keeps_the_shared_record,
+            behaviour::panicking_calls_are_failures,
+            behaviour::cancelled_calls_are_ignored,
+            behaviour::slow_calls_count,
             outage::fail_open_admits_everything,
             outage::fail_closed_rejects_with_backend_error,
             outage::local_fallback_protects_and_shared_state_returns,

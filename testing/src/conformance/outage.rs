@@ -127,7 +127,7 @@ pub async fn local_fallback_protects_and_shared_state_returns<H: Harness>(h: Arc
         })
         .await;
     assert!(
-        matches!(r, Err(Error::Rejected(ref rej)) if rej.state == State::Open),
+        matches!(r, Err(Error::Rejected(ref rej)) if rej.state() == State::Open),
         "{r:?}"
     );
     assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 0);
@@ -170,7 +170,7 @@ pub async fn forced_open_survives_an_outage<H: Harness>(h: Arc<H>) {
         for _ in 0..3 {
             let r = succeed(&a).await;
             assert!(
-                matches!(r, Err(Error::Rejected(ref rej)) if rej.state == State::ForcedOpen),
+                matches!(r, Err(Error::Rejected(ref rej)) if rej.state() == State::ForcedOpen),
                 "{on_failure:?}: {r:?}"
             );
         }

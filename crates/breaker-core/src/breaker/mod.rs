@@ -13,8 +13,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use futures_util::FutureExt;
-
 use crate::driver::{Driver, DynDriver};
 use crate::error::{BackendError, BuildError, Error, Rejected};
 use crate::events::{Event, EventHub, Subscription};
@@ -103,7 +101,7 @@ impl BreakerBuilder {
                 last_error: None,
                 last_sync: Timestamp::ZERO,
                 watch: None,
-                released: Vec::new(),
+                queued: Vec::new(),
             }),
             maintaining: AtomicBool::new(false),
             events: EventHub::default(),
@@ -222,20 +220,30 @@ impl Breaker {
         C: Classifier<T, E> + ?Sized,
     {
         let permit = match self.gate() {
+            // The common case needs no permit: nothing to time, nothing to give back.
+            Gate::Closed(generation) if self.inner.policy.slow_call.is_none() => {
+                let call = ClosedCall {
+                    inner: &self.inner,
+                    generation,
+                };
+                let result = f().await;
+                let outcome = classifier.classify(&result);
+                let inner = call.finish();
+                if let Some(deferred) = inner.settle_closed(generation, outcome, false) {
+                    Box::pin(inner.report(deferred)).await;
+                }
+                return result.map_err(Error::Call);
+            }
             Gate::Closed(generation) => Permit::new(&self.inner, Admitted::Closed { generation }),
             Gate::Rejected(rejected) => return Err(Error::Rejected(rejected)),
             Gate::Slow => Box::pin(self.acquire_slow()).await.map_err(widen)?,
         };
-        match AssertUnwindSafe(f()).catch_unwind().await {
-            Ok(result) => {
-                permit.record(classifier.classify(&result)).await;
-                result.map_err(Error::Call)
-            }
-            Err(panic) => {
-                permit.record(Outcome::Failure).await;
-                std::panic::resume_unwind(panic)
-            }
-        }
+        // Should `f` or its future panic, the permit is dropped while unwinding and reports a
+        // failure; should the call be cancelled, it reports ignored. No `catch_unwind` on the
+        // hot path.
+        let result = f().await;
+        permit.record(classifier.classify(&result)).await;
+        result.map_err(Error::Call)
     }
 
     /// Runs `f` under the breaker on this thread: `Ok` is a success, `Err` a failure.
@@ -255,6 +263,27 @@ impl Breaker {
         C: Classifier<T, E> + ?Sized,
     {
         let permit = match self.gate() {
+            // The common case needs no permit: nothing to time, nothing to give back.
+            Gate::Closed(generation) if self.inner.policy.slow_call.is_none() => {
+                let inner = &self.inner;
+                return match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+                    Ok(result) => {
+                        let outcome = classifier.classify(&result);
+                        if let Some(deferred) = inner.settle_closed(generation, outcome, false) {
+                            inner.report_blocking(deferred);
+                        }
+                        result.map_err(Error::Call)
+                    }
+                    Err(panic) => {
+                        if let Some(deferred) =
+                            inner.settle_closed(generation, Outcome::Failure, false)
+                        {
+                            inner.report_blocking(deferred);
+                        }
+                        std::panic::resume_unwind(panic)
+                    }
+                };
+            }
             Gate::Closed(generation) => Permit::new(&self.inner, Admitted::Closed { generation }),
             Gate::Rejected(rejected) => return Err(Error::Rejected(rejected)),
             Gate::Slow => self.acquire_slow_blocking().map_err(widen)?,
@@ -326,11 +355,7 @@ impl Breaker {
         if self.inner.events.active() {
             self.emit_rejected(state, retry_after);
         }
-        Rejected {
-            breaker: self.inner.name,
-            state,
-            retry_after,
-        }
+        Rejected::new(self.inner.name, state, retry_after)
     }
 
     #[cold]
@@ -439,6 +464,31 @@ impl Breaker {
                 drop(s);
                 self.admit_claim(claim)
             }
+        }
+    }
+}
+
+/// An async call admitted while closed, without a permit. Dropped before it finishes, the
+/// call panicked (dropped while unwinding: a failure, queued for the next maintenance) or
+/// was cancelled (ignored: nothing to do).
+struct ClosedCall<'a> {
+    inner: &'a Arc<Inner>,
+    generation: u64,
+}
+
+impl<'a> ClosedCall<'a> {
+    #[inline]
+    fn finish(self) -> &'a Arc<Inner> {
+        let inner = self.inner;
+        std::mem::forget(self);
+        inner
+    }
+}
+
+impl Drop for ClosedCall<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.inner.queue_failure(self.generation);
         }
     }
 }

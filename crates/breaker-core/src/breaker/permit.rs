@@ -2,7 +2,8 @@
 //! ignored. A permit dropped unreported counts as ignored.
 
 use std::sync::Arc;
-use std::time::Instant;
+
+use crate::time::Timestamp;
 
 use crate::machine::{self, Tally};
 use crate::outcome::Outcome;
@@ -30,13 +31,16 @@ pub(crate) struct Deferred {
 }
 
 /// Permission to make one call. Report how it went with [`Permit::record`] (or
-/// [`Permit::success`], [`Permit::failure`], [`Permit::ignore`]); dropping it unreported
-/// reports [`Outcome::Ignored`], which gives a probe permit back.
+/// [`Permit::success`], [`Permit::failure`], [`Permit::ignore`]). Dropping it unreported
+/// reports [`Outcome::Ignored`], which gives a probe permit back, or [`Outcome::Failure`]
+/// when it is dropped while the thread panics.
 #[must_use = "a permit reports its call's outcome; dropping it reports the call as ignored"]
 pub struct Permit<'a> {
     inner: &'a Arc<Inner>,
     admitted: Admitted,
-    started: Option<Instant>,
+    /// When the call started on the breaker's clock, plus one; zero when slowness does not
+    /// matter. Kept to one word: the permit lives in every call's future.
+    started: u64,
     settled: bool,
 }
 
@@ -53,7 +57,11 @@ impl<'a> Permit<'a> {
     #[inline]
     pub(crate) fn new(inner: &'a Arc<Inner>, admitted: Admitted) -> Self {
         // Durations are measured only when slowness matters: reading the clock costs.
-        let started = inner.policy.slow_call.map(|_| Instant::now());
+        let started = if inner.policy.slow_call.is_some() {
+            inner.clock.now().as_millis().saturating_add(1)
+        } else {
+            0
+        };
         Permit {
             inner,
             admitted,
@@ -117,9 +125,10 @@ impl<'a> Permit<'a> {
     fn settle(&mut self, outcome: Outcome) -> Option<Deferred> {
         self.settled = true;
         let policy = &self.inner.policy;
-        let slow = match (self.started, policy.slow_call) {
-            (Some(started), Some(rule)) if outcome != Outcome::Ignored => {
-                started.elapsed() > rule.threshold
+        let slow = match policy.slow_call {
+            Some(rule) if self.started != 0 && outcome != Outcome::Ignored => {
+                let started = Timestamp::from_millis(self.started - 1);
+                self.inner.clock.now().saturating_duration_since(started) > rule.threshold
             }
             _ => false,
         };
@@ -127,15 +136,10 @@ impl<'a> Permit<'a> {
             Some(rule) if slow && rule.counts_as_failure => Outcome::Failure,
             _ => outcome,
         };
-        match (self.admitted, outcome) {
-            (Admitted::Unprotected, _) | (Admitted::Closed { .. }, Outcome::Ignored) => None,
-            (Admitted::Closed { generation }, Outcome::Success)
-                if !slow && !policy.strict && self.inner.hot.batches(generation) =>
-            {
-                self.inner.pending.add_success();
-                None
-            }
-            (admitted, outcome) => Some(Deferred {
+        match self.admitted {
+            Admitted::Closed { generation } => self.inner.settle_closed(generation, outcome, slow),
+            Admitted::Unprotected => None,
+            admitted => Some(Deferred {
                 admitted,
                 outcome,
                 slow,
@@ -157,21 +161,62 @@ impl Permit<'_> {
     #[cold]
     #[inline(never)]
     fn drop_unsettled(&mut self) {
-        if let Admitted::Probe { generation, lease } = self.admitted {
-            // Drop cannot wait for the back-end: the slot is given back at the next
-            // maintenance, which is due at once (and the lease lapses anyway).
-            self.inner.lock().released.push((generation, lease));
-            self.inner
-                .hot
-                .schedule_maintenance(crate::time::Timestamp::ZERO);
+        // Dropped while unwinding, the call panicked: a failure. Every common executor drops
+        // a panicking future while unwinding. Otherwise it was cancelled or abandoned.
+        let outcome = if std::thread::panicking() {
+            Outcome::Failure
+        } else {
+            Outcome::Ignored
+        };
+        // Drop cannot wait for the back-end: what must reach it is written at the next
+        // maintenance, which is due at once.
+        if let Some(deferred) = self.settle(outcome) {
+            self.inner.queue(deferred);
         }
     }
 }
 
 impl Inner {
+    /// Settles a call admitted while closed: a plain success is counted locally; what must
+    /// reach the back-end is returned.
+    #[inline]
+    pub(crate) fn settle_closed(
+        &self,
+        generation: u64,
+        outcome: Outcome,
+        slow: bool,
+    ) -> Option<Deferred> {
+        match outcome {
+            Outcome::Ignored => None,
+            Outcome::Success if !slow && !self.policy.strict && self.hot.batches(generation) => {
+                self.pending.add_success();
+                None
+            }
+            _ => Some(Deferred {
+                admitted: Admitted::Closed { generation },
+                outcome,
+                slow,
+            }),
+        }
+    }
+
+    /// Queues the failure of a closed-state call that panicked where nothing can wait.
+    #[cold]
+    pub(crate) fn queue_failure(&self, generation: u64) {
+        if let Some(deferred) = self.settle_closed(generation, Outcome::Failure, false) {
+            self.queue(deferred);
+        }
+    }
+
+    /// Queues an outcome for the next maintenance and makes that due now.
+    fn queue(&self, deferred: Deferred) {
+        self.lock().queued.push(deferred);
+        self.hot.schedule_maintenance(Timestamp::ZERO);
+    }
+
     #[cold]
     #[inline(never)]
-    fn report_blocking(self: &Arc<Self>, d: Deferred) {
+    pub(crate) fn report_blocking(self: &Arc<Self>, d: Deferred) {
         futures_executor::block_on(self.report(d));
     }
 

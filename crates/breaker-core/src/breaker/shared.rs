@@ -18,6 +18,7 @@ use crate::record::Record;
 use crate::time::{BreakerClock, Clock, SystemClock, Timestamp};
 
 use super::hot::{HotView, Pending};
+use super::permit::Deferred;
 
 /// Compare-and-swap attempts before an update gives up under contention.
 const MAX_SWAP_ATTEMPTS: usize = 64;
@@ -45,8 +46,9 @@ pub(crate) struct Shared {
     pub(crate) last_error: Option<BackendError>,
     pub(crate) last_sync: Timestamp,
     pub(crate) watch: Option<Watch>,
-    /// Probe permits dropped unreported, to give back at the next maintenance.
-    pub(crate) released: Vec<(u64, u64)>,
+    /// Outcomes that could not be written when they happened (a probe permit dropped
+    /// unreported, a call that panicked inside a future), written at the next maintenance.
+    pub(crate) queued: Vec<Deferred>,
 }
 
 impl Shared {
@@ -386,16 +388,13 @@ impl Inner {
                 return Ok(());
             }
         }
-        let policy = &self.policy;
-        let released = std::mem::take(&mut self.lock().released);
-        for (generation, lease) in released {
-            self.apply(|rec, now| {
-                machine::settle_probe(rec, policy, now, generation, lease, crate::Outcome::Ignored)
-            })
-            .await;
+        let queued = std::mem::take(&mut self.lock().queued);
+        for deferred in queued {
+            self.report(deferred).await;
         }
         let successes = self.pending.take();
         if successes > 0 {
+            let policy = &self.policy;
             let generation = self.hot.generation();
             let tally = machine::Tally::new(successes, 0, 0);
             self.apply(|rec, now| machine::record_tally(rec, policy, now, generation, tally))
