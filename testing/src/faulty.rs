@@ -21,6 +21,7 @@ pub struct Faulty<D> {
 struct FaultState {
     down: AtomicBool,
     timing_out: AtomicBool,
+    no_push: AtomicBool,
     attempts: AtomicU64,
 }
 
@@ -41,6 +42,11 @@ impl<D: Driver> Faulty<D> {
     /// Makes every operation time out (`true`) or answer again.
     pub fn set_timing_out(&self, timing_out: bool) {
         self.state.timing_out.store(timing_out, Ordering::SeqCst);
+    }
+
+    /// Makes `watch` answer that the back-end cannot push (`true`), so that breakers poll.
+    pub fn set_no_push(&self, no_push: bool) {
+        self.state.no_push.store(no_push, Ordering::SeqCst);
     }
 
     /// Operations attempted through this wrapper (and its clones), up or down.
@@ -102,6 +108,9 @@ impl<D: Driver> Driver for Faulty<D> {
         timeout: Duration,
     ) -> Result<Option<Watch>, DriverError> {
         self.gate("watch")?;
+        if self.state.no_push.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         // Changes pushed while switched down are dropped, as a broken connection would.
         let state = self.state.clone();
         let gated: ChangeSink = Arc::new(move |change| {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's own commands, with no dependencies beyond std.
 //!
-//! - `cargo xtask test`: every test of the workspace (nextest, then doc tests);
+//! - `cargo xtask test`: every test of the workspace (nextest, installed if missing, then
+//!   doc tests);
 //! - `cargo xtask lint`: fmt, clippy with `-D warnings`, docs, and each facade feature alone;
 //! - `cargo xtask ci`: lint, then test;
 //! - `cargo xtask bench [criterion args]`: the benchmarks (figures in BENCHMARKS.md);
@@ -79,7 +80,7 @@ fn test(extra: &[String]) -> Result<(), String> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_nextest {
-        return Err("cargo-nextest is missing: `cargo install cargo-nextest --locked`".into());
+        run(cargo().args(["install", "cargo-nextest", "--locked"]))?;
     }
     run(cargo()
         .args([

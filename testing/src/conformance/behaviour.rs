@@ -581,3 +581,34 @@ pub async fn slow_calls_count<H: Harness>(h: Arc<H>) {
     b.flush().await.unwrap();
     assert_eq!(b.state(), State::Open, "2 slow of 4");
 }
+
+/// Without push, an agent's view is at most `max_staleness` old once it makes a call: it
+/// polls the record on its own, with no flush.
+pub async fn polling_bounds_staleness_without_push<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base()
+        .max_staleness(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let name = unique_name("polling");
+    let tripper = agent(&*h, &name, &policy, &clock).await;
+    let (poller, faulty) = faulty_agent(&*h, &name, &policy, &clock).await;
+    faulty.set_no_push(true);
+    succeed(&poller).await.unwrap();
+    for _ in 0..3 {
+        let _ = fail(&tripper).await;
+    }
+    let before = faulty.attempts();
+    assert!(
+        succeed(&poller).await.is_ok(),
+        "still fresh enough: no read yet"
+    );
+    assert_eq!(faulty.attempts(), before, "no round trip within the bound");
+    clock.advance(Duration::from_secs(1));
+    let _ = succeed(&poller).await;
+    assert_eq!(
+        rejected_state(succeed(&poller).await),
+        State::Open,
+        "polled within the bound"
+    );
+}

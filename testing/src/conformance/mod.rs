@@ -127,6 +127,7 @@ macro_rules! conformance_tests {
             behaviour::panicking_calls_are_failures,
             behaviour::cancelled_calls_are_ignored,
             behaviour::slow_calls_count,
+            behaviour::polling_bounds_staleness_without_push,
             outage::fail_open_admits_everything,
             outage::fail_closed_rejects_with_backend_error,
             outage::local_fallback_protects_and_shared_state_returns,

@@ -78,13 +78,10 @@ impl HotView {
             return Fast::Slow;
         }
         match word & STATE_MASK {
-            CLOSED | FORCED_CLOSED if !strict => {
-                let due = now.as_millis() >= self.next_maintenance.load(Ordering::Relaxed);
-                Fast::Admit {
-                    generation: word >> GENERATION_SHIFT,
-                    maintain: due,
-                }
-            }
+            CLOSED | FORCED_CLOSED if !strict => Fast::Admit {
+                generation: word >> GENERATION_SHIFT,
+                maintain: self.maintenance_due(now),
+            },
             OPEN => {
                 let until = self.open_until.load(Ordering::Acquire);
                 if now.as_millis() < until {
@@ -117,6 +114,11 @@ impl HotView {
         word & DEGRADED == 0
             && matches!(word & STATE_MASK, CLOSED | FORCED_CLOSED)
             && word >> GENERATION_SHIFT == generation
+    }
+
+    /// Whether upkeep is due at `now`.
+    pub(crate) fn maintenance_due(&self, now: Timestamp) -> bool {
+        now.as_millis() >= self.next_maintenance.load(Ordering::Relaxed)
     }
 
     pub(crate) fn schedule_maintenance(&self, at: Timestamp) {

@@ -369,17 +369,16 @@ impl Breaker {
 
     async fn acquire_slow(&self) -> Result<Permit<'_>, AdmissionError> {
         let inner = &self.inner;
-        let now = inner.clock.now();
-        if let Fast::Admit { generation, .. } = inner.hot.decide(inner.policy.strict, now) {
+        // Upkeep rides on calls (the core has no runtime to schedule it): queued outcomes,
+        // batched successes, and a refresh when the view may be stale.
+        if inner.hot.maintenance_due(inner.clock.now()) {
             inner.maintain().await;
-            if inner.hot.generation() == generation {
-                match self.gate() {
-                    Gate::Closed(generation) => {
-                        return Ok(Permit::new(inner, Admitted::Closed { generation }));
-                    }
-                    Gate::Rejected(rejected) => return Err(Error::Rejected(rejected)),
-                    Gate::Slow => {}
+            match self.gate() {
+                Gate::Closed(generation) => {
+                    return Ok(Permit::new(inner, Admitted::Closed { generation }));
                 }
+                Gate::Rejected(rejected) => return Err(Error::Rejected(rejected)),
+                Gate::Slow => {}
             }
         }
         let degraded = inner.lock().degraded();
