@@ -68,6 +68,19 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// Installs the cargo subcommand `subcommand` from crate `krate` unless it answers already.
+fn ensure_installed(subcommand: &str, krate: &str) -> Result<(), String> {
+    let installed = cargo()
+        .args([subcommand, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        Ok(())
+    } else {
+        run(cargo().args(["install", krate, "--locked"]))
+    }
+}
+
 fn excluded() -> impl Iterator<Item = String> {
     NOT_TESTED
         .iter()
@@ -75,13 +88,7 @@ fn excluded() -> impl Iterator<Item = String> {
 }
 
 fn test(extra: &[String]) -> Result<(), String> {
-    let has_nextest = cargo()
-        .args(["nextest", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_nextest {
-        run(cargo().args(["install", "cargo-nextest", "--locked"]))?;
-    }
+    ensure_installed("nextest", "cargo-nextest")?;
     run(cargo()
         .args([
             "nextest",
@@ -139,13 +146,7 @@ fn bench(extra: &[String]) -> Result<(), String> {
 }
 
 fn coverage() -> Result<(), String> {
-    let installed = cargo()
-        .args(["tarpaulin", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !installed {
-        run(cargo().args(["install", "cargo-tarpaulin", "--locked"]))?;
-    }
+    ensure_installed("tarpaulin", "cargo-tarpaulin")?;
     run(cargo()
         .args([
             "tarpaulin",

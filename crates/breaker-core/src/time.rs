@@ -1,7 +1,7 @@
 //! Time on the breaker's clock: the `Timestamp` type, the `Clock` trait and its two clocks.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -77,9 +77,22 @@ pub struct SystemClock;
 /// How often the [`SystemClock`] thread refreshes the time.
 pub const SYSTEM_CLOCK_TICK: Duration = Duration::from_millis(2);
 
+/// Whether the refreshing thread runs: 0 not started yet, 1 running, 2 could not start.
+static TICKING: AtomicU8 = AtomicU8::new(0);
+
+#[inline]
 fn ticking() -> bool {
-    static TICKING: OnceLock<bool> = OnceLock::new();
-    *TICKING.get_or_init(|| {
+    match TICKING.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => start_ticking(),
+    }
+}
+
+#[cold]
+fn start_ticking() -> bool {
+    static START: OnceLock<bool> = OnceLock::new();
+    let running = *START.get_or_init(|| {
         match coarsetime::Updater::new(millis_of(SYSTEM_CLOCK_TICK)).start() {
             Ok(updater) => {
                 // The thread serves the whole process for its lifetime.
@@ -88,7 +101,9 @@ fn ticking() -> bool {
             }
             Err(_) => false,
         }
-    })
+    });
+    TICKING.store(if running { 1 } else { 2 }, Ordering::Relaxed);
+    running
 }
 
 impl Clock for SystemClock {

@@ -25,6 +25,15 @@ fn base() -> breaker_core::PolicyBuilder {
         .open_for(Duration::from_secs(5))
 }
 
+/// Two probes per half-open period, both needed to close.
+fn two_probes_to_close() -> Policy {
+    base()
+        .half_open_permits(2)
+        .success_threshold(2)
+        .build()
+        .unwrap()
+}
+
 async fn fail(b: &Breaker) -> Result<(), Error<&'static str>> {
     b.call(|| async { Err::<(), _>("boom") }).await
 }
@@ -155,11 +164,7 @@ async fn tripped<H: Harness>(
 /// After the open period, exactly `half_open_permits` probes are admitted fleet-wide.
 pub async fn half_open_admits_exactly_the_permits_fleet_wide<H: Harness>(h: Arc<H>) {
     let clock = clock();
-    let policy = base()
-        .half_open_permits(2)
-        .success_threshold(2)
-        .build()
-        .unwrap();
+    let policy = two_probes_to_close();
     let fleet = tripped(&*h, &policy, &clock, 5).await;
     clock.advance(Duration::from_secs(5));
     let mut tasks = Vec::new();
@@ -193,11 +198,7 @@ pub async fn half_open_admits_exactly_the_permits_fleet_wide<H: Harness>(h: Arc<
 /// exactly one.
 pub async fn probe_successes_close_for_everyone<H: Harness>(h: Arc<H>) {
     let clock = clock();
-    let policy = base()
-        .half_open_permits(2)
-        .success_threshold(2)
-        .build()
-        .unwrap();
+    let policy = two_probes_to_close();
     let fleet = tripped(&*h, &policy, &clock, 3).await;
     let mut subs: Vec<Subscription> = fleet.iter().map(Breaker::subscribe).collect();
     clock.advance(Duration::from_secs(5));

@@ -336,7 +336,7 @@ impl Breaker {
     }
 
     /// The hot path: admission decided from the cached view, when it can be.
-    #[inline]
+    #[inline(always)]
     fn gate(&self) -> Gate {
         let inner = &self.inner;
         let now = inner.clock.now();
