@@ -294,7 +294,7 @@ impl std::error::Error for BackendError {
 }
 
 /// Why a breaker could not be built.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// The name is not valid.
@@ -303,4 +303,8 @@ pub enum BuildError {
     /// The policy is impossible.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The driver could not be set up (a shortcut constructor opened it): a wrong path or
+    /// URL, a foreign database, an unreachable back-end.
+    #[error("could not set up the back-end: {0}")]
+    Backend(#[from] DriverError),
 }

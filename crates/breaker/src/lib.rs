@@ -11,6 +11,7 @@
 //! | feature | driver | shortcut |
 //! |---|---|---|
 //! | `memory` (default) | [`memory::MemoryDriver`]: breakers of one process | [`memory::breaker`] |
+//! | `sqlite` | [`sqlite::SqliteDriver`]: the processes of one host, one database file | [`sqlite::breaker`] |
 //!
 //! ```
 //! use std::time::Duration;
@@ -45,5 +46,33 @@ pub mod memory {
         Breaker::builder(name, MemoryDriver::process_wide())
             .policy(policy)
             .build()
+    }
+}
+
+/// The SQLite driver: the processes of one host share breakers through one database file.
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    pub use breaker_driver_sqlite::{SqliteDriver, SqliteOptions};
+
+    use std::path::Path;
+
+    use breaker_core::{Breaker, BuildError, Policy};
+
+    /// A breaker called `name` with `policy`, shared through the SQLite database at `path`
+    /// (created if missing) with every process of the host that opens it.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let b = breaker::sqlite::breaker(dir.path().join("b.db"), "search", breaker::Policy::default())?;
+    /// assert_eq!(b.state(), breaker::State::Closed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn breaker(
+        path: impl AsRef<Path>,
+        name: &str,
+        policy: Policy,
+    ) -> Result<Breaker, BuildError> {
+        let driver = SqliteDriver::open(path)?;
+        Breaker::builder(name, driver).policy(policy).build()
     }
 }

@@ -42,9 +42,13 @@ async fn succeed(b: &Breaker) -> Result<(), Error<&'static str>> {
     b.call(|| async { Ok::<(), &'static str>(()) }).await
 }
 
+/// Writes every agent's pending outcomes, then refreshes every agent's view, so that each
+/// agent has seen every other agent's writes whatever the driver's push latency.
 async fn flush_all(agents: &[Breaker]) {
-    for a in agents {
-        a.flush().await.expect("flush");
+    for _pass in 0..2 {
+        for a in agents {
+            a.flush().await.expect("flush");
+        }
     }
 }
 
@@ -276,7 +280,7 @@ pub async fn dropped_probe_permit_gives_its_slot_back<H: Harness>(h: Arc<H>) {
     let probe = fleet[0].acquire().await.expect("a probe");
     assert_eq!(rejected_state(succeed(&fleet[1]).await), State::HalfOpen);
     drop(probe);
-    fleet[0].flush().await.unwrap();
+    flush_all(&fleet).await;
     let again = fleet[1].acquire().await.expect("the slot came back");
     assert!(again.is_probe());
     again.ignore();

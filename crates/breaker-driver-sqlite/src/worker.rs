@@ -1,0 +1,323 @@
+//! The worker thread that owns a driver's connection: SQLite's blocking calls run here, never
+//! on an async runtime's threads. It also polls for other processes' changes, checks that the
+//! database file is still the one it opened, and enforces every operation's deadline through
+//! a busy handler that yields instead of sleeping long.
+
+use std::cell::Cell;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use breaker_core::{Change, ChangeSink, Clock, DriverError, Name, Swap, Versioned};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{error, schema, store};
+
+/// How long opening a database may wait for other processes' locks.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A unit of work for the worker.
+pub(crate) type Job = Box<dyn FnOnce(&mut Worker) + Send>;
+
+thread_local! {
+    /// The deadline of the operation running on this worker thread.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// SQLite's plain busy timeout sleeps longer and longer, so one process can lock another out
+/// for most of a second while others keep winning. This handler yields and naps briefly,
+/// which keeps waits short and fair, and gives up at the operation's deadline.
+fn busy_handler(attempt: i32) -> bool {
+    let deadline = DEADLINE.with(Cell::get);
+    if deadline.is_none_or(|d| Instant::now() >= d) {
+        return false;
+    }
+    if attempt < 8 {
+        std::thread::yield_now();
+    } else {
+        // 50 to 200 microseconds, varied by attempt so that waiters do not move in step.
+        std::thread::sleep(Duration::from_micros(50 + (attempt as u64 * 37) % 150));
+    }
+    true
+}
+
+struct Watcher {
+    id: u64,
+    name: Name,
+    sink: ChangeSink,
+    last: Option<u64>,
+}
+
+/// What a driver's worker thread owns.
+pub(crate) struct Worker {
+    pub(crate) path: PathBuf,
+    pub(crate) prefix: String,
+    pub(crate) clock: Arc<dyn Clock>,
+    conn: Option<Connection>,
+    /// Device and inode of the file the connection has open.
+    identity: Option<(u64, u64)>,
+    watchers: Vec<Watcher>,
+    data_version: Option<i64>,
+    swaps: u64,
+    /// Whether the last poll worked: a watch is alive only while it does.
+    pub(crate) polling: Arc<AtomicBool>,
+}
+
+fn identity(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+impl Worker {
+    /// Opens the file and prepares the schema, waiting at most `OPEN_TIMEOUT` for other
+    /// processes' locks.
+    fn open_connection(&self, create: bool) -> Result<Connection, DriverError> {
+        DEADLINE.with(|d| d.set(Some(Instant::now() + OPEN_TIMEOUT)));
+        let opened = self.open_connection_now(create);
+        DEADLINE.with(|d| d.set(None));
+        opened
+    }
+
+    fn open_connection_now(&self, create: bool) -> Result<Connection, DriverError> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let sql = |what, e| error::sql(&self.path, what, e);
+        let mut conn =
+            Connection::open_with_flags(&self.path, flags).map_err(|e| sql("opening", e))?;
+        conn.busy_handler(Some(busy_handler))
+            .map_err(|e| sql("setting the busy handler", e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| sql("switching to WAL mode", e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| sql("setting synchronous mode", e))?;
+        schema::prepare(&mut conn).map_err(|e| error::schema(&self.path, e))?;
+        Ok(conn)
+    }
+
+    /// The connection, reopened if the file was replaced since it was opened; an error if
+    /// the file is gone.
+    fn connection(&mut self) -> Result<&mut Connection, DriverError> {
+        match identity(&self.path) {
+            Err(_) => {
+                self.conn = None;
+                self.identity = None;
+                return Err(error::missing(&self.path));
+            }
+            Ok(id) if Some(id) != self.identity => {
+                self.conn = None;
+                self.data_version = None;
+                let conn = self.open_connection(false)?;
+                self.conn = Some(conn);
+                self.identity = Some(id);
+            }
+            Ok(_) => {}
+        }
+        Ok(self.conn.as_mut().expect("an open connection"))
+    }
+
+    /// Runs `f` on the connection within `timeout`.
+    pub(crate) fn run<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        f: impl FnOnce(&mut Connection, &str, i64) -> rusqlite::Result<T>,
+    ) -> Result<T, DriverError> {
+        DEADLINE.with(|d| d.set(Some(Instant::now() + timeout)));
+        let now = self.clock.now().as_millis() as i64;
+        let prefix = self.prefix.clone();
+        let path = self.path.clone();
+        let conn = self.connection()?;
+        let result = f(conn, &prefix, now).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                error::locked(&path, what, timeout)
+            }
+            _ => error::sql(&path, what, e),
+        });
+        DEADLINE.with(|d| d.set(None));
+        if let Err(e) = &result
+            && e.kind() == breaker_core::DriverErrorKind::Unavailable
+        {
+            // Whatever broke, open afresh next time.
+            self.conn = None;
+            self.identity = None;
+        }
+        result
+    }
+
+    pub(crate) fn load(
+        &mut self,
+        name: &Name,
+        timeout: Duration,
+    ) -> Result<Option<Versioned>, DriverError> {
+        self.run("load", timeout, |conn, prefix, now| {
+            store::load(conn, prefix, name.as_str(), now)
+        })
+    }
+
+    pub(crate) fn swap(
+        &mut self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Swap, DriverError> {
+        self.swaps = self.swaps.wrapping_add(1);
+        let swaps = self.swaps;
+        let swapped = self.run("compare-and-swap", timeout, |conn, prefix, now| {
+            let expires_at =
+                ttl.map(|d| now.saturating_add(d.as_millis().min(i64::MAX as u128) as i64));
+            store::swap(
+                conn,
+                prefix,
+                name.as_str(),
+                expected,
+                &value,
+                expires_at,
+                now,
+                swaps,
+            )
+        })?;
+        if let Swap::Swapped { version } = swapped {
+            // Changes through this connection do not move `data_version`: tell this
+            // driver's own watchers directly.
+            let record = Some(Versioned { version, value });
+            self.deliver(name, record);
+        }
+        Ok(swapped)
+    }
+
+    pub(crate) fn list(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Vec<(Name, Versioned)>, DriverError> {
+        self.run("list", timeout, |conn, prefix, now| {
+            store::list(conn, prefix, now)
+        })
+    }
+
+    pub(crate) fn watch(&mut self, id: u64, name: Name, sink: ChangeSink) {
+        self.watchers.push(Watcher {
+            id,
+            name,
+            sink,
+            last: None,
+        });
+    }
+
+    pub(crate) fn unwatch(&mut self, id: u64) {
+        self.watchers.retain(|w| w.id != id);
+    }
+
+    fn deliver(&mut self, name: &Name, record: Option<Versioned>) {
+        let version = record.as_ref().map(|r| r.version);
+        for w in self.watchers.iter_mut().filter(|w| w.name == *name) {
+            if w.last != version {
+                w.last = version;
+                (w.sink)(Change {
+                    name: *name,
+                    record: record.clone(),
+                });
+            }
+        }
+    }
+
+    /// Looks for commits by other connections, and delivers what changed to the watchers.
+    fn poll(&mut self, timeout: Duration) {
+        if self.watchers.is_empty() {
+            return;
+        }
+        let version = self.run("polling for changes", timeout, |conn, _, _| {
+            conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+        });
+        let Ok(version) = version else {
+            self.polling.store(false, Ordering::Release);
+            return;
+        };
+        self.polling.store(true, Ordering::Release);
+        if self.data_version == Some(version) {
+            return;
+        }
+        self.data_version = Some(version);
+        let names: Vec<Name> = self.watchers.iter().map(|w| w.name).collect();
+        for name in names {
+            if let Ok(record) = self.load(&name, timeout) {
+                self.deliver(&name, record);
+            }
+        }
+    }
+}
+
+/// Starts a worker for the database at `path` (created if missing) and waits until the
+/// schema is ready.
+pub(crate) fn spawn(
+    path: PathBuf,
+    prefix: String,
+    clock: Arc<dyn Clock>,
+    poll_interval: Duration,
+    polling: Arc<AtomicBool>,
+) -> Result<mpsc::Sender<Job>, DriverError> {
+    let (jobs, inbox) = mpsc::channel::<Job>();
+    let (ready, started) = mpsc::sync_channel(1);
+    let mut worker = Worker {
+        path,
+        prefix,
+        clock,
+        conn: None,
+        identity: None,
+        watchers: Vec::new(),
+        data_version: None,
+        swaps: 0,
+        polling,
+    };
+    std::thread::Builder::new()
+        .name("breaker-sqlite".into())
+        .spawn(move || {
+            let opened = worker.open_connection(true).and_then(|conn| {
+                let id = identity(&worker.path).map_err(|_| error::missing(&worker.path))?;
+                worker.conn = Some(conn);
+                worker.identity = Some(id);
+                Ok(())
+            });
+            let ok = opened.is_ok();
+            let _ = ready.send(opened);
+            if ok {
+                serve(&mut worker, &inbox, poll_interval);
+            }
+        })
+        .map_err(|e| {
+            DriverError::new(
+                breaker_core::DriverErrorKind::Other,
+                format!("could not start the sqlite worker thread: {e}"),
+            )
+        })?;
+    started.recv().map_err(|_| {
+        DriverError::new(
+            breaker_core::DriverErrorKind::Other,
+            "the sqlite worker thread ended before opening the database",
+        )
+    })??;
+    Ok(jobs)
+}
+
+/// Runs jobs until every sender is gone, polling between them.
+fn serve(worker: &mut Worker, inbox: &mpsc::Receiver<Job>, poll_interval: Duration) {
+    let mut next_poll = Instant::now() + poll_interval;
+    loop {
+        let wait = next_poll.saturating_duration_since(Instant::now());
+        match inbox.recv_timeout(wait) {
+            Ok(job) => job(worker),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if Instant::now() >= next_poll {
+            worker.poll(poll_interval.max(Duration::from_millis(100)));
+            next_poll = Instant::now() + poll_interval;
+        }
+    }
+}
