@@ -74,7 +74,7 @@ fn identity(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
 impl Worker {
     /// Opens the file and prepares the schema, waiting at most `OPEN_TIMEOUT` for other
     /// processes' locks.
-    fn open_connection(&self, create: bool) -> Result<Connection, DriverError> {
+    fn open_connection_at(&self, create: bool) -> Result<Connection, DriverError> {
         DEADLINE.with(|d| d.set(Some(Instant::now() + OPEN_TIMEOUT)));
         let opened = self.open_connection_now(create);
         DEADLINE.with(|d| d.set(None));
@@ -99,25 +99,23 @@ impl Worker {
         Ok(conn)
     }
 
-    /// The connection, reopened if the file was replaced since it was opened; an error if
-    /// the file is gone.
+    /// The connection, reopened if the file was replaced since it was opened (or the last
+    /// attempt failed); an error if the file is gone.
     fn connection(&mut self) -> Result<&mut Connection, DriverError> {
-        match identity(&self.path) {
-            Err(_) => {
-                self.conn = None;
-                self.identity = None;
-                return Err(error::missing(&self.path));
-            }
-            Ok(id) if Some(id) != self.identity => {
-                self.conn = None;
-                self.data_version = None;
-                let conn = self.open_connection(false)?;
-                self.conn = Some(conn);
-                self.identity = Some(id);
-            }
-            Ok(_) => {}
+        let Ok(id) = identity(&self.path) else {
+            self.conn = None;
+            self.identity = None;
+            return Err(error::missing(&self.path));
+        };
+        if self.identity != Some(id) || self.conn.is_none() {
+            self.conn = None;
+            self.identity = None;
+            self.data_version = None;
+            let conn = self.open_connection_at(false)?;
+            self.identity = Some(id);
+            return Ok(self.conn.insert(conn));
         }
-        Ok(self.conn.as_mut().expect("an open connection"))
+        self.conn.as_mut().ok_or_else(|| error::missing(&self.path))
     }
 
     /// Runs `f` on the connection within `timeout`.
@@ -278,7 +276,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("breaker-sqlite".into())
         .spawn(move || {
-            let opened = worker.open_connection(true).and_then(|conn| {
+            let opened = worker.open_connection_at(true).and_then(|conn| {
                 let id = identity(&worker.path).map_err(|_| error::missing(&worker.path))?;
                 worker.conn = Some(conn);
                 worker.identity = Some(id);
