@@ -75,8 +75,21 @@ impl Worker {
     /// Opens the file and prepares the schema, waiting at most `OPEN_TIMEOUT` for other
     /// processes' locks.
     fn open_connection_at(&self, create: bool) -> Result<Connection, DriverError> {
-        DEADLINE.with(|d| d.set(Some(Instant::now() + OPEN_TIMEOUT)));
-        let opened = self.open_connection_now(create);
+        let deadline = Instant::now() + OPEN_TIMEOUT;
+        DEADLINE.with(|d| d.set(Some(deadline)));
+        let opened = loop {
+            match self.open_connection_now(create) {
+                // Switching a new file to WAL mode can fail busy without calling the busy
+                // handler, while another process opens it too: try again.
+                Err(e)
+                    if e.kind() == breaker_core::DriverErrorKind::Timeout
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                other => break other,
+            }
+        };
         DEADLINE.with(|d| d.set(None));
         opened
     }

@@ -1,0 +1,195 @@
+//! An agent process: one breaker over a real back-end, calling the flaky test server in a
+//! loop and printing its breaker's transitions as JSON lines, for the fleet tests. With
+//! `--hammer N` it instead makes N compare-and-swap increments of one record, straight
+//! through the driver, and prints how long each took.
+//!
+//! Output lines: `{"event":"ready"}` after the first call, then
+//! `{"event":"transition","from":..,"to":..,"generation":..,"cause":"caused"|"observed"}`.
+
+use std::time::{Duration, Instant};
+
+use breaker::{Breaker, Cause, DynDriver, Event, Name, Policy, Swap};
+use breaker_fleet::backend;
+use clap::Parser;
+
+/// A breaker agent for fleet tests.
+#[derive(Parser, Debug)]
+#[command(name = "breaker-agent")]
+struct Args {
+    /// The back-end: `memory://` or `sqlite://PATH`.
+    #[arg(long)]
+    backend: String,
+    /// The breaker's name.
+    #[arg(long, default_value = "fleet")]
+    name: String,
+    /// Base URL of the flaky server (`http://127.0.0.1:PORT`).
+    #[arg(long)]
+    target: Option<String>,
+    /// Pause between calls, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    interval_ms: u64,
+    /// Failures within 60 s that trip the breaker.
+    #[arg(long, default_value_t = 3)]
+    threshold: u32,
+    /// Open period, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    open_for_ms: u64,
+    /// Probes per half-open period.
+    #[arg(long, default_value_t = 1)]
+    permits: u32,
+    /// Deadline of each back-end operation, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    backend_timeout_ms: u64,
+    /// Make this many compare-and-swap increments instead of calls, once a line arrives on
+    /// standard input.
+    #[arg(long)]
+    hammer: Option<u32>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let driver = match backend::open(&args.backend) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("breaker-agent: {e}");
+            std::process::exit(2);
+        }
+    };
+    let timeout = Duration::from_millis(args.backend_timeout_ms);
+    match args.hammer {
+        Some(n) => hammer(&*driver, &args.name, n, timeout),
+        None => run(args, driver),
+    }
+}
+
+fn run(args: Args, driver: std::sync::Arc<dyn DynDriver>) {
+    let policy = Policy::builder()
+        .failures_within(args.threshold, Duration::from_secs(60))
+        .open_for(Duration::from_millis(args.open_for_ms))
+        .half_open_permits(args.permits)
+        .success_threshold(1)
+        .backend_timeout(Duration::from_millis(args.backend_timeout_ms))
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("breaker-agent: {e}");
+            std::process::exit(2)
+        });
+    let breaker = Breaker::builder_dyn(&args.name, driver)
+        .policy(policy)
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("breaker-agent: {e}");
+            std::process::exit(2)
+        });
+    let target = format!(
+        "{}/call",
+        args.target.unwrap_or_else(|| {
+            eprintln!("breaker-agent: --target is required without --hammer");
+            std::process::exit(2)
+        })
+    );
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    let mut events = breaker.subscribe();
+    let mut ready = false;
+    loop {
+        let _ = breaker.call_blocking(|| http.get(&target).call().map(|_| ()));
+        if !ready {
+            println!("{}", serde_json::json!({"event": "ready"}));
+            ready = true;
+        }
+        for event in events.drain() {
+            if let Event::Transition {
+                from,
+                to,
+                generation,
+                cause,
+                ..
+            } = event
+            {
+                let cause = if cause == Cause::Caused {
+                    "caused"
+                } else {
+                    "observed"
+                };
+                let line = serde_json::json!({
+                    "event": "transition",
+                    "from": from.as_str(),
+                    "to": to.as_str(),
+                    "generation": generation,
+                    "cause": cause,
+                });
+                println!("{line}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(args.interval_ms));
+    }
+}
+
+/// Increments the counter stored under `name` `n` times with compare-and-swap, and prints
+/// the wait of each increment (retries included) as percentiles.
+fn hammer(driver: &dyn DynDriver, name: &str, n: u32, timeout: Duration) {
+    let name = Name::new(name).unwrap_or_else(|e| {
+        eprintln!("breaker-agent: {e}");
+        std::process::exit(2)
+    });
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    let mut waits = Vec::with_capacity(n as usize);
+    let (mut errors, mut conflicts) = (0u64, 0u64);
+    let started = Instant::now();
+    for _ in 0..n {
+        let begin = Instant::now();
+        let mut current = futures_executor::block_on(driver.load(&name, timeout))
+            .ok()
+            .flatten();
+        loop {
+            let (expected, count) = match &current {
+                Some(v) => (Some(v.version), parse(&v.value)),
+                None => (None, 0),
+            };
+            let next = (count + 1).to_string().into_bytes();
+            match futures_executor::block_on(
+                driver.compare_and_swap(&name, expected, next, None, timeout),
+            ) {
+                Ok(Swap::Swapped { .. }) => break,
+                Ok(Swap::Conflict { current: now }) => {
+                    conflicts += 1;
+                    current = now;
+                }
+                Ok(_) => unreachable!("a swap either succeeds or conflicts"),
+                Err(e) => {
+                    eprintln!("breaker-agent: {e}");
+                    errors += 1;
+                    current = futures_executor::block_on(driver.load(&name, timeout))
+                        .ok()
+                        .flatten();
+                }
+            }
+        }
+        waits.push(begin.elapsed().as_micros() as u64);
+    }
+    let total = started.elapsed();
+    waits.sort_unstable();
+    let pct = |p: f64| waits[((waits.len() - 1) as f64 * p).round() as usize];
+    let line = serde_json::json!({
+        "event": "hammered",
+        "wins": n,
+        "errors": errors,
+        "conflicts": conflicts,
+        "p50_us": pct(0.50),
+        "p99_us": pct(0.99),
+        "max_us": waits.last().copied().unwrap_or(0),
+        "seconds": total.as_secs_f64(),
+    });
+    println!("{line}");
+}
+
+fn parse(bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

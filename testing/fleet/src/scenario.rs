@@ -1,0 +1,248 @@
+//! The scenarios every back-end runs with real processes: a fleet of agents in front of the
+//! flaky server (trip once, probes limited fleet-wide, recovery everywhere), and several
+//! processes incrementing one record with compare-and-swap.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::procs::Proc;
+use crate::server::FlakyServer;
+
+/// Where the test binaries are (tests pass `env!("CARGO_BIN_EXE_...")`).
+#[derive(Clone, Debug)]
+pub struct Bins {
+    /// The `breaker-agent` binary.
+    pub agent: PathBuf,
+    /// The `flaky-server` binary.
+    pub server: PathBuf,
+}
+
+/// The fleet scenario's settings.
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    /// Agent processes.
+    pub agents: usize,
+    /// Failures that trip the breaker.
+    pub threshold: u32,
+    /// Probes per half-open period.
+    pub permits: u32,
+    /// The open period.
+    pub open_for: Duration,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet {
+            agents: 4,
+            threshold: 3,
+            permits: 1,
+            open_for: Duration::from_millis(300),
+        }
+    }
+}
+
+/// A transition an agent printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// Which agent.
+    pub agent: usize,
+    /// The state entered.
+    pub to: String,
+    /// The generation entered.
+    pub generation: u64,
+    /// Whether this agent caused it.
+    pub caused: bool,
+}
+
+fn transitions(agents: &[Proc]) -> Vec<Seen> {
+    let mut out = Vec::new();
+    for (i, a) in agents.iter().enumerate() {
+        for line in a.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["event"] == "transition" {
+                out.push(Seen {
+                    agent: i,
+                    to: v["to"].as_str().unwrap_or_default().to_owned(),
+                    generation: v["generation"].as_u64().unwrap_or_default(),
+                    caused: v["cause"] == "caused",
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The last state each agent reported (`closed` before any transition).
+fn last_states(agents: &[Proc]) -> Vec<String> {
+    let seen = transitions(agents);
+    (0..agents.len())
+        .map(|i| {
+            seen.iter()
+                .rfind(|s| s.agent == i)
+                .map_or("closed".to_owned(), |s| s.to.clone())
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs the fleet scenario against the back-end at `backend_url`, asserting from the flaky
+/// server's own counter of failed requests:
+///
+/// 1. when the server starts failing, the fleet trips exactly once (one caused transition to
+///    open, generation 1), after no more than `threshold` calls plus one per agent (a call
+///    admitted before its agent learned of the trip);
+/// 2. while it keeps failing, each half-open period lets at most `permits` probes through,
+///    fleet-wide, and each transition is caused by exactly one agent;
+/// 3. once it recovers, every agent is closed again.
+pub fn run_fleet(bins: &Bins, backend_url: &str, fleet: &Fleet) {
+    let server = FlakyServer::start(&bins.server, &["--frequency", "1000", "--fail-count", "0"]);
+    let args = |_: usize| -> Vec<String> {
+        vec![
+            "--backend".into(),
+            backend_url.into(),
+            "--name".into(),
+            "fleet".into(),
+            "--target".into(),
+            server.base().into(),
+            "--threshold".into(),
+            fleet.threshold.to_string(),
+            "--permits".into(),
+            fleet.permits.to_string(),
+            "--open-for-ms".into(),
+            fleet.open_for.as_millis().to_string(),
+        ]
+    };
+    let agents: Vec<Proc> = (0..fleet.agents)
+        .map(|i| Proc::spawn(&format!("agent {i}"), &bins.agent, &args(i)))
+        .collect();
+    for a in &agents {
+        a.wait_for(Duration::from_secs(20), |l| l.contains("\"ready\""))
+            .expect("the agent starts calling");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        transitions(&agents).is_empty(),
+        "a healthy service trips nothing"
+    );
+
+    // 1. The service fails: one trip, fleet-wide.
+    server.reset();
+    server.set_failing(true);
+    wait_until("every agent sees the trip", Duration::from_secs(20), || {
+        let seen = transitions(&agents);
+        (0..agents.len()).all(|i| seen.iter().any(|s| s.agent == i && s.generation >= 1))
+    });
+    // Failed requests: calls made while the server was failing, and nothing from before.
+    let at_trip = server.stats().failures;
+    let first = transitions(&agents);
+    let caused_trips: Vec<_> = first
+        .iter()
+        .filter(|s| s.generation == 1 && s.caused)
+        .collect();
+    assert_eq!(
+        caused_trips.len(),
+        1,
+        "exactly one agent caused the trip: {first:?}"
+    );
+    assert_eq!(caused_trips[0].to, "open");
+    // Counted up to the moment every agent knew; probes of a half-open period that may have
+    // begun since are included, so the bound allows them.
+    let bound = u64::from(fleet.threshold) + fleet.agents as u64 + u64::from(fleet.permits);
+    assert!(
+        at_trip <= bound,
+        "{at_trip} calls reached the failing server, at most {bound} expected"
+    );
+
+    // 2. It keeps failing for a few open periods: probes are limited fleet-wide.
+    std::thread::sleep(fleet.open_for * 4);
+    let requests = server.stats().failures;
+    let seen = transitions(&agents);
+    let periods = seen
+        .iter()
+        .filter(|s| s.to == "half_open" && s.caused)
+        .count() as u64;
+    assert!(periods >= 2, "half-open periods came and went: {seen:?}");
+    let probes = requests.saturating_sub(at_trip);
+    eprintln!(
+        "fleet: {at_trip} calls reached the failing server by the trip; {probes} probes in {periods} half-open periods"
+    );
+    assert!(
+        probes <= (periods + 1) * u64::from(fleet.permits),
+        "{probes} probes in {periods} half-open periods with {} permit(s)",
+        fleet.permits
+    );
+
+    // 3. It recovers: every agent closes.
+    server.set_failing(false);
+    wait_until(
+        "every agent is closed again",
+        Duration::from_secs(20),
+        || last_states(&agents).iter().all(|s| s == "closed"),
+    );
+    let seen = transitions(&agents);
+    let mut causes: BTreeMap<u64, usize> = BTreeMap::new();
+    for s in seen.iter().filter(|s| s.caused) {
+        *causes.entry(s.generation).or_default() += 1;
+    }
+    assert!(
+        causes.values().all(|&n| n == 1),
+        "each transition is caused by exactly one agent: {causes:?}"
+    );
+    let last = *causes.keys().last().expect("transitions were caused");
+    assert!(
+        seen.iter()
+            .any(|s| s.generation == last && s.to == "closed"),
+        "the last transition closed the breaker: {seen:?}"
+    );
+}
+
+/// Several processes each make `each` compare-and-swap increments of one record at once;
+/// the total must add up exactly, and no increment may fail (none waited past the
+/// deadline). Returns each process's report line.
+pub fn run_hammer(bins: &Bins, backend_url: &str, processes: usize, each: u32) -> Vec<Value> {
+    let name = format!("hammer-{}", std::process::id());
+    let args = vec![
+        "--backend".to_owned(),
+        backend_url.to_owned(),
+        "--name".to_owned(),
+        name.clone(),
+        "--hammer".to_owned(),
+        each.to_string(),
+    ];
+    let mut procs: Vec<Proc> = (0..processes)
+        .map(|i| Proc::spawn(&format!("hammer {i}"), &bins.agent, &args))
+        .collect();
+    // All start together, so that they contend.
+    std::thread::sleep(Duration::from_millis(300));
+    for p in &mut procs {
+        p.send_line("go");
+    }
+    let mut reports = Vec::new();
+    for p in &mut procs {
+        p.wait_exit(Duration::from_secs(120))
+            .expect("the hammer finishes");
+        let line = p
+            .wait_for(Duration::from_secs(5), |l| l.contains("\"hammered\""))
+            .expect("a report");
+        reports.push(serde_json::from_str::<Value>(&line).expect("a JSON report"));
+    }
+    for r in &reports {
+        assert_eq!(
+            r["errors"], 0,
+            "an increment failed (waited past its deadline?): {r}"
+        );
+    }
+    reports
+}

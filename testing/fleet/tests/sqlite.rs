@@ -1,0 +1,39 @@
+//! The real-process scenarios on the SQLite back-end: a fleet of agent processes sharing one
+//! database file in front of the flaky server, and processes racing on one record.
+
+use breaker::Driver;
+use breaker_fleet::scenario::{self, Bins, Fleet};
+
+fn bins() -> Bins {
+    Bins {
+        agent: env!("CARGO_BIN_EXE_breaker-agent").into(),
+        server: env!("CARGO_BIN_EXE_flaky-server").into(),
+    }
+}
+
+#[test]
+fn fleet_of_processes_trips_once_probes_sparingly_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
+    scenario::run_fleet(&bins(), &url, &Fleet::default());
+}
+
+#[test]
+fn processes_racing_on_one_record_add_up_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hammer.db");
+    let url = format!("sqlite://{}", path.display());
+    let reports = scenario::run_hammer(&bins(), &url, 4, 150);
+    let driver = breaker::sqlite::SqliteDriver::open(&path).unwrap();
+    let records =
+        futures_executor::block_on(driver.list(std::time::Duration::from_secs(5))).unwrap();
+    assert_eq!(records.len(), 1);
+    let total: u64 = std::str::from_utf8(&records[0].1.value)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(total, 4 * 150, "no lost update, no double write");
+    for r in &reports {
+        eprintln!("hammer: {r}");
+    }
+}
