@@ -4,7 +4,7 @@
 //!   doc tests);
 //! - `cargo xtask lint`: fmt, clippy with `-D warnings`, docs, and each facade feature alone;
 //! - `cargo xtask ci`: lint, then test;
-//! - `cargo xtask bench [criterion args]`: the benchmarks (figures in BENCHMARKS.md);
+//! - `cargo xtask bench [local|backends]`: the benchmarks (figures in BENCHMARKS.md);
 //! - `cargo xtask coverage`: a line-coverage report (installs cargo-tarpaulin if missing).
 
 mod tidy;
@@ -49,7 +49,7 @@ const HELP: &str = "usage: cargo xtask <task>
   test      run every test (nextest, then doc tests); extra args go to nextest
   lint      fmt, clippy -D warnings, docs, each facade feature alone
   ci        lint, then test
-  bench     run the benchmarks; extra args go to criterion
+  bench     run the benchmarks: `bench local [criterion args]`, `bench backends`, or both
   coverage  line coverage of the workspace (cargo-tarpaulin)";
 
 fn cargo() -> Command {
@@ -132,17 +132,28 @@ fn lint() -> Result<(), String> {
     Ok(())
 }
 
-fn bench(extra: &[String]) -> Result<(), String> {
-    run(cargo()
-        .args([
-            "bench",
-            "--package",
-            "breaker-benches",
-            "--bench",
-            "local",
-            "--",
-        ])
-        .args(extra))
+/// `bench` runs both suites; `bench local [criterion args]` or `bench backends` one of them.
+fn bench(args: &[String]) -> Result<(), String> {
+    let (which, extra) = match args.split_first() {
+        Some((w, rest)) if w == "local" || w == "backends" => (w.as_str(), rest),
+        _ => ("all", args),
+    };
+    if which != "backends" {
+        run(cargo()
+            .args([
+                "bench",
+                "--package",
+                "breaker-benches",
+                "--bench",
+                "local",
+                "--",
+            ])
+            .args(extra))?;
+    }
+    if which != "local" {
+        run(cargo().args(["bench", "--package", "breaker-fleet", "--bench", "backends"]))?;
+    }
+    Ok(())
 }
 
 fn coverage() -> Result<(), String> {

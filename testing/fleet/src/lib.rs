@@ -3,6 +3,7 @@
 //! fails), and the fleet scenario that every back-end runs.
 
 pub mod backend;
+pub mod measure;
 pub mod procs;
 pub mod scenario;
 pub mod server;

@@ -44,6 +44,11 @@ struct Args {
     /// standard input.
     #[arg(long)]
     hammer: Option<u32>,
+    /// Call a no-op instead of the server, every 200 microseconds, and print when the
+    /// breaker starts and stops rejecting (`rejected`/`admitted`, with the wall-clock time in
+    /// microseconds): for measuring how fast a trip reaches this agent.
+    #[arg(long)]
+    noop: bool,
 }
 
 fn main() {
@@ -58,11 +63,12 @@ fn main() {
     let timeout = Duration::from_millis(args.backend_timeout_ms);
     match args.hammer {
         Some(n) => hammer(&*driver, &args.name, n, timeout),
+        None if args.noop => noop(&args, driver),
         None => run(args, driver),
     }
 }
 
-fn run(args: Args, driver: std::sync::Arc<dyn DynDriver>) {
+fn breaker(args: &Args, driver: std::sync::Arc<dyn DynDriver>) -> Breaker {
     let policy = Policy::builder()
         .failures_within(args.threshold, Duration::from_secs(60))
         .open_for(Duration::from_millis(args.open_for_ms))
@@ -74,13 +80,43 @@ fn run(args: Args, driver: std::sync::Arc<dyn DynDriver>) {
             eprintln!("breaker-agent: {e}");
             std::process::exit(2)
         });
-    let breaker = Breaker::builder_dyn(&args.name, driver)
+    Breaker::builder_dyn(&args.name, driver)
         .policy(policy)
         .build()
         .unwrap_or_else(|e| {
             eprintln!("breaker-agent: {e}");
             std::process::exit(2)
-        });
+        })
+}
+
+fn epoch_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
+/// Calls a no-op as often as it can and prints the edges between admitted and rejected.
+fn noop(args: &Args, driver: std::sync::Arc<dyn DynDriver>) {
+    let breaker = breaker(args, driver);
+    let mut rejecting = None;
+    loop {
+        let rejected = breaker
+            .call_blocking(|| Ok::<(), ()>(()))
+            .is_err_and(|e| e.is_rejected());
+        if rejecting != Some(rejected) {
+            let event = if rejected { "rejected" } else { "admitted" };
+            println!(
+                "{}",
+                serde_json::json!({"event": event, "at_us": epoch_micros() as u64})
+            );
+            rejecting = Some(rejected);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn run(args: Args, driver: std::sync::Arc<dyn DynDriver>) {
+    let breaker = breaker(&args, driver);
     let target = format!(
         "{}/call",
         args.target.unwrap_or_else(|| {

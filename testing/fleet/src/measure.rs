@@ -1,0 +1,113 @@
+//! Measurements across processes, shared by every back-end's benchmark: compare-and-swap
+//! throughput and waits, and how long a trip by one process takes to reach another.
+
+use std::time::{Duration, Instant};
+
+use breaker::{Breaker, Policy};
+
+use crate::backend;
+use crate::procs::Proc;
+use crate::scenario::{self, Bins};
+
+/// Percentiles of a sample.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest.
+    pub max: Duration,
+}
+
+impl Spread {
+    /// The spread of `sample` (not empty).
+    pub fn of(mut sample: Vec<Duration>) -> Spread {
+        sample.sort_unstable();
+        let at = |p: f64| sample[((sample.len() - 1) as f64 * p).round() as usize];
+        Spread {
+            p50: at(0.5),
+            p99: at(0.99),
+            max: *sample.last().expect("a sample"),
+        }
+    }
+}
+
+/// Compare-and-swap throughput of `processes` processes making `each` increments of one
+/// record at once: total operations per second, and the worst process's wait percentiles.
+pub fn swap_throughput(bins: &Bins, url: &str, processes: usize, each: u32) -> (f64, Spread) {
+    let reports = scenario::run_hammer(bins, url, processes, each);
+    let slowest = reports
+        .iter()
+        .map(|r| r["seconds"].as_f64().unwrap_or(f64::MAX))
+        .fold(0.0, f64::max);
+    let micros = |key: &str| {
+        Duration::from_micros(
+            reports
+                .iter()
+                .map(|r| r[key].as_u64().unwrap_or(0))
+                .max()
+                .unwrap_or(0),
+        )
+    };
+    let spread = Spread {
+        p50: micros("p50_us"),
+        p99: micros("p99_us"),
+        max: micros("max_us"),
+    };
+    (f64::from(each) * processes as f64 / slowest, spread)
+}
+
+fn epoch_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn nth_event(agent: &Proc, event: &str, n: usize) -> u64 {
+    let needle = format!("\"{event}\"");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<String> = agent
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains(&needle))
+            .collect();
+        if let Some(line) = found.get(n) {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            return v["at_us"].as_u64().expect("a time");
+        }
+        assert!(Instant::now() < deadline, "no {event} event #{n}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// How long after one process opens the breaker another process, calling all the while,
+/// first rejects: `trips` times, on the host's clock (both processes share it).
+pub fn trip_to_rejection(bins: &Bins, url: &str, trips: usize) -> Spread {
+    let name = format!("latency-{}", std::process::id());
+    let agent = Proc::spawn(
+        "noop agent",
+        &bins.agent,
+        &["--backend", url, "--name", &name, "--noop"].map(String::from),
+    );
+    let driver = backend::open(url).expect("the back-end opens");
+    let tripper = Breaker::builder_dyn(&name, driver)
+        .policy(Policy::default())
+        .build()
+        .expect("a breaker");
+    nth_event(&agent, "admitted", 0);
+    let mut sample = Vec::with_capacity(trips);
+    for i in 0..trips {
+        // Trip at varied moments, so that the sample does not lock onto the agent's polling
+        // phase.
+        std::thread::sleep(Duration::from_micros((i as u64 * 7_919) % 30_000));
+        let before = epoch_micros();
+        futures_executor::block_on(tripper.force_open()).expect("the trip is written");
+        let rejected_at = nth_event(&agent, "rejected", i);
+        sample.push(Duration::from_micros(rejected_at.saturating_sub(before)));
+        futures_executor::block_on(tripper.reset()).expect("the reset is written");
+        nth_event(&agent, "admitted", i + 1);
+    }
+    Spread::of(sample)
+}
