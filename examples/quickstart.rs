@@ -82,8 +82,14 @@ fn agent(id: u32, breaker: Breaker, start: u64) {
                 ..
             } = event
             {
-                let who = if cause == Cause::Caused { "caused by this agent" } else { "seen" };
-                println!("{at:6.2}s  agent {id}  ------- breaker {from} -> {to} (generation {generation}, {who})");
+                let who = if cause == Cause::Caused {
+                    "caused by this agent"
+                } else {
+                    "seen"
+                };
+                println!(
+                    "{at:6.2}s  agent {id}  ------- breaker {from} -> {to} (generation {generation}, {who})"
+                );
             }
         }
         sleep(Duration::from_millis(100));
@@ -110,7 +116,9 @@ fn fleet(agents: u32, db: &Path) -> Result<(), Box<dyn std::error::Error>> {
         "{agents} agent processes share one breaker through {} (a SQLite file):",
         db.display()
     );
-    println!("it trips after 3 failures within 10s, fleet-wide, opens for 800ms, then lets one probe through\n");
+    println!(
+        "it trips after 3 failures within 10s, fleet-wide, opens for 800ms, then lets one probe through\n"
+    );
     let start = now_ms() + 500;
     let me = std::env::current_exe()?;
     let mut children = Vec::new();

@@ -291,3 +291,47 @@ async fn read_only_database_applies_the_policy_and_recovers() {
     clock.advance(Duration::from_secs(1));
     assert!(succeed(&b).await.is_ok(), "writable again: shared mode");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_rows_are_swept_by_writers_without_a_background_process() {
+    use breaker_core::{Driver, Name, Swap};
+    let (_dir, path) = db();
+    let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+    let driver =
+        SqliteDriver::open_with(&path, SqliteOptions::default().clock(clock.clone())).unwrap();
+    let t = Duration::from_secs(5);
+    let short = Name::new("short-lived").unwrap();
+    let ttl = Some(Duration::from_secs(1));
+    assert!(matches!(
+        driver
+            .compare_and_swap(&short, None, b"x".to_vec(), ttl, t)
+            .await
+            .unwrap(),
+        Swap::Swapped { .. }
+    ));
+    clock.advance(Duration::from_secs(2));
+    let rows = || -> i64 {
+        Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM breaker_records WHERE name = 'short-lived'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(rows(), 1, "expired but not yet swept");
+    let busy = Name::new("busy").unwrap();
+    let mut version = None;
+    for i in 0..64u8 {
+        match driver
+            .compare_and_swap(&busy, version, vec![i], None, t)
+            .await
+            .unwrap()
+        {
+            Swap::Swapped { version: v } => version = Some(v),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(rows(), 0, "the writers swept the expired row");
+}
