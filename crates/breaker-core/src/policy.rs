@@ -252,10 +252,10 @@ impl Policy {
                 ),
             ));
         }
-        if let Some(slow) = self.slow_call {
-            if slow.threshold.is_zero() {
-                return Err(invalid("slow_call.threshold", "must be greater than zero"));
-            }
+        if let Some(slow) = self.slow_call
+            && slow.threshold.is_zero()
+        {
+            return Err(invalid("slow_call.threshold", "must be greater than zero"));
         }
         if let Some(backoff) = self.backoff {
             if !backoff.multiplier.is_finite() || backoff.multiplier < 1.0 {

@@ -75,7 +75,7 @@ pub(crate) fn swap(
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![prefix, name, version, value, expires_at],
     )?;
-    if swaps % SWEEP_EVERY == 0 {
+    if swaps.is_multiple_of(SWEEP_EVERY) {
         sweep(&tx, now)?;
     }
     tx.commit()?;
