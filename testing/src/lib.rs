@@ -5,6 +5,7 @@
 pub mod conformance;
 pub mod failer;
 pub mod faulty;
+pub mod servers;
 
 pub use failer::IntermittentFailer;
 pub use faulty::Faulty;

@@ -1,0 +1,199 @@
+//! Connections to Redis (one server or a cluster), the runtime they run on, deadlines, and
+//! turning Redis errors into driver errors that never show a password.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use breaker_core::{DriverError, DriverErrorKind};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use tokio::runtime::Runtime;
+use tokio::sync::OnceCell;
+
+/// The runtime every Redis driver's I/O runs on, so that the futures a driver returns can
+/// be polled from any executor, or from a blocking call with no runtime at all.
+pub(crate) fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("breaker-redis")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for the Redis driver")
+    })
+}
+
+/// Runs `op` on the driver runtime within `timeout`.
+pub(crate) async fn on_runtime<T: Send + 'static>(
+    what: &'static str,
+    timeout: Duration,
+    op: impl Future<Output = Result<T, DriverError>> + Send + 'static,
+) -> Result<T, DriverError> {
+    let handle = runtime().spawn(async move {
+        match tokio::time::timeout(timeout, op).await {
+            Ok(result) => result,
+            Err(_) => Err(DriverError::new(
+                DriverErrorKind::Timeout,
+                format!("redis {what}: no answer within the {timeout:?} deadline"),
+            )),
+        }
+    });
+    handle.await.map_err(|e| {
+        DriverError::new(
+            DriverErrorKind::Other,
+            format!("redis {what}: task failed: {e}"),
+        )
+    })?
+}
+
+/// A connection to one server (reconnecting by itself) or to a cluster.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How to reach Redis.
+#[allow(clippy::large_enum_variant)] // One per driver: its size does not matter.
+pub(crate) enum Target {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// A connection made on first use, and made again after a failure to make it.
+pub(crate) struct Lazy {
+    target: Target,
+    conn: OnceCell<Conn>,
+    timeout: Duration,
+}
+
+impl Lazy {
+    pub(crate) fn new(target: Target, timeout: Duration) -> Self {
+        Lazy {
+            target,
+            conn: OnceCell::new(),
+            timeout,
+        }
+    }
+
+    /// The connection; must run on the driver runtime.
+    pub(crate) async fn get(&self, url: &str) -> Result<Conn, DriverError> {
+        self.conn
+            .get_or_try_init(|| async {
+                match &self.target {
+                    Target::Single(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(self.timeout))
+                            .set_response_timeout(Some(self.timeout))
+                            .set_number_of_retries(1)
+                            .set_max_delay(Duration::from_millis(500));
+                        ConnectionManager::new_lazy_with_config(client.clone(), config)
+                            .map(Conn::Single)
+                            .map_err(|e| error(url, "connect", e))
+                    }
+                    Target::Cluster(client) => client
+                        .get_async_connection()
+                        .await
+                        .map(Conn::Cluster)
+                        .map_err(|e| error(url, "connect", e)),
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    /// A plain client to one server, for the push channel (in a cluster, published messages
+    /// reach every node).
+    pub(crate) fn pubsub_client(&self, url: &str) -> Result<redis::Client, DriverError> {
+        match &self.target {
+            Target::Single(client) => Ok(client.clone()),
+            Target::Cluster(_) => redis::Client::open(url).map_err(|e| error(url, "connect", e)),
+        }
+    }
+}
+
+/// A URL with its password replaced, for messages and `Debug`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://{user}@{host}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// A driver error for a Redis error met while doing `what` against `url` (already
+/// redacted).
+pub(crate) fn error(url: &str, what: &str, e: redis::RedisError) -> DriverError {
+    let kind = if e.is_timeout() {
+        DriverErrorKind::Timeout
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || e.kind() == redis::ErrorKind::InvalidClientConfig
+    {
+        DriverErrorKind::Config
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        DriverErrorKind::Unavailable
+    } else {
+        DriverErrorKind::Other
+    };
+    // Redis errors name commands and servers, never the password of the URL.
+    DriverError::new(kind, format!("redis {url}: {what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://user:s3cret@host:6379/2"),
+            "redis://user:***@host:6379/2"
+        );
+        assert_eq!(redact("rediss://:s3cret@host"), "rediss://:***@host");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact("redis://user@host"), "redis://user@host");
+    }
+}

@@ -1,0 +1,389 @@
+//! The Redis driver of **breaker**: a fleet of processes shares breakers through one Redis
+//! server or a Redis Cluster.
+//!
+//! - Each compare-and-swap is one atomic round trip (a Lua script) that checks the version,
+//!   writes the record with its expiry, and publishes the change; no lock is ever held while
+//!   a protected call runs.
+//! - Breakers follow Redis server time (`TIME`), never one agent's wall clock.
+//! - Changes are pushed to every agent over pub/sub (a channel per key prefix); while the
+//!   push channel is down, breakers poll within their `max_staleness`.
+//! - All keys of one breaker share a hash tag, so the driver works on Redis Cluster too.
+//! - Every call has a deadline; the connection reconnects by itself. User, password (ACL),
+//!   database index and TLS (`rediss://`) come from the URL, and the password never appears
+//!   in `Debug` output or errors.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use breaker_driver_redis::{Breaker, Policy, RedisDriver};
+//!
+//! let driver = RedisDriver::open("redis://127.0.0.1:6379/0")?;
+//! let breaker = Breaker::builder("payments", driver).policy(Policy::default()).build()?;
+//! let paid: Result<u32, breaker_driver_redis::Error<&str>> = breaker.call(|| async { Ok(7) }).await;
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod script;
+mod watch;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use breaker_core::{
+    self, BackendError, BackendFailure, Breaker, BreakerBuilder, BuildError, Clock, Error, Event,
+    ManualClock, Outcome, Permit, Policy, PolicyError, Rejected, State, SystemClock,
+};
+use breaker_core::{
+    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Timestamp, Versioned, Watch,
+};
+use redis::Value;
+
+use conn::{Lazy, Target, error, on_runtime, redact};
+
+/// How a [`RedisDriver`] connects.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// Namespace of this driver's keys: `{PREFIX:NAME}:r`. Default `breaker`.
+    pub prefix: String,
+    /// Deadline for making a connection. Each operation's deadline comes from the breaker.
+    pub connect_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            prefix: "breaker".into(),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Sets the key prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the deadline for making a connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+}
+
+/// A driver over one Redis server or a Redis Cluster. Clones share the connection.
+#[derive(Clone)]
+pub struct RedisDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The URL (of the first node) with its password redacted.
+    url: String,
+    /// The URLs of every node as given, to reach each node of a cluster.
+    nodes: Vec<String>,
+    prefix: String,
+    channel: String,
+    conn: Lazy,
+    load: redis::Script,
+    swap: redis::Script,
+    watches: watch::Watches,
+}
+
+impl fmt::Debug for RedisDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisDriver")
+            .field("url", &self.inner.url)
+            .field("nodes", &self.inner.nodes.len())
+            .field("prefix", &self.inner.prefix)
+            .finish()
+    }
+}
+
+fn config(message: String) -> DriverError {
+    DriverError::new(DriverErrorKind::Config, message)
+}
+
+impl RedisDriver {
+    /// A driver for the server at `url` (`redis://[user:password@]host:port[/db]`, or
+    /// `rediss://` for TLS). Nothing is sent until the first operation; see
+    /// [`RedisDriver::connect`] to check the server at once.
+    pub fn open(url: &str) -> Result<Self, DriverError> {
+        Self::open_with(&[url], RedisOptions::default())
+    }
+
+    /// A driver for a Redis Cluster, given one or more of its nodes.
+    pub fn open_cluster(urls: &[&str]) -> Result<Self, DriverError> {
+        Self::open_with(urls, RedisOptions::default())
+    }
+
+    /// A driver with options: one URL for a server, several for a cluster.
+    pub fn open_with(urls: &[&str], options: RedisOptions) -> Result<Self, DriverError> {
+        let first = urls
+            .first()
+            .ok_or_else(|| config("redis: no URL given".into()))?;
+        let url = redact(first);
+        if Name::new(&options.prefix).is_err() {
+            return Err(config(format!(
+                "redis: invalid prefix {:?}: use ASCII letters, digits, '-', '_', '.', ':'",
+                options.prefix
+            )));
+        }
+        let parse = |u: &str| {
+            redis::Client::open(u)
+                .map_err(|e| config(format!("redis {}: invalid URL: {e}", redact(u))))
+        };
+        let target = if urls.len() == 1 {
+            Target::Single(parse(first)?)
+        } else {
+            for u in urls {
+                parse(u)?;
+            }
+            let client = redis::cluster::ClusterClient::builder(urls.iter().copied())
+                .connection_timeout(options.connect_timeout)
+                .response_timeout(options.connect_timeout)
+                .build()
+                .map_err(|e| config(format!("redis cluster {url}: {e}")))?;
+            Target::Cluster(client)
+        };
+        let channel = format!("breaker-changes:{}", options.prefix);
+        Ok(RedisDriver {
+            inner: Arc::new(Inner {
+                url,
+                nodes: urls.iter().map(|u| (*u).to_owned()).collect(),
+                channel,
+                prefix: options.prefix,
+                conn: Lazy::new(target, options.connect_timeout),
+                load: redis::Script::new(script::LOAD),
+                swap: redis::Script::new(script::SWAP),
+                watches: watch::Watches::default(),
+            }),
+        })
+    }
+
+    /// [`RedisDriver::open`], then a `PING` within `timeout`: an unreachable server or a
+    /// wrong password is an error now rather than at the first call.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, DriverError> {
+        let driver = Self::open(url)?;
+        driver.ping(timeout).await?;
+        Ok(driver)
+    }
+
+    /// Sends `PING`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), DriverError> {
+        let inner = self.inner.clone();
+        on_runtime("ping", timeout, async move {
+            let mut conn = inner.conn.get(&inner.url).await?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| error(&inner.url, "ping", e))
+        })
+        .await
+    }
+
+    /// The record key of `name`.
+    fn key(prefix: &str, name: &str) -> (String, String) {
+        let tag = format!("{{{prefix}:{name}}}");
+        (format!("{tag}:r"), format!("{tag}:seq"))
+    }
+}
+
+fn bulk(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+fn number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => bulk(other).and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok()),
+    }
+}
+
+fn unexpected(url: &str, what: &str, v: &Value) -> DriverError {
+    DriverError::new(
+        DriverErrorKind::Other,
+        format!("redis {url}: {what}: unexpected reply {v:?}"),
+    )
+}
+
+/// `{}` or `{version, data}`.
+fn versioned(url: &str, v: &Value) -> Result<Option<Versioned>, DriverError> {
+    match v {
+        Value::Array(items) if items.is_empty() => Ok(None),
+        Value::Array(items) if items.len() == 2 => match (number(&items[0]), bulk(&items[1])) {
+            (Some(version), Some(value)) => Ok(Some(Versioned { version, value })),
+            _ => Err(unexpected(url, "load", v)),
+        },
+        Value::Nil => Ok(None),
+        other => Err(unexpected(url, "load", other)),
+    }
+}
+
+impl Inner {
+    async fn load_now(&self, name: &str) -> Result<Option<Versioned>, DriverError> {
+        let mut conn = self.conn.get(&self.url).await?;
+        let (record, _) = RedisDriver::key(&self.prefix, name);
+        let reply: Value = self
+            .load
+            .key(&record)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| error(&self.url, "load", e))?;
+        versioned(&self.url, &reply)
+    }
+}
+
+impl Driver for RedisDriver {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn load(&self, name: &Name, timeout: Duration) -> Result<Option<Versioned>, DriverError> {
+        let inner = self.inner.clone();
+        let name = *name;
+        on_runtime("load", timeout, async move {
+            inner.load_now(name.as_str()).await
+        })
+        .await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Swap, DriverError> {
+        let inner = self.inner.clone();
+        let name = *name;
+        on_runtime("compare-and-swap", timeout, async move {
+            let mut conn = inner.conn.get(&inner.url).await?;
+            let (record, seq) = RedisDriver::key(&inner.prefix, name.as_str());
+            let ttl_ms = ttl.map_or(String::new(), |d| d.as_millis().max(1).to_string());
+            let reply: Value = inner
+                .swap
+                .key(&record)
+                .key(&seq)
+                .arg(expected.map_or(String::new(), |v| v.to_string()))
+                .arg(value)
+                .arg(ttl_ms)
+                .arg(&inner.channel)
+                .arg(name.as_str())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| error(&inner.url, "compare-and-swap", e))?;
+            let bad = || unexpected(&inner.url, "compare-and-swap", &reply);
+            let Value::Array(items) = &reply else {
+                return Err(bad());
+            };
+            match items.first().and_then(number) {
+                Some(1) => Ok(Swap::Swapped {
+                    version: items.get(1).and_then(number).ok_or_else(bad)?,
+                }),
+                Some(0) if items.len() == 1 => Ok(Swap::Conflict { current: None }),
+                Some(0) => Ok(Swap::Conflict {
+                    current: Some(Versioned {
+                        version: items.get(1).and_then(number).ok_or_else(bad)?,
+                        value: items.get(2).and_then(bulk).ok_or_else(bad)?,
+                    }),
+                }),
+                _ => Err(bad()),
+            }
+        })
+        .await
+    }
+
+    async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
+        let inner = self.inner.clone();
+        on_runtime("list", timeout, async move {
+            let pattern = format!("{{{}:*}}:r", inner.prefix);
+            let mut names = std::collections::BTreeSet::new();
+            // A cluster's keys live on its several nodes: scan each.
+            for node in &inner.nodes {
+                let client =
+                    redis::Client::open(node.as_str()).map_err(|e| error(&inner.url, "list", e))?;
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| error(&inner.url, "list", e))?;
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(200)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| error(&inner.url, "list", e))?;
+                    for key in keys {
+                        let inside = key
+                            .strip_prefix(&format!("{{{}:", inner.prefix))
+                            .and_then(|k| k.strip_suffix("}:r"));
+                        if let Some(name) = inside.and_then(|n| Name::new(n).ok()) {
+                            names.insert(name);
+                        }
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+            let mut out = Vec::new();
+            for name in names {
+                if let Some(v) = inner.load_now(name.as_str()).await? {
+                    out.push((name, v));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn watch(
+        &self,
+        name: &Name,
+        sink: ChangeSink,
+        timeout: Duration,
+    ) -> Result<Option<Watch>, DriverError> {
+        let client = self.inner.conn.pubsub_client(&self.inner.nodes[0])?;
+        let watch = watch::start(self.inner.clone(), client, *name, sink);
+        // Wait for the subscription, so that changes from now on are pushed; should it not
+        // come up in time, the watch reports itself dead and breakers poll meanwhile.
+        let deadline = std::time::Instant::now() + timeout;
+        while !watch.is_alive() && std::time::Instant::now() < deadline {
+            on_runtime("watch", timeout, async {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(Some(watch))
+    }
+
+    async fn now(&self, timeout: Duration) -> Result<Option<Timestamp>, DriverError> {
+        let inner = self.inner.clone();
+        on_runtime("clock", timeout, async move {
+            let mut conn = inner.conn.get(&inner.url).await?;
+            let (secs, micros): (u64, u64) = redis::cmd("TIME")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| error(&inner.url, "clock", e))?;
+            Ok(Some(Timestamp::from_millis(secs * 1_000 + micros / 1_000)))
+        })
+        .await
+    }
+}
