@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | `memory` (default) | [`memory::MemoryDriver`]: breakers of one process | [`memory::breaker`] |
 //! | `sqlite` | [`sqlite::SqliteDriver`]: the processes of one host, one database file | [`sqlite::breaker`] |
+//! | `redis` | [`redis::RedisDriver`]: a fleet, through Redis or Redis Cluster | [`redis::breaker`] |
 //!
 //! ```
 //! use std::time::Duration;
@@ -73,6 +74,26 @@ pub mod sqlite {
         policy: Policy,
     ) -> Result<Breaker, BuildError> {
         let driver = SqliteDriver::open(path)?;
+        Breaker::builder(name, driver).policy(policy).build()
+    }
+}
+
+/// The Redis driver: a fleet of processes shares breakers through Redis or Redis Cluster.
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use breaker_driver_redis::{RedisDriver, RedisOptions};
+
+    use std::time::Duration;
+
+    use breaker_core::{Breaker, BuildError, Policy};
+
+    /// A breaker called `name` with `policy`, shared through the Redis server at `url` with
+    /// every agent that uses the same name. The server is checked at once (within the
+    /// policy's back-end deadline), so a wrong URL, password or address fails here with an
+    /// error that says so.
+    pub async fn breaker(url: &str, name: &str, policy: Policy) -> Result<Breaker, BuildError> {
+        let timeout = policy.backend_timeout.max(Duration::from_secs(1));
+        let driver = RedisDriver::connect(url, timeout).await?;
         Breaker::builder(name, driver).policy(policy).build()
     }
 }

@@ -1,4 +1,5 @@
-//! Choosing a back-end by URL for the test agents: `memory://` or `sqlite://PATH`.
+//! Choosing a back-end by URL for the test agents: `memory://`, `sqlite://PATH`,
+//! `redis://HOST:PORT`, or `redis-cluster://HOST:PORT,HOST:PORT,...`.
 
 use std::sync::Arc;
 
@@ -14,7 +15,20 @@ pub fn open(url: &str) -> Result<Arc<dyn DynDriver>, String> {
             .map(|d| Arc::new(d) as Arc<dyn DynDriver>)
             .map_err(|e| format!("cannot open {url}: {e}"));
     }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        return breaker::redis::RedisDriver::open(url)
+            .map(|d| Arc::new(d) as Arc<dyn DynDriver>)
+            .map_err(|e| e.to_string());
+    }
+    if let Some(nodes) = url.strip_prefix("redis-cluster://") {
+        let urls: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        return breaker::redis::RedisDriver::open_cluster(&urls)
+            .map(|d| Arc::new(d) as Arc<dyn DynDriver>)
+            .map_err(|e| e.to_string());
+    }
     Err(format!(
-        "unknown back-end URL {url:?}: use memory:// or sqlite://PATH"
+        "unknown back-end URL {url:?}: use memory://, sqlite://PATH, redis://HOST:PORT or \
+         redis-cluster://HOST:PORT,..."
     ))
 }

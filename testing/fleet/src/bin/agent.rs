@@ -16,7 +16,8 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(name = "breaker-agent")]
 struct Args {
-    /// The back-end: `memory://` or `sqlite://PATH`.
+    /// The back-end: `memory://`, `sqlite://PATH`, `redis://HOST:PORT` or
+    /// `redis-cluster://HOST:PORT,...`.
     #[arg(long)]
     backend: String,
     /// The breaker's name.

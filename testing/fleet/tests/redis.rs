@@ -1,0 +1,46 @@
+//! The real-process scenarios on the Redis back-end: a fleet of agent processes sharing one
+//! redis-server in front of the flaky server, and processes racing on one record.
+
+use breaker_fleet::scenario::{self, Bins, Fleet};
+use breaker_testing::servers::RedisServer;
+
+fn bins() -> Bins {
+    Bins {
+        agent: env!("CARGO_BIN_EXE_breaker-agent").into(),
+        server: env!("CARGO_BIN_EXE_flaky-server").into(),
+    }
+}
+
+#[test]
+fn fleet_of_processes_trips_once_probes_sparingly_and_recovers() {
+    let redis = RedisServer::start();
+    scenario::run_fleet(&bins(), &redis.url(), &Fleet::default());
+}
+
+#[test]
+fn processes_racing_on_one_record_add_up_exactly() {
+    let redis = RedisServer::start();
+    let reports = scenario::run_hammer(&bins(), &redis.url(), 4, 150);
+    let total: u64 = reports.iter().map(|r| r["wins"].as_u64().unwrap()).sum();
+    assert_eq!(total, 600);
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port().to_string(),
+            "--scan",
+            "--pattern",
+            "{breaker:hammer-*}:r",
+        ])
+        .output()
+        .unwrap();
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let value = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port().to_string(), "HGET", &key, "d"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(value.stdout).unwrap().trim(),
+        "600",
+        "no lost update"
+    );
+}
