@@ -82,6 +82,9 @@ impl HotView {
                 generation: word >> GENERATION_SHIFT,
                 maintain: self.maintenance_due(now),
             },
+            // A rejecting agent still keeps up its view (polling when push is down), or it
+            // would miss a reset, or a back-end that lost a forced state.
+            _ if self.maintenance_due(now) => Fast::Slow,
             OPEN => {
                 let until = self.open_until.load(Ordering::Acquire);
                 if now.as_millis() < until {

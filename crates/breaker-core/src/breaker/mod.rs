@@ -102,6 +102,7 @@ impl BreakerBuilder {
                 last_sync: Timestamp::ZERO,
                 watch: None,
                 queued: Vec::new(),
+                lost_forced: false,
             }),
             maintaining: AtomicBool::new(false),
             events: EventHub::default(),

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) last_error: Option<BackendError>,
     pub(crate) last_sync: Timestamp,
     pub(crate) watch: Option<Watch>,
+    /// The back-end lost the forced state this agent obeys: write it back.
+    pub(crate) lost_forced: bool,
     /// Outcomes that could not be written when they happened (a probe permit dropped
     /// unreported, a call that panicked inside a future), written at the next maintenance.
     pub(crate) queued: Vec<Deferred>,
@@ -140,6 +142,14 @@ impl Inner {
     /// carrying the corrupt value's version so that the next write overwrites it.
     pub(crate) fn install_stored(&self, s: &mut Shared, stored: Option<Versioned>, adopt: bool) {
         match stored {
+            None if s.loaded && s.record.state.is_forced() => {
+                // Forced states never expire, so the back-end lost its data (a restart
+                // without persistence). An operator's forced state must not be lost
+                // silently: keep obeying it and write it back.
+                s.version = None;
+                s.lost_forced = true;
+                self.hot.schedule_maintenance(Timestamp::ZERO);
+            }
             None => {
                 // Nothing stored (never written, expired or deleted): the breaker is closed.
                 // The generation is kept so that it never goes back for this agent.
@@ -219,6 +229,7 @@ impl Inner {
                 });
             }
         }
+        self.restore_forced().await?;
         self.ensure_watch().await;
         self.hot
             .schedule_maintenance(self.clock.now().saturating_add(self.policy.flush_interval));
@@ -251,6 +262,40 @@ impl Inner {
         let mut s = self.lock();
         if !s.degraded() {
             self.install_stored(&mut s, change.record, false);
+        }
+    }
+
+    /// Writes back a forced state the back-end lost (see `install_stored`). Another agent
+    /// may have written first; its record then stands.
+    async fn restore_forced(self: &Arc<Self>) -> Result<(), BackendError> {
+        let forced = {
+            let mut s = self.lock();
+            if !std::mem::take(&mut s.lost_forced) {
+                return Ok(());
+            }
+            s.record.clone()
+        };
+        match self
+            .driver
+            .compare_and_swap(&self.name, None, forced.encode(), None, self.timeout())
+            .await
+        {
+            Ok(Swap::Swapped { version }) => {
+                let mut s = self.lock();
+                if s.version.is_none_or(|cur| cur < version) {
+                    s.version = Some(version);
+                }
+                Ok(())
+            }
+            Ok(Swap::Conflict { current }) => {
+                let mut s = self.lock();
+                self.install_stored(&mut s, current, false);
+                Ok(())
+            }
+            Err(e) => {
+                self.lock().lost_forced = true;
+                Err(self.fail(Operation::CompareAndSwap, e))
+            }
         }
     }
 
@@ -388,6 +433,7 @@ impl Inner {
                 return Ok(());
             }
         }
+        self.restore_forced().await?;
         let queued = std::mem::take(&mut self.lock().queued);
         for deferred in queued {
             self.report(deferred).await;
@@ -407,6 +453,8 @@ impl Inner {
         };
         if force || stale {
             self.refresh().await?;
+            // The refresh may have found a forced state lost.
+            self.restore_forced().await?;
         }
         match self.lock().last_error.clone() {
             Some(e) if force => Err(e),
