@@ -27,17 +27,29 @@ async fn foreign_values_are_reported_as_corrupt_and_replaced() {
         &["SET", "{breaker:garbage}:r", "\u{1}\u{2}not ours"],
         &["RPUSH", "{breaker:list}:r", "a", "b"],
         &["HSET", "{breaker:hash}:r", "owner", "someone else"],
-        &["HSET", "{breaker:schema}:r", "v", "3", "d", "{\"schema\":42}"],
+        &[
+            "HSET",
+            "{breaker:schema}:r",
+            "v",
+            "3",
+            "d",
+            "{\"schema\":42}",
+        ],
     ];
     for args in foreign {
         cli(&server, args);
-        let name = args[1].trim_start_matches("{breaker:").trim_end_matches("}:r");
+        let name = args[1]
+            .trim_start_matches("{breaker:")
+            .trim_end_matches("}:r");
         let policy = Policy::builder()
             .failures_within(1, Duration::from_secs(60))
             .build()
             .unwrap();
         let driver = RedisDriver::open(&server.url()).unwrap();
-        let b = Breaker::builder(name, driver.clone()).policy(policy).build().unwrap();
+        let b = Breaker::builder(name, driver.clone())
+            .policy(policy)
+            .build()
+            .unwrap();
         let mut events = b.subscribe();
         assert!(
             b.call(|| async { Ok::<(), &str>(()) }).await.is_ok(),
@@ -48,11 +60,15 @@ async fn foreign_values_are_reported_as_corrupt_and_replaced() {
             .into_iter()
             .any(|e| matches!(e, Event::CorruptRecord(ref err) if err.kind() == DriverErrorKind::Corrupt));
         assert!(corrupt, "{name}: reported as corrupt");
-        assert!(matches!(b.call(|| async { Err::<(), _>("boom") }).await, Err(Error::Call(_))));
-        let stored = breaker_core::Driver::load(&driver, &breaker_core::Name::new(name).unwrap(), T)
-            .await
-            .unwrap()
-            .expect("a record");
+        assert!(matches!(
+            b.call(|| async { Err::<(), _>("boom") }).await,
+            Err(Error::Call(_))
+        ));
+        let stored =
+            breaker_core::Driver::load(&driver, &breaker_core::Name::new(name).unwrap(), T)
+                .await
+                .unwrap()
+                .expect("a record");
         let rec = Record::decode(&stored.value).expect("replaced by a record of ours");
         assert_eq!(rec.state, State::Open, "{name}");
     }
@@ -60,12 +76,19 @@ async fn foreign_values_are_reported_as_corrupt_and_replaced() {
 
 #[test]
 fn malformed_urls_are_refused_with_the_problem_named() {
-    for url in ["redis//127.0.0.1", "http://127.0.0.1:6379", "redis://:pw@127.0.0.1:notaport"] {
+    for url in [
+        "redis//127.0.0.1",
+        "http://127.0.0.1:6379",
+        "redis://:pw@127.0.0.1:notaport",
+    ] {
         let err = RedisDriver::open(url).unwrap_err();
         assert_eq!(err.kind(), DriverErrorKind::Config, "{url}: {err}");
         let text = err.to_string();
         assert!(text.contains("invalid URL"), "{text}");
-        assert!(!text.contains(":pw@"), "the password is never shown: {text}");
+        assert!(
+            !text.contains(":pw@"),
+            "the password is never shown: {text}"
+        );
     }
     assert!(RedisDriver::open_with(&[], Default::default()).is_err());
 }
@@ -73,9 +96,14 @@ fn malformed_urls_are_refused_with_the_problem_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_is_a_clear_error() {
     let url = format!("redis://127.0.0.1:{}", free_port());
-    let err = RedisDriver::connect(&url, Duration::from_millis(500)).await.unwrap_err();
+    let err = RedisDriver::connect(&url, Duration::from_millis(500))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err.kind(), DriverErrorKind::Unavailable | DriverErrorKind::Timeout),
+        matches!(
+            err.kind(),
+            DriverErrorKind::Unavailable | DriverErrorKind::Timeout
+        ),
         "{err}"
     );
     assert!(err.to_string().contains(&url), "names the server: {err}");
@@ -83,7 +111,10 @@ async fn unreachable_server_is_a_clear_error() {
         .build()
         .unwrap();
     let r = shortcut.call(|| async { Ok::<(), &str>(()) }).await;
-    assert!(r.is_ok(), "local fallback by default while Redis cannot be reached");
+    assert!(
+        r.is_ok(),
+        "local fallback by default while Redis cannot be reached"
+    );
     assert!(shortcut.is_degraded());
 }
 
@@ -92,8 +123,23 @@ async fn wrong_credentials_are_a_clear_error_without_the_password() {
     let server = RedisServer::start_with(&["--requirepass", "right-secret"]);
     let port = server.port();
     let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "--no-auth-warning", "-a", "right-secret"])
-        .args(["ACL", "SETUSER", "alice", "on", ">alice-secret", "~*", "&*", "+@all"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "--no-auth-warning",
+            "-a",
+            "right-secret",
+        ])
+        .args([
+            "ACL",
+            "SETUSER",
+            "alice",
+            "on",
+            ">alice-secret",
+            "~*",
+            "&*",
+            "+@all",
+        ])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
@@ -106,7 +152,9 @@ async fn wrong_credentials_are_a_clear_error_without_the_password() {
         let text = err.to_string();
         assert!(!text.contains("wrong-secret"), "{text}");
         assert!(
-            text.to_lowercase().contains("auth") || text.contains("NOAUTH") || text.contains("WRONGPASS"),
+            text.to_lowercase().contains("auth")
+                || text.contains("NOAUTH")
+                || text.contains("WRONGPASS"),
             "says it is about authentication: {text}"
         );
         let debug = format!("{:?}", RedisDriver::open(&url).unwrap());

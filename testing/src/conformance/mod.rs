@@ -96,10 +96,19 @@ pub async fn age_store(expiry: &Expiry, d: Duration) {
 
 /// Expands to one `#[test]` per conformance case, each running the case against the
 /// harness that `$harness` evaluates to (evaluated afresh for every case).
+///
+/// `conformance_tests!(all_in_one NAME, HARNESS)` instead runs every case in one test
+/// against one harness, for back-ends that are slow to start (a cluster).
 #[macro_export]
 macro_rules! conformance_tests {
+    (all_in_one $name:ident, $harness:expr) => {
+        $crate::conformance_tests!(@list (one $name) $harness);
+    };
     ($harness:expr) => {
-        $crate::conformance_tests!(@cases $harness;
+        $crate::conformance_tests!(@list each $harness);
+    };
+    (@list $mode:tt $harness:expr) => {
+        $crate::conformance_tests!(@cases $mode $harness;
             store::load_absent_is_none,
             store::create_then_load,
             store::create_conflicts_when_present,
@@ -136,12 +145,23 @@ macro_rules! conformance_tests {
             outage::timeouts_count_as_outages
         );
     };
-    (@cases $harness:expr; $($group:ident :: $case:ident),* $(,)?) => {
+    (@cases each $harness:expr; $($group:ident :: $case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
                 $crate::conformance::run($harness, |h| $crate::conformance::$group::$case(h));
             }
         )*
+    };
+    (@cases (one $name:ident) $harness:expr; $($group:ident :: $case:ident),* $(,)?) => {
+        #[test]
+        fn $name() {
+            $crate::conformance::run($harness, |h| async move {
+                $(
+                    eprintln!("conformance case {}", stringify!($case));
+                    $crate::conformance::$group::$case(h.clone()).await;
+                )*
+            });
+        }
     };
 }
