@@ -111,3 +111,36 @@ pub fn trip_to_rejection(bins: &Bins, url: &str, trips: usize) -> Spread {
     }
     Spread::of(sample)
 }
+
+/// Calls per second through one breaker from `processes` agent processes at once, each
+/// making `each` no-op calls back to back; the total over the slowest process's time.
+pub fn fleet_throughput(bins: &Bins, url: &str, processes: usize, each: u32) -> f64 {
+    let name = format!("throughput-{}", std::process::id());
+    let args = [
+        "--backend",
+        url,
+        "--name",
+        &name,
+        "--throughput",
+        &each.to_string(),
+    ]
+    .map(String::from);
+    let mut procs: Vec<Proc> = (0..processes)
+        .map(|i| Proc::spawn(&format!("throughput {i}"), &bins.agent, &args))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for p in &mut procs {
+        p.send_line("go");
+    }
+    let mut slowest: f64 = 0.0;
+    for p in &mut procs {
+        p.wait_exit(Duration::from_secs(120))
+            .expect("the agent finishes");
+        let line = p
+            .wait_for(Duration::from_secs(5), |l| l.contains("\"throughput\""))
+            .expect("a report");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        slowest = slowest.max(v["seconds"].as_f64().unwrap_or(f64::MAX));
+    }
+    f64::from(each) * processes as f64 / slowest
+}

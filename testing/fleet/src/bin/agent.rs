@@ -50,6 +50,13 @@ struct Args {
     /// microseconds): for measuring how fast a trip reaches this agent.
     #[arg(long)]
     noop: bool,
+    /// Make this many no-op calls as fast as possible, once a line arrives on standard
+    /// input, and print the rate.
+    #[arg(long)]
+    throughput: Option<u32>,
+    /// Write every outcome at once (strict mode).
+    #[arg(long)]
+    strict: bool,
 }
 
 fn main() {
@@ -62,10 +69,11 @@ fn main() {
         }
     };
     let timeout = Duration::from_millis(args.backend_timeout_ms);
-    match args.hammer {
-        Some(n) => hammer(&*driver, &args.name, n, timeout),
-        None if args.noop => noop(&args, driver),
-        None => run(args, driver),
+    match (args.hammer, args.throughput) {
+        (Some(n), _) => hammer(&*driver, &args.name, n, timeout),
+        (None, Some(n)) => throughput(&args, driver, n),
+        (None, None) if args.noop => noop(&args, driver),
+        (None, None) => run(args, driver),
     }
 }
 
@@ -76,6 +84,7 @@ fn breaker(args: &Args, driver: std::sync::Arc<dyn DynDriver>) -> Breaker {
         .half_open_permits(args.permits)
         .success_threshold(1)
         .backend_timeout(Duration::from_millis(args.backend_timeout_ms))
+        .strict(args.strict)
         .build()
         .unwrap_or_else(|e| {
             eprintln!("breaker-agent: {e}");
@@ -114,6 +123,25 @@ fn noop(args: &Args, driver: std::sync::Arc<dyn DynDriver>) {
         }
         std::thread::sleep(Duration::from_micros(200));
     }
+}
+
+/// Makes `n` no-op calls back to back and prints how many went through per second.
+fn throughput(args: &Args, driver: std::sync::Arc<dyn DynDriver>, n: u32) {
+    let breaker = breaker(args, driver);
+    let _ = breaker.call_blocking(|| Ok::<(), ()>(()));
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    let started = Instant::now();
+    let mut admitted = 0u32;
+    for _ in 0..n {
+        admitted += u32::from(breaker.call_blocking(|| Ok::<(), ()>(())).is_ok());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = breaker.flush_blocking();
+    println!(
+        "{}",
+        serde_json::json!({"event": "throughput", "calls": n, "admitted": admitted, "seconds": seconds})
+    );
 }
 
 fn run(args: Args, driver: std::sync::Arc<dyn DynDriver>) {
