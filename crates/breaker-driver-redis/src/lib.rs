@@ -288,11 +288,9 @@ impl Driver for RedisDriver {
                 return Err(bad());
             };
             match items.first().and_then(number) {
-                Some(1) => {
-                    let version = items.get(1).and_then(number).ok_or_else(bad)?;
-                    inner.watches.note(name, version);
-                    Ok(Swap::Swapped { version })
-                }
+                Some(1) => Ok(Swap::Swapped {
+                    version: items.get(1).and_then(number).ok_or_else(bad)?,
+                }),
                 Some(0) if items.len() == 1 => Ok(Swap::Conflict { current: None }),
                 Some(0) => Ok(Swap::Conflict {
                     current: Some(Versioned {

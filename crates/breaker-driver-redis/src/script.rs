@@ -23,7 +23,8 @@ return {'0', ''}
 "#;
 
 /// Compare-and-swap. ARGV: expected version ('' for none), data, ttl in ms ('' for none),
-/// change channel, breaker name. Publishes `NAME VERSION` on the channel. Returns `{1, new_version}`, or on conflict `{0}` (absent)
+/// change channel, breaker name. Publishes `NAME VERSION\nDATA` on the channel, so that
+/// watchers get the new record with no round trip of their own. Returns `{1, new_version}`, or on conflict `{0}` (absent)
 /// or `{0, version, data}`.
 pub(crate) const SWAP: &str = r#"
 local t = redis.call('TYPE', KEYS[1])['ok']
@@ -48,6 +49,6 @@ if ARGV[3] == '' then
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. nv)
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. nv .. '\n' .. ARGV[2])
 return {1, nv}
 "#;

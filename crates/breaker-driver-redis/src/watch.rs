@@ -23,9 +23,6 @@ struct Watcher {
 #[derive(Default)]
 pub(crate) struct Watches {
     watchers: Mutex<Vec<Watcher>>,
-    /// The newest version this driver knows of each watched name (its own writes, and what
-    /// it delivered), so that the notification of its own write costs no reload.
-    known: Mutex<std::collections::HashMap<Name, u64>>,
     next_id: Mutex<u64>,
     running: AtomicBool,
     alive: Arc<AtomicBool>,
@@ -33,21 +30,6 @@ pub(crate) struct Watches {
 }
 
 impl Watches {
-    /// Notes that `version` of `name` is known here.
-    pub(crate) fn note(&self, name: Name, version: u64) {
-        let mut known = self.known.lock().unwrap();
-        let entry = known.entry(name).or_insert(0);
-        *entry = (*entry).max(version);
-    }
-
-    fn is_known(&self, name: Name, version: u64) -> bool {
-        self.known
-            .lock()
-            .unwrap()
-            .get(&name)
-            .is_some_and(|&v| v >= version)
-    }
-
     fn names(&self) -> Vec<Name> {
         let mut names: Vec<Name> = self
             .watchers
@@ -62,9 +44,6 @@ impl Watches {
     }
 
     fn deliver(&self, name: Name, record: Option<breaker_core::Versioned>) {
-        if let Some(r) = &record {
-            self.note(name, r.version);
-        }
         let sinks: Vec<ChangeSink> = self
             .watchers
             .lock()
@@ -80,6 +59,20 @@ impl Watches {
             });
         }
     }
+}
+
+/// Reads a notification: `NAME VERSION\nDATA`.
+fn parse(payload: &[u8]) -> Option<Change> {
+    let newline = payload.iter().position(|&b| b == b'\n')?;
+    let head = std::str::from_utf8(&payload[..newline]).ok()?;
+    let (name, version) = head.split_once(' ')?;
+    Some(Change {
+        name: Name::new(name).ok()?,
+        record: Some(breaker_core::Versioned {
+            version: version.parse().ok()?,
+            value: payload[newline + 1..].to_vec(),
+        }),
+    })
 }
 
 /// Registers a watcher, starting the subscription task if it is not running.
@@ -174,18 +167,13 @@ async fn subscribe(inner: Weak<Inner>, client: redis::Client) {
                     if message.get_channel_name() != channel {
                         continue;
                     }
-                    let Ok(payload) = message.get_payload::<String>() else {
+                    // `NAME VERSION\nDATA`: the new record itself.
+                    let payload: Vec<u8> = message.get_payload_bytes().to_vec();
+                    let Some(change) = parse(&payload) else {
                         continue;
                     };
-                    // `NAME VERSION`: a version this driver knows needs no reload.
-                    let (name, version) = payload.split_once(' ').unwrap_or((&payload, ""));
-                    let Ok(name) = Name::new(name) else { continue };
-                    let version = version.parse::<u64>().unwrap_or(u64::MAX);
-                    if driver.watches.names().contains(&name)
-                        && !driver.watches.is_known(name, version)
-                        && let Ok(record) = driver.load_now(name.as_str()).await
-                    {
-                        driver.watches.deliver(name, record);
+                    if driver.watches.names().contains(&change.name) {
+                        driver.watches.deliver(change.name, change.record);
                     }
                 }
             }

@@ -1,15 +1,42 @@
-//! Back-end benchmarks with real processes: compare-and-swap operations per second from one
-//! and from four processes on one record (with the worst process's wait percentiles), and
-//! the time from one process's trip to another process's first rejection.
+//! Back-end benchmarks with real processes and servers: SQLite compare-and-swap operations
+//! per second from one and from four processes on one record (with the worst process's
+//! wait percentiles); Redis round trips per call counted by Redis itself, in default and
+//! strict mode, and calls per second through one breaker from four processes; and for
+//! both, the time from one process's trip to another process's first rejection.
 //!
 //! Run with `cargo xtask bench backends` (or `cargo bench -p breaker-fleet --bench
 //! backends`). Figures go to BENCHMARKS.md.
 
 use breaker_fleet::measure::{self, Spread};
 use breaker_fleet::scenario::Bins;
+use breaker_testing::servers::RedisServer;
+use std::time::Duration;
 
 fn show(what: &str, s: Spread) {
     println!("{what}: p50 {:?}, p99 {:?}, max {:?}", s.p50, s.p99, s.max);
+}
+
+/// Round trips Redis has served to drivers, from its own `INFO commandstats`: the commands
+/// a driver sends (scripts, `TIME`, `PING`, `SCAN`), not the ones scripts run inside.
+fn redis_round_trips(port: u16) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "commandstats"])
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (cmd, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let sent_by_drivers = ["evalsha", "eval", "time", "ping", "scan", "script|load"];
+            sent_by_drivers.contains(&cmd).then_some(())?;
+            stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
 
 fn main() {
@@ -30,6 +57,25 @@ fn main() {
     let latency = measure::trip_to_rejection(&bins, &url, 50);
     show(
         "trip to another process's first rejection (poll every 25 ms)",
+        latency,
+    );
+
+    let redis = RedisServer::start();
+    let url = redis.url();
+    println!("\nredis ({url})");
+    let gap = Duration::from_micros(100);
+    for strict in [false, true] {
+        let (per_call, rate) = measure::round_trips_per_call(&url, strict, 20_000, gap, || {
+            redis_round_trips(redis.port())
+        });
+        let mode = if strict { "strict" } else { "default" };
+        println!("round trips per call, {mode} mode, closed, {rate:.0} calls/s: {per_call:.4}");
+    }
+    let calls = measure::fleet_throughput(&bins, &url, 4, 2_000_000);
+    println!("calls through one breaker from 4 agent processes: {calls:.0} calls/s in all");
+    let latency = measure::trip_to_rejection(&bins, &url, 50);
+    show(
+        "trip to another process's first rejection (pub/sub)",
         latency,
     );
 }

@@ -144,3 +144,33 @@ pub fn fleet_throughput(bins: &Bins, url: &str, processes: usize, each: u32) -> 
     }
     f64::from(each) * processes as f64 / slowest
 }
+
+/// Back-end round trips per call at a steady call rate: `calls` successful calls, one about
+/// every `gap`, through one breaker (default or strict mode), with the back-end's own count
+/// of the round trips it served read before and after by `round_trips`.
+pub fn round_trips_per_call(
+    url: &str,
+    strict: bool,
+    calls: u32,
+    gap: Duration,
+    round_trips: impl Fn() -> u64,
+) -> (f64, f64) {
+    let driver = backend::open(url).expect("the back-end opens");
+    let policy = Policy::builder().strict(strict).build().expect("a policy");
+    let name = format!("round-trips-{}-{strict}", std::process::id());
+    let b = Breaker::builder_dyn(&name, driver)
+        .policy(policy)
+        .build()
+        .expect("a breaker");
+    let _ = b.call_blocking(|| Ok::<(), ()>(()));
+    b.flush_blocking().expect("flush");
+    let before = round_trips();
+    let started = Instant::now();
+    for _ in 0..calls {
+        let _ = b.call_blocking(|| Ok::<(), ()>(()));
+        std::thread::sleep(gap);
+    }
+    let rate = f64::from(calls) / started.elapsed().as_secs_f64();
+    let used = round_trips().saturating_sub(before);
+    (used as f64 / f64::from(calls), rate)
+}
