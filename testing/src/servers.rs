@@ -41,6 +41,7 @@ fn require(binary: &str, package: &str) -> PathBuf {
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    tls_port: Option<u16>,
     dir: PathBuf,
     extra: Vec<String>,
 }
@@ -58,6 +59,7 @@ impl RedisServer {
             let mut server = RedisServer {
                 child: None,
                 port: free_port(),
+                tls_port: None,
                 dir: temp_dir("redis"),
                 extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             };
@@ -87,6 +89,97 @@ impl RedisServer {
             .map_err(|e| format!("cannot run redis-server: {e}"))?;
         self.child = Some(child);
         wait_listening(self.port, self.child.as_mut().expect("started"), &log)
+    }
+
+    /// Starts a server that speaks TLS only, with a certificate for 127.0.0.1 signed by a
+    /// certificate authority made for it (with `openssl`); returns the authority's PEM.
+    pub fn start_tls() -> (RedisServer, Vec<u8>) {
+        let certs = temp_dir("redis-tls");
+        let openssl = require("openssl", "openssl");
+        let run = |args: &[&str]| {
+            let out = Command::new(&openssl)
+                .current_dir(&certs)
+                .args(args)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=breaker test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(certs.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+            .expect("an extension file");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        let path = |f: &str| certs.join(f).display().to_string();
+        let tls_port = free_port().to_string();
+        let server = RedisServer::start_with(&[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &path("server.crt"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ]);
+        let ca = std::fs::read(certs.join("ca.crt")).expect("the CA certificate");
+        let mut server = server;
+        server.tls_port = tls_port.parse().ok();
+        (server, ca)
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT`, for a server from [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://127.0.0.1:{}",
+            self.tls_port.expect("a TLS server")
+        )
     }
 
     /// The port.

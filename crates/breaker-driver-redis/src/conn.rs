@@ -138,10 +138,24 @@ impl Lazy {
 
     /// A plain client to one server, for the push channel (in a cluster, published messages
     /// reach every node).
-    pub(crate) fn pubsub_client(&self, url: &str) -> Result<redis::Client, DriverError> {
-        match &self.target {
-            Target::Single(client) => Ok(client.clone()),
-            Target::Cluster(_) => redis::Client::open(url).map_err(|e| error(url, "connect", e)),
+    pub(crate) fn pubsub_client(
+        &self,
+        url: &str,
+        tls_root_cert: Option<&[u8]>,
+    ) -> Result<redis::Client, DriverError> {
+        match (&self.target, tls_root_cert) {
+            (Target::Single(client), _) => Ok(client.clone()),
+            (Target::Cluster(_), None) => {
+                redis::Client::open(url).map_err(|e| error(&redact(url), "connect", e))
+            }
+            (Target::Cluster(_), Some(pem)) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            )
+            .map_err(|e| error(&redact(url), "connect", e)),
         }
     }
 }

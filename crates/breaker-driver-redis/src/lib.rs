@@ -49,6 +49,9 @@ pub struct RedisOptions {
     pub prefix: String,
     /// Deadline for making a connection. Each operation's deadline comes from the breaker.
     pub connect_timeout: Duration,
+    /// For `rediss://` URLs: the certificate authority (PEM) that signed the server's
+    /// certificate, instead of the system's trust store.
+    pub tls_root_cert: Option<Vec<u8>>,
 }
 
 impl Default for RedisOptions {
@@ -56,6 +59,7 @@ impl Default for RedisOptions {
         RedisOptions {
             prefix: "breaker".into(),
             connect_timeout: Duration::from_secs(2),
+            tls_root_cert: None,
         }
     }
 }
@@ -64,6 +68,12 @@ impl RedisOptions {
     /// Sets the key prefix.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// Trusts the certificate authority `pem` for `rediss://` servers.
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(pem.into());
         self
     }
 
@@ -87,6 +97,7 @@ struct Inner {
     nodes: Vec<String>,
     prefix: String,
     channel: String,
+    tls_root_cert: Option<Vec<u8>>,
     conn: Lazy,
     load: redis::Script,
     swap: redis::Script,
@@ -133,8 +144,22 @@ impl RedisDriver {
             )));
         }
         let parse = |u: &str| {
-            redis::Client::open(u)
-                .map_err(|e| config(format!("redis {}: invalid URL: {e}", redact(u))))
+            let client = match &options.tls_root_cert {
+                Some(pem) => redis::Client::build_with_tls(
+                    u,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.clone()),
+                    },
+                ),
+                None => redis::Client::open(u),
+            };
+            client.map_err(|e| {
+                config(format!(
+                    "redis {}: invalid URL or TLS settings: {e}",
+                    redact(u)
+                ))
+            })
         };
         let target = if urls.len() == 1 {
             Target::Single(parse(first)?)
@@ -142,9 +167,16 @@ impl RedisDriver {
             for u in urls {
                 parse(u)?;
             }
-            let client = redis::cluster::ClusterClient::builder(urls.iter().copied())
+            let mut builder = redis::cluster::ClusterClient::builder(urls.iter().copied())
                 .connection_timeout(options.connect_timeout)
-                .response_timeout(options.connect_timeout)
+                .response_timeout(options.connect_timeout);
+            if let Some(pem) = &options.tls_root_cert {
+                builder = builder.certs(redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                });
+            }
+            let client = builder
                 .build()
                 .map_err(|e| config(format!("redis cluster {url}: {e}")))?;
             Target::Cluster(client)
@@ -155,6 +187,7 @@ impl RedisDriver {
                 url,
                 nodes: urls.iter().map(|u| (*u).to_owned()).collect(),
                 channel,
+                tls_root_cert: options.tls_root_cert.clone(),
                 prefix: options.prefix,
                 conn: Lazy::new(target, options.connect_timeout),
                 load: redis::Script::new(script::LOAD),
@@ -359,7 +392,10 @@ impl Driver for RedisDriver {
         sink: ChangeSink,
         timeout: Duration,
     ) -> Result<Option<Watch>, DriverError> {
-        let client = self.inner.conn.pubsub_client(&self.inner.nodes[0])?;
+        let client = self
+            .inner
+            .conn
+            .pubsub_client(&self.inner.nodes[0], self.inner.tls_root_cert.as_deref())?;
         let watch = watch::start(self.inner.clone(), client, *name, sink);
         // Wait for the subscription, so that changes from now on are pushed; should it not
         // come up in time, the watch reports itself dead and breakers poll meanwhile.
