@@ -43,6 +43,8 @@ pub struct RedisServer {
     port: u16,
     tls_port: Option<u16>,
     dir: PathBuf,
+    /// Where a TLS server's certificates are, removed with the server.
+    certs: Option<PathBuf>,
     extra: Vec<String>,
 }
 
@@ -61,6 +63,7 @@ impl RedisServer {
                 port: free_port(),
                 tls_port: None,
                 dir: temp_dir("redis"),
+                certs: None,
                 extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             };
             match server.launch() {
@@ -171,6 +174,7 @@ impl RedisServer {
         let ca = std::fs::read(certs.join("ca.crt")).expect("the CA certificate");
         let mut server = server;
         server.tls_port = tls_port.parse().ok();
+        server.certs = Some(certs);
         (server, ca)
     }
 
@@ -256,6 +260,9 @@ impl Drop for RedisServer {
         }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(certs) = &self.certs {
+            let _ = std::fs::remove_dir_all(certs);
+        }
     }
 }
 
