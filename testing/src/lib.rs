@@ -2,6 +2,7 @@
 //! third party's) runs from one test file, the intermittent failer, and a fault-injecting
 //! driver wrapper for back-end failure tests.
 
+pub mod calls;
 pub mod conformance;
 pub mod failer;
 pub mod faulty;

@@ -3,6 +3,7 @@
 //! breaker's back-end failure policy, never a panic or a hang; a restored file returns the
 //! agents to shared mode.
 
+use breaker_testing::calls::{fail, succeed};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -36,14 +37,6 @@ fn agent(path: &Path, clock: &ManualClock, on_failure: BackendFailure) -> Breake
         .clock(clock.clone())
         .build()
         .unwrap()
-}
-
-async fn fail(b: &Breaker) -> Result<(), Error<&'static str>> {
-    b.call(|| async { Err::<(), _>("boom") }).await
-}
-
-async fn succeed(b: &Breaker) -> Result<(), Error<&'static str>> {
-    b.call(|| async { Ok::<(), &'static str>(()) }).await
 }
 
 fn backend_error(r: Result<(), Error<&'static str>>) -> breaker_core::BackendError {

@@ -41,10 +41,7 @@ fn redis_round_trips(port: u16) -> u64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; there are no other options.
-    let bins = Bins {
-        agent: env!("CARGO_BIN_EXE_breaker-agent").into(),
-        server: env!("CARGO_BIN_EXE_flaky-server").into(),
-    };
+    let bins: Bins = breaker_fleet::bins!();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     println!("sqlite ({url})");

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::procs::Proc;
 use crate::server::FlakyServer;
 
-/// Where the test binaries are (tests pass `env!("CARGO_BIN_EXE_...")`).
+/// Where the test binaries are: [`bins!`](crate::bins) in a test or bench of this package.
 #[derive(Clone, Debug)]
 pub struct Bins {
     /// The `breaker-agent` binary.
@@ -245,4 +245,16 @@ pub fn run_hammer(bins: &Bins, backend_url: &str, processes: usize, each: u32) -
         );
     }
     reports
+}
+
+/// The test binaries of this package, for its tests and benches (where Cargo tells their
+/// paths).
+#[macro_export]
+macro_rules! bins {
+    () => {
+        $crate::scenario::Bins {
+            agent: env!("CARGO_BIN_EXE_breaker-agent").into(),
+            server: env!("CARGO_BIN_EXE_flaky-server").into(),
+        }
+    };
 }

@@ -5,10 +5,7 @@ use breaker_fleet::scenario::{self, Bins, Fleet};
 use breaker_testing::servers::RedisServer;
 
 fn bins() -> Bins {
-    Bins {
-        agent: env!("CARGO_BIN_EXE_breaker-agent").into(),
-        server: env!("CARGO_BIN_EXE_flaky-server").into(),
-    }
+    breaker_fleet::bins!()
 }
 
 #[test]

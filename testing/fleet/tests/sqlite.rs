@@ -5,10 +5,7 @@ use breaker::Driver;
 use breaker_fleet::scenario::{self, Bins, Fleet};
 
 fn bins() -> Bins {
-    Bins {
-        agent: env!("CARGO_BIN_EXE_breaker-agent").into(),
-        server: env!("CARGO_BIN_EXE_flaky-server").into(),
-    }
+    breaker_fleet::bins!()
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Conformance cases of the breaker's end-to-end behaviour through a driver: several agents
 //! (breakers of one name, each over its own driver) on one manual clock.
 
+use crate::calls::{fail, succeed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,14 +33,6 @@ fn two_probes_to_close() -> Policy {
         .success_threshold(2)
         .build()
         .unwrap()
-}
-
-async fn fail(b: &Breaker) -> Result<(), Error<&'static str>> {
-    b.call(|| async { Err::<(), _>("boom") }).await
-}
-
-async fn succeed(b: &Breaker) -> Result<(), Error<&'static str>> {
-    b.call(|| async { Ok::<(), &'static str>(()) }).await
 }
 
 /// Writes every agent's pending outcomes, then refreshes every agent's view, so that each

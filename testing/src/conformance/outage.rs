@@ -1,6 +1,7 @@
 //! Conformance cases of the back-end failure policy: the driver under test wrapped in
 //! [`crate::Faulty`], switched off and on.
 
+use crate::calls::{fail, succeed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,14 +24,6 @@ fn policy(on_failure: BackendFailure) -> Policy {
         .on_backend_failure(on_failure)
         .build()
         .unwrap()
-}
-
-async fn fail(b: &Breaker) -> Result<(), Error<&'static str>> {
-    b.call(|| async { Err::<(), _>("boom") }).await
-}
-
-async fn succeed(b: &Breaker) -> Result<(), Error<&'static str>> {
-    b.call(|| async { Ok::<(), &'static str>(()) }).await
 }
 
 /// Fail open: while the back-end is down every call runs, and nothing trips.
