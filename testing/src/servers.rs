@@ -329,3 +329,197 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 }
+
+/// One member of an etcd cluster started by a test.
+struct EtcdMember {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// An etcd cluster of one or more members on 127.0.0.1, data on tmpfs where there is one.
+/// Members are stopped by their process ids when dropped; their logs are printed when the
+/// test fails.
+pub struct EtcdCluster {
+    members: Vec<EtcdMember>,
+    token: String,
+}
+
+fn etcd_data_dir(label: &str) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!(
+        "breaker-etcd-{label}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("a data directory");
+    dir
+}
+
+impl EtcdCluster {
+    /// One member.
+    pub fn single() -> EtcdCluster {
+        Self::start(1)
+    }
+
+    /// `n` members, waiting until every member reports itself healthy (a leader exists).
+    pub fn start(n: usize) -> EtcdCluster {
+        let token = format!("breaker-test-{}-{}", std::process::id(), free_port());
+        let members: Vec<EtcdMember> = (0..n)
+            .map(|i| EtcdMember {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                dir: etcd_data_dir(&format!("m{i}")),
+                child: None,
+            })
+            .collect();
+        let mut cluster = EtcdCluster { members, token };
+        for i in 0..n {
+            cluster.launch(i, "new");
+        }
+        cluster.wait_healthy();
+        cluster
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn launch(&mut self, i: usize, state: &str) {
+        let binary = require("etcd", "etcd-server");
+        let initial = self.initial_cluster();
+        let m = &mut self.members[i];
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let log = std::fs::File::create(m.dir.join("etcd.log")).expect("a log file");
+        let child = Command::new(binary)
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(m.dir.join("data"))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-cluster",
+                &initial,
+                "--initial-cluster-token",
+                &self.token,
+            ])
+            .args(["--initial-cluster-state", state])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a log file"))
+            .stderr(log)
+            .spawn()
+            .expect("etcd runs");
+        m.child = Some(child);
+    }
+
+    fn healthy(port: u16) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        // etcd answers `GET /health` on its client port; a one-line request is all it takes.
+        if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.contains("\"health\":\"true\"")
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for m in self.members.iter().filter(|m| m.child.is_some()) {
+            while !Self::healthy(m.client_port) {
+                assert!(
+                    Instant::now() < deadline,
+                    "etcd member {} never became healthy",
+                    m.name
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The client endpoints of the running members (`http://127.0.0.1:PORT`).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    /// Kills member `i` by its process id.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again with its data, after [`EtcdCluster::kill`].
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.members[i].child.is_none(), "restart after kill");
+        self.launch(i, "existing");
+    }
+
+    /// Waits until every running member is healthy again.
+    pub fn wait_ready(&self) {
+        self.wait_healthy();
+    }
+
+    /// The process ids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|m| m.child.as_ref().map(Child::id))
+            .collect()
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            if std::thread::panicking() {
+                let log = std::fs::read_to_string(self.members[i].dir.join("etcd.log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                eprintln!(
+                    "--- etcd member {} log (last lines) ---",
+                    self.members[i].name
+                );
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+            self.kill(i);
+            let _ = std::fs::remove_dir_all(&self.members[i].dir);
+        }
+    }
+}

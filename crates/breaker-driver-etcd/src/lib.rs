@@ -1,0 +1,407 @@
+//! The etcd driver of **breaker**: a fleet shares breakers through a consensus store.
+//!
+//! - A compare-and-swap is one etcd transaction guarded by the key's revision (or by its
+//!   absence); its expiry is an etcd lease, so the store itself removes idle records.
+//! - Versions are etcd revisions: they only grow, store-wide, and are never reused.
+//! - Changes are pushed to every agent through one watch on the key prefix, re-established
+//!   after a disconnect from the last revision seen, so no change is missed; a watch event
+//!   carries the record, so pushes cost no round trip.
+//! - Several endpoints (a cluster), user and password; secrets never appear in `Debug`
+//!   output or errors. Every call has a deadline, so an unreachable cluster or one without
+//!   quorum hands over to the breaker's back-end failure policy.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use breaker_driver_etcd::{Breaker, EtcdDriver, Policy};
+//!
+//! let driver = EtcdDriver::connect(&["http://127.0.0.1:2379"], Duration::from_secs(2)).await?;
+//! let breaker = Breaker::builder("ledger", driver).policy(Policy::default()).build()?;
+//! # Ok(()) }
+//! ```
+
+mod rt;
+mod watch;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use breaker_core::{
+    self, BackendError, BackendFailure, Breaker, BreakerBuilder, BuildError, Clock, Error, Event,
+    ManualClock, Outcome, Permit, Policy, PolicyError, Rejected, State, SystemClock,
+};
+use breaker_core::{
+    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Versioned, Watch,
+};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
+use tokio::sync::OnceCell;
+
+use rt::on_runtime;
+
+/// How an [`EtcdDriver`] connects.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct EtcdOptions {
+    /// Namespace of this driver's keys: `PREFIX/NAME`. Default `breaker`.
+    pub prefix: String,
+    /// Deadline for making a connection.
+    pub connect_timeout: Duration,
+    /// User and password, if the cluster has authentication on.
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for EtcdOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdOptions")
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        EtcdOptions {
+            prefix: "breaker".into(),
+            connect_timeout: Duration::from_secs(2),
+            credentials: None,
+        }
+    }
+}
+
+impl EtcdOptions {
+    /// Sets the key prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Authenticates as `user` with `password`.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Sets the deadline for making a connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+}
+
+/// A driver over an etcd cluster. Clones share the connection.
+#[derive(Clone)]
+pub struct EtcdDriver {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    endpoints: Vec<String>,
+    options: EtcdOptions,
+    /// `PREFIX/`.
+    pub(crate) dir: String,
+    client: OnceCell<Client>,
+    /// Leases by their TTL in seconds, reused while they have at least half their TTL left,
+    /// so that a write costs one round trip and not two.
+    leases: Mutex<HashMap<i64, (i64, Instant)>>,
+    pub(crate) watches: watch::Watches,
+}
+
+impl fmt::Debug for EtcdDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdDriver")
+            .field("endpoints", &self.inner.endpoints)
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+fn config(message: String) -> DriverError {
+    DriverError::new(DriverErrorKind::Config, message)
+}
+
+/// A driver error for an etcd error met while doing `what`.
+pub(crate) fn error(endpoints: &[String], what: &str, e: etcd_client::Error) -> DriverError {
+    use etcd_client::Error as E;
+    // gRPC status codes, which are the same in every gRPC implementation.
+    const DEADLINE_EXCEEDED: i32 = 4;
+    const PERMISSION_DENIED: i32 = 7;
+    const UNAVAILABLE: i32 = 14;
+    const UNAUTHENTICATED: i32 = 16;
+    let kind = match &e {
+        E::GRpcStatus(s) => match i32::from(s.code()) {
+            UNAUTHENTICATED | PERMISSION_DENIED => DriverErrorKind::Config,
+            DEADLINE_EXCEEDED => DriverErrorKind::Timeout,
+            UNAVAILABLE => DriverErrorKind::Unavailable,
+            _ => DriverErrorKind::Other,
+        },
+        E::TransportError(_) | E::IoError(_) => DriverErrorKind::Unavailable,
+        E::InvalidArgs(_) | E::InvalidUri(_) => DriverErrorKind::Config,
+        _ => DriverErrorKind::Other,
+    };
+    DriverError::new(kind, format!("etcd {}: {what}: {e}", endpoints.join(",")))
+}
+
+/// `[http://|https://]HOST:PORT`, with a host and a numeric port.
+fn valid_endpoint(endpoint: &str) -> bool {
+    let rest = match endpoint.split_once("://") {
+        Some(("http" | "https", rest)) => rest,
+        Some(_) => return false,
+        None => endpoint,
+    };
+    match rest.trim_end_matches('/').rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok()
+        }
+        None => false,
+    }
+}
+
+impl EtcdDriver {
+    /// A driver for the cluster at `endpoints` (`http://host:2379`, ...). Nothing is sent
+    /// until the first operation; see [`EtcdDriver::connect`] to check the cluster at once.
+    pub fn open(endpoints: &[&str], options: EtcdOptions) -> Result<Self, DriverError> {
+        if endpoints.is_empty() {
+            return Err(config("etcd: no endpoint given".into()));
+        }
+        for e in endpoints {
+            if !valid_endpoint(e) {
+                return Err(config(format!(
+                    "etcd: malformed endpoint {e:?}: expected http://HOST:PORT or https://HOST:PORT"
+                )));
+            }
+        }
+        if Name::new(&options.prefix).is_err() {
+            return Err(config(format!(
+                "etcd: invalid prefix {:?}: use ASCII letters, digits, '-', '_', '.', ':'",
+                options.prefix
+            )));
+        }
+        Ok(EtcdDriver {
+            inner: Arc::new(Inner {
+                endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+                dir: format!("{}/", options.prefix),
+                options,
+                client: OnceCell::new(),
+                leases: Mutex::new(HashMap::new()),
+                watches: watch::Watches::default(),
+            }),
+        })
+    }
+
+    /// [`EtcdDriver::open`] with the default options, then a first request within `timeout`:
+    /// the client connects lazily, so only a request tells a wrong or dead endpoint.
+    pub async fn connect(endpoints: &[&str], timeout: Duration) -> Result<Self, DriverError> {
+        Self::connect_with(endpoints, EtcdOptions::default(), timeout).await
+    }
+
+    /// [`EtcdDriver::connect`] with options.
+    pub async fn connect_with(
+        endpoints: &[&str],
+        options: EtcdOptions,
+        timeout: Duration,
+    ) -> Result<Self, DriverError> {
+        let driver = Self::open(endpoints, options)?;
+        let probe = Name::new("connect-probe").expect("a valid name");
+        driver.load(&probe, timeout).await?;
+        Ok(driver)
+    }
+}
+
+impl Inner {
+    pub(crate) async fn client(&self) -> Result<Client, DriverError> {
+        self.client
+            .get_or_try_init(|| async {
+                let mut options = ConnectOptions::new()
+                    .with_connect_timeout(self.options.connect_timeout)
+                    .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+                if let Some((user, password)) = &self.options.credentials {
+                    options = options.with_user(user.clone(), password.clone());
+                }
+                Client::connect(&self.endpoints, Some(options))
+                    .await
+                    .map_err(|e| error(&self.endpoints, "connect", e))
+            })
+            .await
+            .cloned()
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.dir)
+    }
+
+    pub(crate) async fn load_now(&self, name: &str) -> Result<Option<Versioned>, DriverError> {
+        let mut client = self.client().await?;
+        let resp = client
+            .get(self.key(name), None)
+            .await
+            .map_err(|e| error(&self.endpoints, "load", e))?;
+        Ok(resp.kvs().first().map(|kv| Versioned {
+            version: kv.mod_revision() as u64,
+            value: kv.value().to_vec(),
+        }))
+    }
+
+    /// A lease of `ttl` (rounded up to whole seconds), reused while it has at least half of
+    /// it left.
+    async fn lease(&self, client: &mut Client, ttl: Duration) -> Result<i64, DriverError> {
+        let secs = i64::try_from(ttl.as_millis().div_ceil(1_000))
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let now = Instant::now();
+        if let Some(&(id, until)) = self.leases.lock().unwrap().get(&secs)
+            && until.saturating_duration_since(now) >= Duration::from_secs(secs as u64) / 2
+        {
+            return Ok(id);
+        }
+        let granted = client
+            .lease_grant(secs, None)
+            .await
+            .map_err(|e| error(&self.endpoints, "lease grant", e))?;
+        let until = now + Duration::from_secs(granted.ttl().max(1) as u64);
+        self.leases
+            .lock()
+            .unwrap()
+            .insert(secs, (granted.id(), until));
+        Ok(granted.id())
+    }
+
+    async fn swap_now(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<Swap, DriverError> {
+        let mut client = self.client().await?;
+        let key = self.key(name);
+        let guard = match expected {
+            None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+            Some(v) => Compare::mod_revision(key.clone(), CompareOp::Equal, v as i64),
+        };
+        let mut put = match ttl {
+            Some(ttl) => Some(PutOptions::new().with_lease(self.lease(&mut client, ttl).await?)),
+            None => None,
+        };
+        let mut attempt = 0;
+        let resp = loop {
+            let txn = Txn::new()
+                .when([guard.clone()])
+                .and_then([TxnOp::put(key.clone(), value.clone(), put.clone())])
+                .or_else([TxnOp::get(key.clone(), None)]);
+            match client.txn(txn).await {
+                Ok(resp) => break resp,
+                // A cached lease that the cluster let lapse (it was down for longer than the
+                // lease): grant afresh, once.
+                Err(e)
+                    if attempt == 0
+                        && ttl.is_some()
+                        && e.to_string().contains("lease not found") =>
+                {
+                    attempt += 1;
+                    self.leases.lock().unwrap().clear();
+                    let ttl = ttl.expect("checked above");
+                    put = Some(PutOptions::new().with_lease(self.lease(&mut client, ttl).await?));
+                }
+                Err(e) => return Err(error(&self.endpoints, "compare-and-swap", e)),
+            }
+        };
+        if resp.succeeded() {
+            let version = resp.header().map(|h| h.revision()).unwrap_or_default();
+            return Ok(Swap::Swapped {
+                version: version as u64,
+            });
+        }
+        let current = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| Versioned {
+                version: kv.mod_revision() as u64,
+                value: kv.value().to_vec(),
+            })),
+            _ => None,
+        });
+        Ok(Swap::Conflict {
+            current: current.flatten(),
+        })
+    }
+}
+
+impl Driver for EtcdDriver {
+    fn backend(&self) -> &'static str {
+        "etcd"
+    }
+
+    async fn load(&self, name: &Name, timeout: Duration) -> Result<Option<Versioned>, DriverError> {
+        let inner = self.inner.clone();
+        let name = *name;
+        on_runtime("etcd load", timeout, async move {
+            inner.load_now(name.as_str()).await
+        })
+        .await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Swap, DriverError> {
+        let inner = self.inner.clone();
+        let name = *name;
+        on_runtime("etcd compare-and-swap", timeout, async move {
+            inner.swap_now(name.as_str(), expected, value, ttl).await
+        })
+        .await
+    }
+
+    async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
+        let inner = self.inner.clone();
+        on_runtime("etcd list", timeout, async move {
+            let mut client = inner.client().await?;
+            let resp = client
+                .get(inner.dir.clone(), Some(GetOptions::new().with_prefix()))
+                .await
+                .map_err(|e| error(&inner.endpoints, "list", e))?;
+            Ok(resp
+                .kvs()
+                .iter()
+                .filter_map(|kv| {
+                    let key = std::str::from_utf8(kv.key()).ok()?;
+                    let name = Name::new(key.strip_prefix(&inner.dir)?).ok()?;
+                    Some((
+                        name,
+                        Versioned {
+                            version: kv.mod_revision() as u64,
+                            value: kv.value().to_vec(),
+                        },
+                    ))
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn watch(
+        &self,
+        name: &Name,
+        sink: ChangeSink,
+        timeout: Duration,
+    ) -> Result<Option<Watch>, DriverError> {
+        let watch = watch::start(self.inner.clone(), *name, sink);
+        let deadline = Instant::now() + timeout;
+        while !watch.is_alive() && Instant::now() < deadline {
+            on_runtime("etcd watch", timeout, async {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(Some(watch))
+    }
+}
