@@ -13,6 +13,7 @@
 //! | `memory` (default) | [`memory::MemoryDriver`]: breakers of one process | [`memory::breaker`] |
 //! | `sqlite` | [`sqlite::SqliteDriver`]: the processes of one host, one database file | [`sqlite::breaker`] |
 //! | `redis` | [`redis::RedisDriver`]: a fleet, through Redis or Redis Cluster | [`redis::breaker`] |
+//! | `etcd` | [`etcd::EtcdDriver`]: a fleet, through an etcd cluster | [`etcd::breaker`] |
 //!
 //! ```
 //! use std::time::Duration;
@@ -94,6 +95,29 @@ pub mod redis {
     pub async fn breaker(url: &str, name: &str, policy: Policy) -> Result<Breaker, BuildError> {
         let timeout = policy.backend_timeout.max(Duration::from_secs(1));
         let driver = RedisDriver::connect(url, timeout).await?;
+        Breaker::builder(name, driver).policy(policy).build()
+    }
+}
+
+/// The etcd driver: a fleet of processes shares breakers through an etcd cluster.
+#[cfg(feature = "etcd")]
+pub mod etcd {
+    pub use breaker_driver_etcd::{EtcdDriver, EtcdOptions};
+
+    use std::time::Duration;
+
+    use breaker_core::{Breaker, BuildError, Policy};
+
+    /// A breaker called `name` with `policy`, shared through the etcd cluster at
+    /// `endpoints`. The cluster is asked at once (within the policy's back-end deadline),
+    /// since the client connects lazily: a wrong or dead endpoint fails here, clearly.
+    pub async fn breaker(
+        endpoints: &[&str],
+        name: &str,
+        policy: Policy,
+    ) -> Result<Breaker, BuildError> {
+        let timeout = policy.backend_timeout.max(Duration::from_secs(1));
+        let driver = EtcdDriver::connect(endpoints, timeout).await?;
         Breaker::builder(name, driver).policy(policy).build()
     }
 }

@@ -1,5 +1,6 @@
 //! Choosing a back-end by URL for the test agents: `memory://`, `sqlite://PATH`,
-//! `redis://HOST:PORT`, or `redis-cluster://HOST:PORT,HOST:PORT,...`.
+//! `redis://HOST:PORT`, `redis-cluster://HOST:PORT,HOST:PORT,...`, or
+//! `etcd://HOST:PORT,HOST:PORT,...`.
 
 use std::sync::Arc;
 
@@ -27,8 +28,15 @@ pub fn open(url: &str) -> Result<Arc<dyn DynDriver>, String> {
             .map(|d| Arc::new(d) as Arc<dyn DynDriver>)
             .map_err(|e| e.to_string());
     }
+    if let Some(members) = url.strip_prefix("etcd://") {
+        let endpoints: Vec<String> = members.split(',').map(|m| format!("http://{m}")).collect();
+        let endpoints: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+        return breaker::etcd::EtcdDriver::open(&endpoints, breaker::etcd::EtcdOptions::default())
+            .map(|d| Arc::new(d) as Arc<dyn DynDriver>)
+            .map_err(|e| e.to_string());
+    }
     Err(format!(
-        "unknown back-end URL {url:?}: use memory://, sqlite://PATH, redis://HOST:PORT or \
-         redis-cluster://HOST:PORT,..."
+        "unknown back-end URL {url:?}: use memory://, sqlite://PATH, redis://HOST:PORT, \
+         redis-cluster://HOST:PORT,... or etcd://HOST:PORT,..."
     ))
 }

@@ -16,8 +16,8 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(name = "breaker-agent")]
 struct Args {
-    /// The back-end: `memory://`, `sqlite://PATH`, `redis://HOST:PORT` or
-    /// `redis-cluster://HOST:PORT,...`.
+    /// The back-end: `memory://`, `sqlite://PATH`, `redis://HOST:PORT`,
+    /// `redis-cluster://HOST:PORT,...` or `etcd://HOST:PORT,...`.
     #[arg(long)]
     backend: String,
     /// The breaker's name.

@@ -1,0 +1,43 @@
+//! The real-process scenarios on the etcd back-end: a fleet of agent processes sharing a
+//! 3-member etcd cluster in front of the flaky server, and processes racing on one record.
+
+use breaker_fleet::scenario::{self, Bins, Fleet};
+use breaker_testing::servers::EtcdCluster;
+
+fn bins() -> Bins {
+    breaker_fleet::bins!()
+}
+
+fn url(cluster: &EtcdCluster) -> String {
+    let members: Vec<String> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| e.trim_start_matches("http://").to_owned())
+        .collect();
+    format!("etcd://{}", members.join(","))
+}
+
+#[test]
+fn fleet_of_processes_trips_once_probes_sparingly_and_recovers() {
+    let cluster = EtcdCluster::start(3);
+    scenario::run_fleet(&bins(), &url(&cluster), &Fleet::default());
+}
+
+#[test]
+fn processes_racing_on_one_record_add_up_exactly() {
+    let cluster = EtcdCluster::single();
+    let url = url(&cluster);
+    scenario::run_hammer(&bins(), &url, 4, 100);
+    let driver = breaker_fleet::backend::open(&url).unwrap();
+    let records =
+        futures_executor::block_on(driver.list(std::time::Duration::from_secs(5))).unwrap();
+    let hammered = records
+        .iter()
+        .find(|(n, _)| n.as_str().starts_with("hammer-"))
+        .expect("the hammered record");
+    assert_eq!(
+        std::str::from_utf8(&hammered.1.value).unwrap(),
+        "400",
+        "no lost update"
+    );
+}
