@@ -208,6 +208,80 @@ pub fn run_fleet(bins: &Bins, backend_url: &str, fleet: &Fleet) {
     );
 }
 
+/// A probe holder dies: an agent process claims the half-open permit and is killed while
+/// holding it. Until the permit's lease lapses nobody else probes; then another agent does,
+/// and its success closes the breaker.
+pub fn run_probe_holder_dies(bins: &Bins, backend_url: &str) {
+    use breaker::{Breaker, Error, Policy, State};
+    let lease = Duration::from_millis(1_500);
+    let open_for = Duration::from_millis(300);
+    let name = format!("probe-holder-{}", std::process::id());
+    let policy = Policy::builder()
+        .failures_within(1, Duration::from_secs(60))
+        .open_for(open_for)
+        .probe_lease(lease)
+        .build()
+        .expect("a policy");
+    let driver = crate::backend::open(backend_url).expect("the back-end opens");
+    let survivor = Breaker::builder_dyn(&name, driver)
+        .policy(policy)
+        .build()
+        .expect("a breaker");
+    let _ = survivor.call_blocking(|| Err::<(), _>("down"));
+    assert_eq!(survivor.state(), State::Open);
+    let args = [
+        "--backend",
+        backend_url,
+        "--name",
+        &name,
+        "--threshold",
+        "1",
+        "--open-for-ms",
+        &open_for.as_millis().to_string(),
+        "--probe-lease-ms",
+        &lease.as_millis().to_string(),
+        "--hold-probe",
+    ]
+    .map(String::from);
+    let holder = Proc::spawn("probe holder", &bins.agent, &args);
+    holder
+        .wait_for(Duration::from_secs(20), |l| l.contains("probe-held"))
+        .expect("the agent claims the probe");
+    let held_at = Instant::now();
+    drop(holder); // killed by its process id, permit unreported
+    survivor.flush_blocking().expect("flush");
+    let first = survivor.call_blocking(|| Ok::<(), &str>(()));
+    assert!(
+        matches!(&first, Err(Error::Rejected(r)) if r.state() == State::HalfOpen)
+            || held_at.elapsed() >= lease,
+        "while the dead agent's lease runs nobody else probes: {first:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match survivor.call_blocking(|| Ok::<(), &str>(())) {
+            Ok(()) => break,
+            Err(Error::Rejected(_)) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the lapsed lease was never reclaimed"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        held_at.elapsed() >= lease - Duration::from_millis(100),
+        "not before the lease lapsed"
+    );
+    survivor.flush_blocking().expect("flush");
+    assert_eq!(
+        survivor.state(),
+        State::Closed,
+        "the new probe's success closed the breaker"
+    );
+}
+
 /// Several processes each make `each` compare-and-swap increments of one record at once;
 /// the total must add up exactly, and no increment may fail (none waited past the
 /// deadline). Returns each process's report line.

@@ -41,3 +41,9 @@ fn processes_racing_on_one_record_add_up_exactly() {
         "no lost update"
     );
 }
+
+#[test]
+fn a_dead_probe_holders_permit_lapses_and_another_agent_probes() {
+    let redis = RedisServer::start();
+    scenario::run_probe_holder_dies(&bins(), &redis.url());
+}

@@ -34,3 +34,10 @@ fn processes_racing_on_one_record_add_up_exactly() {
         eprintln!("hammer: {r}");
     }
 }
+
+#[test]
+fn a_dead_probe_holders_permit_lapses_and_another_agent_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("probe.db").display());
+    scenario::run_probe_holder_dies(&bins(), &url);
+}

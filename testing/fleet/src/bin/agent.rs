@@ -57,6 +57,13 @@ struct Args {
     /// Write every outcome at once (strict mode).
     #[arg(long)]
     strict: bool,
+    /// How long a claimed probe permit stays claimed, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    probe_lease_ms: u64,
+    /// Wait for a half-open probe permit, print `probe-held`, and hang on to it without
+    /// ever reporting (until killed): a probe holder that dies.
+    #[arg(long)]
+    hold_probe: bool,
 }
 
 fn main() {
@@ -73,6 +80,7 @@ fn main() {
         (Some(n), _) => hammer(&*driver, &args.name, n, timeout),
         (None, Some(n)) => throughput(&args, driver, n),
         (None, None) if args.noop => noop(&args, driver),
+        (None, None) if args.hold_probe => hold_probe(&args, driver),
         (None, None) => run(args, driver),
     }
 }
@@ -85,6 +93,7 @@ fn breaker(args: &Args, driver: std::sync::Arc<dyn DynDriver>) -> Breaker {
         .success_threshold(1)
         .backend_timeout(Duration::from_millis(args.backend_timeout_ms))
         .strict(args.strict)
+        .probe_lease(Duration::from_millis(args.probe_lease_ms))
         .build()
         .unwrap_or_else(|e| {
             eprintln!("breaker-agent: {e}");
@@ -122,6 +131,24 @@ fn noop(args: &Args, driver: std::sync::Arc<dyn DynDriver>) {
             rejecting = Some(rejected);
         }
         std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Claims a probe permit and never reports it.
+fn hold_probe(args: &Args, driver: std::sync::Arc<dyn DynDriver>) {
+    let breaker = breaker(args, driver);
+    loop {
+        if let Ok(permit) = breaker.acquire_blocking()
+            && permit.is_probe()
+        {
+            println!("{}", serde_json::json!({"event": "probe-held"}));
+            // Hang on to it until killed: a probe whose holder died.
+            std::mem::forget(permit);
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
