@@ -235,12 +235,37 @@ impl Inner {
         format!("{}{name}", self.dir)
     }
 
+    /// Runs `op` until it gets past members that cannot be reached: the client spreads
+    /// requests over every endpoint, so another attempt goes to another member. Only
+    /// requests that never left are tried again, so a write is never applied twice.
+    pub(crate) async fn failover<T, Fut>(
+        &self,
+        what: &str,
+        mut op: impl FnMut(Client) -> Fut,
+    ) -> Result<T, DriverError>
+    where
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let client = self.client().await?;
+        let mut attempts = self.endpoints.len() * 2;
+        loop {
+            match op(client.clone()).await {
+                Err(e) if attempts > 1 && e.to_string().contains("tcp connect error") => {
+                    attempts -= 1;
+                }
+                other => return other.map_err(|e| error(&self.endpoints, what, e)),
+            }
+        }
+    }
+
     pub(crate) async fn load_now(&self, name: &str) -> Result<Option<Versioned>, DriverError> {
-        let mut client = self.client().await?;
-        let resp = client
-            .get(self.key(name), None)
-            .await
-            .map_err(|e| error(&self.endpoints, "load", e))?;
+        let key = self.key(name);
+        let resp = self
+            .failover("load", |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
+            .await?;
         Ok(resp.kvs().first().map(|kv| Versioned {
             version: kv.mod_revision() as u64,
             value: kv.value().to_vec(),
@@ -259,10 +284,12 @@ impl Inner {
         {
             return Ok(id);
         }
-        let granted = client
-            .lease_grant(secs, None)
-            .await
-            .map_err(|e| error(&self.endpoints, "lease grant", e))?;
+        let _ = client;
+        let granted = self
+            .failover("lease grant", |mut c| async move {
+                c.lease_grant(secs, None).await
+            })
+            .await?;
         let until = now + Duration::from_secs(granted.ttl().max(1) as u64);
         self.leases
             .lock()
@@ -294,7 +321,13 @@ impl Inner {
                 .when([guard.clone()])
                 .and_then([TxnOp::put(key.clone(), value.clone(), put.clone())])
                 .or_else([TxnOp::get(key.clone(), None)]);
-            match client.txn(txn).await {
+            match self
+                .failover("compare-and-swap", |mut c| {
+                    let txn = txn.clone();
+                    async move { c.txn(txn).await }
+                })
+                .await
+            {
                 Ok(resp) => break resp,
                 // A cached lease that the cluster let lapse (it was down for longer than the
                 // lease): grant afresh, once.
@@ -308,7 +341,7 @@ impl Inner {
                     let ttl = ttl.expect("checked above");
                     put = Some(PutOptions::new().with_lease(self.lease(&mut client, ttl).await?));
                 }
-                Err(e) => return Err(error(&self.endpoints, "compare-and-swap", e)),
+                Err(e) => return Err(e),
             }
         };
         if resp.succeeded() {
@@ -363,11 +396,13 @@ impl Driver for EtcdDriver {
     async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
         let inner = self.inner.clone();
         on_runtime("etcd list", timeout, async move {
-            let mut client = inner.client().await?;
-            let resp = client
-                .get(inner.dir.clone(), Some(GetOptions::new().with_prefix()))
-                .await
-                .map_err(|e| error(&inner.endpoints, "list", e))?;
+            let dir = inner.dir.clone();
+            let resp = inner
+                .failover("list", |mut c| {
+                    let dir = dir.clone();
+                    async move { c.get(dir, Some(GetOptions::new().with_prefix())).await }
+                })
+                .await?;
             Ok(resp
                 .kvs()
                 .iter()
