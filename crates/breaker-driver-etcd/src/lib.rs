@@ -129,13 +129,15 @@ fn config(message: String) -> DriverError {
 pub(crate) fn error(endpoints: &[String], what: &str, e: etcd_client::Error) -> DriverError {
     use etcd_client::Error as E;
     // gRPC status codes, which are the same in every gRPC implementation.
+    const INVALID_ARGUMENT: i32 = 3;
     const DEADLINE_EXCEEDED: i32 = 4;
     const PERMISSION_DENIED: i32 = 7;
     const UNAVAILABLE: i32 = 14;
     const UNAUTHENTICATED: i32 = 16;
     let kind = match &e {
         E::GRpcStatus(s) => match i32::from(s.code()) {
-            UNAUTHENTICATED | PERMISSION_DENIED => DriverErrorKind::Config,
+            // etcd answers a wrong user or password with an invalid argument.
+            UNAUTHENTICATED | PERMISSION_DENIED | INVALID_ARGUMENT => DriverErrorKind::Config,
             DEADLINE_EXCEEDED => DriverErrorKind::Timeout,
             UNAVAILABLE => DriverErrorKind::Unavailable,
             _ => DriverErrorKind::Other,

@@ -1,0 +1,127 @@
+//! Bad input against a real etcd: values under our prefix that are not records, malformed
+//! and dead endpoints, and wrong credentials, each with a clear error that never shows the
+//! password.
+
+use std::time::Duration;
+
+use breaker_core::{Breaker, Driver, DriverErrorKind, Event, Name, Policy, Record, State};
+use breaker_driver_etcd::{EtcdDriver, EtcdOptions};
+use breaker_testing::calls::{fail, succeed};
+use breaker_testing::servers::{EtcdCluster, free_port};
+
+const T: Duration = Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_values_are_reported_as_corrupt_and_replaced() {
+    let cluster = EtcdCluster::single();
+    let endpoint = cluster.endpoints()[0].clone();
+    let mut raw = etcd_client::Client::connect([endpoint.as_str()], None)
+        .await
+        .unwrap();
+    raw.put("breaker/garbage", vec![0xff, 0x00, 0x13], None)
+        .await
+        .unwrap();
+    raw.put("breaker/newer", r#"{"schema":7}"#, None)
+        .await
+        .unwrap();
+    for name in ["garbage", "newer"] {
+        let driver = EtcdDriver::open(&[endpoint.as_str()], EtcdOptions::default()).unwrap();
+        let policy = Policy::builder()
+            .failures_within(1, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let b = Breaker::builder(name, driver.clone())
+            .policy(policy)
+            .build()
+            .unwrap();
+        let mut events = b.subscribe();
+        assert!(
+            succeed(&b).await.is_ok(),
+            "{name}: a foreign value does not wedge the breaker"
+        );
+        assert!(
+            events
+                .drain()
+                .iter()
+                .any(|e| matches!(e, Event::CorruptRecord(_))),
+            "{name}: reported as corrupt"
+        );
+        let _ = fail(&b).await;
+        let stored = driver
+            .load(&Name::new(name).unwrap(), T)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            Record::decode(&stored.value).unwrap().state,
+            State::Open,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_dead_endpoints_are_clear_errors() {
+    for bad in [
+        "",
+        "127.0.0.1",
+        "ftp://127.0.0.1:2379",
+        "http://:2379",
+        "http://127.0.0.1:notaport",
+    ] {
+        let err = EtcdDriver::open(&[bad], EtcdOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), DriverErrorKind::Config, "{bad}: {err}");
+        assert!(err.to_string().contains("malformed endpoint"), "{err}");
+    }
+    assert!(EtcdDriver::open(&[], EtcdOptions::default()).is_err());
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let err = EtcdDriver::connect(&[dead.as_str()], Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            DriverErrorKind::Unavailable | DriverErrorKind::Timeout
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&dead), "names the endpoint: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_a_clear_error_without_the_password() {
+    let cluster = EtcdCluster::single();
+    let endpoint = cluster.endpoints()[0].clone();
+    let mut admin = etcd_client::Client::connect([endpoint.as_str()], None)
+        .await
+        .unwrap();
+    admin.user_add("root", "root-secret", None).await.unwrap();
+    admin.role_add("root").await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+
+    let wrong = EtcdOptions::default().credentials("root", "wrong-secret");
+    let err = EtcdDriver::connect_with(&[endpoint.as_str()], wrong.clone(), T)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), DriverErrorKind::Config, "{text}");
+    assert!(
+        text.contains("authentication") || text.contains("auth"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-secret"), "{text}");
+    let debug = format!(
+        "{:?}",
+        EtcdDriver::open(&[endpoint.as_str()], wrong).unwrap()
+    );
+    assert!(
+        !debug.contains("wrong-secret") && debug.contains("root"),
+        "{debug}"
+    );
+
+    let right = EtcdOptions::default().credentials("root", "root-secret");
+    EtcdDriver::connect_with(&[endpoint.as_str()], right, T)
+        .await
+        .expect("the right password");
+}
