@@ -436,21 +436,33 @@ impl EtcdCluster {
         m.child = Some(child);
     }
 
-    fn healthy(port: u16) -> bool {
+    /// `GET path` on a member's client port (etcd serves `/health` and `/metrics` there; a
+    /// one-line request is all it takes).
+    fn http_get(port: u16, path: &str) -> Option<String> {
         use std::io::{Read, Write};
-        let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        // etcd answers `GET /health` on its client port; a one-line request is all it takes.
-        if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .ok()?;
         let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
-        body.contains("\"health\":\"true\"")
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    }
+
+    fn healthy(port: u16) -> bool {
+        Self::http_get(port, "/health").is_some_and(|b| b.contains("\"health\":\"true\""))
+    }
+
+    /// Unary gRPC requests member `i` has started to serve, from its own `/metrics`: the
+    /// round trips clients made to it (watch streams are not counted).
+    pub fn unary_requests(&self, i: usize) -> u64 {
+        let body = Self::http_get(self.members[i].client_port, "/metrics").unwrap_or_default();
+        body.lines()
+            .filter(|l| {
+                l.starts_with("grpc_server_started_total{") && l.contains("grpc_type=\"unary\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
     }
 
     fn wait_healthy(&self) {

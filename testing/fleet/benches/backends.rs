@@ -1,15 +1,16 @@
 //! Back-end benchmarks with real processes and servers: SQLite compare-and-swap operations
 //! per second from one and from four processes on one record (with the worst process's
 //! wait percentiles); Redis round trips per call counted by Redis itself, in default and
-//! strict mode, and calls per second through one breaker from four processes; and for
-//! both, the time from one process's trip to another process's first rejection.
+//! strict mode, and calls per second through one breaker from four processes; etcd round
+//! trips per call counted by etcd itself; and for each, the time from one process's trip to
+//! another process's first rejection.
 //!
 //! Run with `cargo xtask bench backends` (or `cargo bench -p breaker-fleet --bench
 //! backends`). Figures go to BENCHMARKS.md.
 
 use breaker_fleet::measure::{self, Spread};
 use breaker_fleet::scenario::Bins;
-use breaker_testing::servers::RedisServer;
+use breaker_testing::servers::{EtcdCluster, RedisServer};
 use std::time::Duration;
 
 fn show(what: &str, s: Spread) {
@@ -75,4 +76,19 @@ fn main() {
         "trip to another process's first rejection (pub/sub)",
         latency,
     );
+
+    let etcd = EtcdCluster::single();
+    let url = format!(
+        "etcd://{}",
+        etcd.endpoints()[0].trim_start_matches("http://")
+    );
+    println!("\netcd ({url}, one member)");
+    for strict in [false, true] {
+        let (per_call, rate) =
+            measure::round_trips_per_call(&url, strict, 10_000, gap, || etcd.unary_requests(0));
+        let mode = if strict { "strict" } else { "default" };
+        println!("round trips per call, {mode} mode, closed, {rate:.0} calls/s: {per_call:.4}");
+    }
+    let latency = measure::trip_to_rejection(&bins, &url, 50);
+    show("trip to another process's first rejection (watch)", latency);
 }
