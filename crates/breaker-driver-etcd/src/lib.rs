@@ -20,7 +20,6 @@
 //! # Ok(()) }
 //! ```
 
-mod rt;
 mod watch;
 
 use std::collections::HashMap;
@@ -40,7 +39,7 @@ use etcd_client::{
 };
 use tokio::sync::OnceCell;
 
-use rt::on_runtime;
+use breaker_runtime::on_runtime;
 
 /// How an [`EtcdDriver`] connects.
 #[derive(Clone)]

@@ -11,7 +11,7 @@ use etcd_client::{EventType, WatchOptions};
 use tokio::sync::Notify;
 
 use crate::Inner;
-use crate::rt::runtime;
+use breaker_runtime::runtime;
 
 struct Watcher {
     id: u64,

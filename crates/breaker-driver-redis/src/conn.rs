@@ -1,53 +1,13 @@
-//! Connections to Redis (one server or a cluster), the runtime they run on, deadlines, and
-//! turning Redis errors into driver errors that never show a password.
+//! Connections to Redis (one server or a cluster), made lazily, and turning Redis errors
+//! into driver errors that never show a password.
 
-use std::future::Future;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use breaker_core::{DriverError, DriverErrorKind};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use tokio::runtime::Runtime;
 use tokio::sync::OnceCell;
-
-/// The runtime every Redis driver's I/O runs on, so that the futures a driver returns can
-/// be polled from any executor, or from a blocking call with no runtime at all.
-pub(crate) fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("breaker-redis")
-            .enable_all()
-            .build()
-            .expect("a tokio runtime for the Redis driver")
-    })
-}
-
-/// Runs `op` on the driver runtime within `timeout`.
-pub(crate) async fn on_runtime<T: Send + 'static>(
-    what: &'static str,
-    timeout: Duration,
-    op: impl Future<Output = Result<T, DriverError>> + Send + 'static,
-) -> Result<T, DriverError> {
-    let handle = runtime().spawn(async move {
-        match tokio::time::timeout(timeout, op).await {
-            Ok(result) => result,
-            Err(_) => Err(DriverError::new(
-                DriverErrorKind::Timeout,
-                format!("redis {what}: no answer within the {timeout:?} deadline"),
-            )),
-        }
-    });
-    handle.await.map_err(|e| {
-        DriverError::new(
-            DriverErrorKind::Other,
-            format!("redis {what}: task failed: {e}"),
-        )
-    })?
-}
 
 /// A connection to one server (reconnecting by itself) or to a cluster.
 #[derive(Clone)]

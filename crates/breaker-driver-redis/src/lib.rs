@@ -39,7 +39,8 @@ use breaker_core::{
 };
 use redis::Value;
 
-use conn::{Lazy, Target, error, on_runtime, redact};
+use breaker_runtime::on_runtime;
+use conn::{Lazy, Target, error, redact};
 
 /// How a [`RedisDriver`] connects.
 #[derive(Clone, Debug)]
@@ -208,7 +209,7 @@ impl RedisDriver {
     /// Sends `PING`.
     pub async fn ping(&self, timeout: Duration) -> Result<(), DriverError> {
         let inner = self.inner.clone();
-        on_runtime("ping", timeout, async move {
+        on_runtime("redis ping", timeout, async move {
             let mut conn = inner.conn.get(&inner.url).await?;
             redis::cmd("PING")
                 .query_async::<String>(&mut conn)
@@ -284,7 +285,7 @@ impl Driver for RedisDriver {
     async fn load(&self, name: &Name, timeout: Duration) -> Result<Option<Versioned>, DriverError> {
         let inner = self.inner.clone();
         let name = *name;
-        on_runtime("load", timeout, async move {
+        on_runtime("redis load", timeout, async move {
             inner.load_now(name.as_str()).await
         })
         .await
@@ -300,7 +301,7 @@ impl Driver for RedisDriver {
     ) -> Result<Swap, DriverError> {
         let inner = self.inner.clone();
         let name = *name;
-        on_runtime("compare-and-swap", timeout, async move {
+        on_runtime("redis compare-and-swap", timeout, async move {
             let mut conn = inner.conn.get(&inner.url).await?;
             let (record, seq) = RedisDriver::key(&inner.prefix, name.as_str());
             let ttl_ms = ttl.map_or(String::new(), |d| d.as_millis().max(1).to_string());
@@ -339,7 +340,7 @@ impl Driver for RedisDriver {
 
     async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
         let inner = self.inner.clone();
-        on_runtime("list", timeout, async move {
+        on_runtime("redis list", timeout, async move {
             let pattern = format!("{{{}:*}}:r", inner.prefix);
             let mut names = std::collections::BTreeSet::new();
             // A cluster's keys live on its several nodes: scan each.
@@ -401,7 +402,7 @@ impl Driver for RedisDriver {
         // come up in time, the watch reports itself dead and breakers poll meanwhile.
         let deadline = std::time::Instant::now() + timeout;
         while !watch.is_alive() && std::time::Instant::now() < deadline {
-            on_runtime("watch", timeout, async {
+            on_runtime("redis watch", timeout, async {
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 Ok(())
             })
@@ -412,7 +413,7 @@ impl Driver for RedisDriver {
 
     async fn now(&self, timeout: Duration) -> Result<Option<Timestamp>, DriverError> {
         let inner = self.inner.clone();
-        on_runtime("clock", timeout, async move {
+        on_runtime("redis clock", timeout, async move {
             let mut conn = inner.conn.get(&inner.url).await?;
             let (secs, micros): (u64, u64) = redis::cmd("TIME")
                 .query_async(&mut conn)

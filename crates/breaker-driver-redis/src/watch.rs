@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 
 use crate::Inner;
-use crate::conn::runtime;
+use breaker_runtime::runtime;
 
 struct Watcher {
     id: u64,
