@@ -37,6 +37,72 @@ fn require(binary: &str, package: &str) -> PathBuf {
     panic!("`{binary}` is not installed: install the Debian package `{package}` (see .ci/run)");
 }
 
+/// A certificate authority and a server certificate for 127.0.0.1 signed by it, made with
+/// `openssl` in a new temporary directory: `ca.crt`, `server.crt`, `server.key`.
+pub fn make_certificates(label: &str) -> PathBuf {
+    let certs = temp_dir(label);
+    let openssl = require("openssl", "openssl");
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .current_dir(&certs)
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=breaker test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(certs.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+        .expect("an extension file");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    certs
+}
+
 /// One `redis-server` process.
 pub struct RedisServer {
     child: Option<Child>,
@@ -97,66 +163,7 @@ impl RedisServer {
     /// Starts a server that speaks TLS only, with a certificate for 127.0.0.1 signed by a
     /// certificate authority made for it (with `openssl`); returns the authority's PEM.
     pub fn start_tls() -> (RedisServer, Vec<u8>) {
-        let certs = temp_dir("redis-tls");
-        let openssl = require("openssl", "openssl");
-        let run = |args: &[&str]| {
-            let out = Command::new(&openssl)
-                .current_dir(&certs)
-                .args(args)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=breaker test CA",
-        ]);
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        std::fs::write(certs.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
-            .expect("an extension file");
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ]);
+        let certs = make_certificates("redis-tls");
         let path = |f: &str| certs.join(f).display().to_string();
         let tls_port = free_port().to_string();
         let server = RedisServer::start_with(&[
@@ -335,6 +342,8 @@ struct EtcdMember {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health` and `/metrics`, also when clients speak TLS.
+    metrics_port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -345,6 +354,8 @@ struct EtcdMember {
 pub struct EtcdCluster {
     members: Vec<EtcdMember>,
     token: String,
+    /// Certificates, when clients must speak TLS.
+    tls: Option<PathBuf>,
 }
 
 fn etcd_data_dir(label: &str) -> PathBuf {
@@ -371,17 +382,34 @@ impl EtcdCluster {
 
     /// `n` members, waiting until every member reports itself healthy (a leader exists).
     pub fn start(n: usize) -> EtcdCluster {
+        Self::start_inner(n, None)
+    }
+
+    /// One member whose clients must speak TLS, with a certificate signed by an authority
+    /// made for it; returns the authority's PEM.
+    pub fn single_tls() -> (EtcdCluster, Vec<u8>) {
+        let certs = make_certificates("etcd-tls");
+        let ca = std::fs::read(certs.join("ca.crt")).expect("the CA certificate");
+        (Self::start_inner(1, Some(certs)), ca)
+    }
+
+    fn start_inner(n: usize, tls: Option<PathBuf>) -> EtcdCluster {
         let token = format!("breaker-test-{}-{}", std::process::id(), free_port());
         let members: Vec<EtcdMember> = (0..n)
             .map(|i| EtcdMember {
                 name: format!("m{i}"),
                 client_port: free_port(),
                 peer_port: free_port(),
+                metrics_port: free_port(),
                 dir: etcd_data_dir(&format!("m{i}")),
                 child: None,
             })
             .collect();
-        let mut cluster = EtcdCluster { members, token };
+        let mut cluster = EtcdCluster {
+            members,
+            token,
+            tls,
+        };
         for i in 0..n {
             cluster.launch(i, "new");
         }
@@ -400,8 +428,19 @@ impl EtcdCluster {
     fn launch(&mut self, i: usize, state: &str) {
         let binary = require("etcd", "etcd-server");
         let initial = self.initial_cluster();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let tls_args: Vec<String> = match &self.tls {
+            Some(certs) => vec![
+                "--cert-file".into(),
+                certs.join("server.crt").display().to_string(),
+                "--key-file".into(),
+                certs.join("server.key").display().to_string(),
+            ],
+            None => Vec::new(),
+        };
         let m = &mut self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = format!("{scheme}://127.0.0.1:{}", m.client_port);
+        let metrics = format!("http://127.0.0.1:{}", m.metrics_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let log = std::fs::File::create(m.dir.join("etcd.log")).expect("a log file");
         let child = Command::new(binary)
@@ -428,6 +467,8 @@ impl EtcdCluster {
             ])
             .args(["--initial-cluster-state", state])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--listen-metrics-urls", &metrics])
+            .args(&tls_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("a log file"))
             .stderr(log)
@@ -456,7 +497,7 @@ impl EtcdCluster {
     /// Unary gRPC requests member `i` has started to serve, from its own `/metrics`: the
     /// round trips clients made to it (watch streams are not counted).
     pub fn unary_requests(&self, i: usize) -> u64 {
-        let body = Self::http_get(self.members[i].client_port, "/metrics").unwrap_or_default();
+        let body = Self::http_get(self.members[i].metrics_port, "/metrics").unwrap_or_default();
         body.lines()
             .filter(|l| {
                 l.starts_with("grpc_server_started_total{") && l.contains("grpc_type=\"unary\"")
@@ -468,7 +509,7 @@ impl EtcdCluster {
     fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         for m in self.members.iter().filter(|m| m.child.is_some()) {
-            while !Self::healthy(m.client_port) {
+            while !Self::healthy(m.metrics_port) {
                 assert!(
                     Instant::now() < deadline,
                     "etcd member {} never became healthy",
@@ -479,11 +520,12 @@ impl EtcdCluster {
         }
     }
 
-    /// The client endpoints of the running members (`http://127.0.0.1:PORT`).
+    /// The client endpoints of the members (`http://127.0.0.1:PORT`, or `https://`).
     pub fn endpoints(&self) -> Vec<String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| format!("{scheme}://127.0.0.1:{}", m.client_port))
             .collect()
     }
 
@@ -532,6 +574,9 @@ impl Drop for EtcdCluster {
             }
             self.kill(i);
             let _ = std::fs::remove_dir_all(&self.members[i].dir);
+        }
+        if let Some(certs) = &self.tls {
+            let _ = std::fs::remove_dir_all(certs);
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct EtcdOptions {
     pub connect_timeout: Duration,
     /// User and password, if the cluster has authentication on.
     pub credentials: Option<(String, String)>,
+    /// For `https://` endpoints: the certificate authority (PEM) that signed the members'
+    /// certificates, instead of the system's trust store.
+    pub tls_root_cert: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for EtcdOptions {
@@ -69,6 +72,7 @@ impl Default for EtcdOptions {
             prefix: "breaker".into(),
             connect_timeout: Duration::from_secs(2),
             credentials: None,
+            tls_root_cert: None,
         }
     }
 }
@@ -83,6 +87,12 @@ impl EtcdOptions {
     /// Authenticates as `user` with `password`.
     pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.credentials = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Trusts the certificate authority `pem` for `https://` endpoints.
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(pem.into());
         self
     }
 
@@ -223,6 +233,10 @@ impl Inner {
                     .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
                 if let Some((user, password)) = &self.options.credentials {
                     options = options.with_user(user.clone(), password.clone());
+                }
+                if let Some(pem) = &self.options.tls_root_cert {
+                    let ca = etcd_client::Certificate::from_pem(pem);
+                    options = options.with_tls(etcd_client::TlsOptions::new().ca_certificate(ca));
                 }
                 Client::connect(&self.endpoints, Some(options))
                     .await
