@@ -15,6 +15,9 @@
 //! | `redis` | [`redis::RedisDriver`]: a fleet, through Redis or Redis Cluster | [`redis::breaker`] |
 //! | `etcd` | [`etcd::EtcdDriver`]: a fleet, through an etcd cluster | [`etcd::breaker`] |
 //!
+//! The `config` feature adds [`config`]: policies from TOML or environment variables, and
+//! back-ends by URL.
+//!
 //! ```
 //! use std::time::Duration;
 //! use breaker::{Error, Policy};
@@ -34,6 +37,9 @@
 //! ```
 
 pub use breaker_core::*;
+
+#[cfg(feature = "config")]
+pub mod config;
 
 /// The in-process driver: every breaker of one name in this process shares one record.
 #[cfg(feature = "memory")]

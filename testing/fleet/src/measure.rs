@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use breaker::{Breaker, Policy};
 
-use crate::backend;
 use crate::procs::Proc;
 use crate::scenario::{self, Bins};
 
@@ -91,7 +90,7 @@ pub fn trip_to_rejection(bins: &Bins, url: &str, trips: usize) -> Spread {
         &bins.agent,
         &["--backend", url, "--name", &name, "--noop"].map(String::from),
     );
-    let driver = backend::open(url).expect("the back-end opens");
+    let driver = breaker::config::open_backend(url).expect("the back-end opens");
     let tripper = Breaker::builder_dyn(&name, driver)
         .policy(Policy::default())
         .build()
@@ -155,7 +154,7 @@ pub fn round_trips_per_call(
     gap: Duration,
     round_trips: impl Fn() -> u64,
 ) -> (f64, f64) {
-    let driver = backend::open(url).expect("the back-end opens");
+    let driver = breaker::config::open_backend(url).expect("the back-end opens");
     let policy = Policy::builder().strict(strict).build().expect("a policy");
     let name = format!("round-trips-{}-{strict}", std::process::id());
     let b = Breaker::builder_dyn(&name, driver)

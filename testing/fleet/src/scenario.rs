@@ -222,7 +222,7 @@ pub fn run_probe_holder_dies(bins: &Bins, backend_url: &str) {
         .probe_lease(lease)
         .build()
         .expect("a policy");
-    let driver = crate::backend::open(backend_url).expect("the back-end opens");
+    let driver = breaker::config::open_backend(backend_url).expect("the back-end opens");
     let survivor = Breaker::builder_dyn(&name, driver)
         .policy(policy)
         .build()

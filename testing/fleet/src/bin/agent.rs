@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use breaker::{Breaker, Cause, DynDriver, Event, Name, Policy, Swap};
-use breaker_fleet::backend;
 use clap::Parser;
 
 /// A breaker agent for fleet tests.
@@ -68,7 +67,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let driver = match backend::open(&args.backend) {
+    let driver = match breaker::config::open_backend(&args.backend) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("breaker-agent: {e}");
