@@ -1,0 +1,211 @@
+//! `breaker`: the operator CLI. Lists, inspects, trips (force open), closes (force closed),
+//! resets and watches the breakers on any back-end, chosen by URL. A forced state written
+//! here is obeyed by every running agent.
+//!
+//! ```text
+//! breaker --backend redis://127.0.0.1:6379 list
+//! breaker --backend sqlite:///var/lib/app/breakers.db show payments --json
+//! breaker --backend etcd://10.0.0.7:2379 trip payments
+//! ```
+
+mod view;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use breaker::{Breaker, DynDriver, Name, Policy, SystemClock, Timestamp};
+use clap::{Parser, Subcommand};
+use view::Row;
+
+/// Operate the breakers of a back-end.
+#[derive(Parser, Debug)]
+#[command(name = "breaker", version)]
+struct Cli {
+    /// The back-end: memory://, sqlite://PATH, redis://HOST:PORT, rediss://...,
+    /// redis-cluster://HOST:PORT,..., etcd://HOST:PORT,...
+    #[arg(long, env = "BREAKER_BACKEND")]
+    backend: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Deadline of each back-end operation.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, global = true)]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Every breaker under the back-end's prefix.
+    List,
+    /// One breaker.
+    Show {
+        /// The breaker.
+        name: String,
+    },
+    /// Force a breaker open for the whole fleet until `close` or `reset`.
+    Trip {
+        /// The breaker.
+        name: String,
+    },
+    /// Force a breaker closed (disabled) for the whole fleet until `trip` or `reset`.
+    Close {
+        /// The breaker.
+        name: String,
+    },
+    /// Reset a breaker to closed with fresh counters, for the whole fleet.
+    Reset {
+        /// The breaker.
+        name: String,
+    },
+    /// Print every change of state as it happens, until interrupted (or `--for` passes).
+    Watch {
+        /// Stop after this long (default: never).
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// How often to look.
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        every: Duration,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("breaker: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let driver = breaker::config::open_backend(&cli.backend).map_err(|e| e.to_string())?;
+    match &cli.command {
+        Command::List => {
+            let rows = rows(&driver, cli.timeout)?;
+            print_rows(cli, &rows);
+            Ok(())
+        }
+        Command::Show { name } => {
+            let row = row(&driver, name, cli.timeout)?;
+            print_rows(cli, std::slice::from_ref(&row));
+            Ok(())
+        }
+        Command::Trip { name } => operate(cli, &driver, name, Action::Trip),
+        Command::Close { name } => operate(cli, &driver, name, Action::Close),
+        Command::Reset { name } => operate(cli, &driver, name, Action::Reset),
+        Command::Watch { duration, every } => watch(cli, &driver, *duration, *every),
+    }
+}
+
+fn now(driver: &Arc<dyn DynDriver>, timeout: Duration) -> Timestamp {
+    // The back-end's clock where it has one, as the breakers themselves use it.
+    futures_executor::block_on(driver.now(timeout))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| breaker::Clock::now(&SystemClock))
+}
+
+fn rows(driver: &Arc<dyn DynDriver>, timeout: Duration) -> Result<Vec<Row>, String> {
+    let mut records =
+        futures_executor::block_on(driver.list(timeout)).map_err(|e| e.to_string())?;
+    records.sort_by_key(|(name, _)| *name);
+    let now = now(driver, timeout);
+    Ok(records
+        .iter()
+        .map(|(name, stored)| Row::new(name.as_str(), stored, now))
+        .collect())
+}
+
+fn row(driver: &Arc<dyn DynDriver>, name: &str, timeout: Duration) -> Result<Row, String> {
+    let name = Name::new(name).map_err(|e| e.to_string())?;
+    let stored = futures_executor::block_on(driver.load(&name, timeout))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no breaker named `{name}` on this back-end"))?;
+    Ok(Row::new(name.as_str(), &stored, now(driver, timeout)))
+}
+
+fn print_rows(cli: &Cli, rows: &[Row]) {
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(rows).expect("rows serialise")
+        );
+    } else {
+        print!("{}", view::table(rows));
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Trip,
+    Close,
+    Reset,
+}
+
+fn operate(
+    cli: &Cli,
+    driver: &Arc<dyn DynDriver>,
+    name: &str,
+    action: Action,
+) -> Result<(), String> {
+    // Only breakers that exist: a typo must not create a new, forced breaker.
+    row(driver, name, cli.timeout)?;
+    let policy = Policy::builder()
+        .backend_timeout(cli.timeout)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let breaker = Breaker::builder_dyn(name, driver.clone())
+        .policy(policy)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let done = futures_executor::block_on(async {
+        match action {
+            Action::Trip => breaker.force_open().await,
+            Action::Close => breaker.force_closed().await,
+            Action::Reset => breaker.reset().await,
+        }
+    });
+    done.map_err(|e| e.to_string())?;
+    let row = row(driver, name, cli.timeout)?;
+    print_rows(cli, std::slice::from_ref(&row));
+    Ok(())
+}
+
+fn watch(
+    cli: &Cli,
+    driver: &Arc<dyn DynDriver>,
+    duration: Option<Duration>,
+    every: Duration,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut last: std::collections::BTreeMap<String, (String, u64)> = Default::default();
+    loop {
+        let rows = rows(driver, cli.timeout)?;
+        for r in rows {
+            let seen = (r.state.clone(), r.generation);
+            if last.get(&r.name) != Some(&seen) {
+                if cli.json {
+                    println!("{}", serde_json::to_string(&r).expect("a row serialises"));
+                } else {
+                    println!(
+                        "{:>8.1}s  {:<32} {:<13} generation {}",
+                        started.elapsed().as_secs_f64(),
+                        r.name,
+                        r.state,
+                        r.generation
+                    );
+                }
+                last.insert(r.name, seen);
+            }
+        }
+        if duration.is_some_and(|d| started.elapsed() >= d) {
+            return Ok(());
+        }
+        std::thread::sleep(every);
+    }
+}

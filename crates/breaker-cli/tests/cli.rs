@@ -1,0 +1,163 @@
+//! The operator CLI end to end, as a process, against real back-ends the test starts: a
+//! SQLite file shared with a running agent, and a redis-server.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use breaker::{Breaker, Error, Policy, State};
+use breaker_testing::servers::{RedisServer, free_port};
+
+fn cli(backend: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .args(["--backend", backend])
+        .args(args)
+        .output()
+        .expect("the CLI runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn failed(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// Waits until the agent's call ends in `state` (a rejection's state, or closed when admitted).
+fn agent_sees(agent: &Breaker, state: State) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = match agent.call_blocking(|| Ok::<(), ()>(())) {
+            Err(Error::Rejected(r)) => r.state(),
+            _ => agent.state(),
+        };
+        if seen == state {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never saw {state}, still {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn list_show_trip_close_reset_and_watch_on_sqlite_with_a_running_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("breakers.db");
+    let backend = format!("sqlite://{}", path.display());
+    let agent = breaker::sqlite::breaker(&path, "payments", Policy::default()).unwrap();
+    agent.call_blocking(|| Ok::<(), ()>(())).unwrap();
+    agent.flush_blocking().unwrap();
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&cli(&backend, &["list", "--json"]))).unwrap();
+    assert_eq!(listed[0]["name"], "payments");
+    assert_eq!(listed[0]["state"], "closed");
+    assert_eq!(listed[0]["successes"], 1);
+
+    let shown = ok(&cli(&backend, &["show", "payments"]));
+    assert!(
+        shown.contains("payments") && shown.contains("closed"),
+        "{shown}"
+    );
+
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .args([
+            "--backend",
+            &backend,
+            "watch",
+            "--for",
+            "20s",
+            "--every",
+            "20ms",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        use std::io::BufRead;
+        let out = watcher.stdout.take().unwrap();
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                seen.lock()
+                    .unwrap()
+                    .push(v["state"].as_str().unwrap().to_owned());
+            }
+        })
+    };
+    let watch_shows = |state: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !seen.lock().unwrap().iter().any(|s| s == state) {
+            assert!(
+                Instant::now() < deadline,
+                "watch never showed {state}: {:?}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    watch_shows("closed");
+
+    let tripped: serde_json::Value =
+        serde_json::from_str(&ok(&cli(&backend, &["trip", "payments", "--json"]))).unwrap();
+    assert_eq!(tripped[0]["state"], "forced_open");
+    agent_sees(&agent, State::ForcedOpen);
+    watch_shows("forced_open");
+
+    ok(&cli(&backend, &["close", "payments"]));
+    agent_sees(&agent, State::ForcedClosed);
+    ok(&cli(&backend, &["reset", "payments"]));
+    agent_sees(&agent, State::Closed);
+
+    watch_shows("forced_closed");
+    // The watch process was started by this test; it is stopped by its own process id.
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    reader.join().unwrap();
+}
+
+#[test]
+fn unknown_names_wrong_urls_and_unreachable_back_ends_are_clear_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = format!("sqlite://{}", dir.path().join("b.db").display());
+    let err = failed(&cli(&backend, &["show", "nosuch"]));
+    assert!(err.contains("no breaker named `nosuch`"), "{err}");
+    let err = failed(&cli(&backend, &["trip", "nosuch"]));
+    assert!(err.contains("no breaker named `nosuch`"), "{err}");
+    let err = failed(&cli(&backend, &["show", "bad/name"]));
+    assert!(err.contains("invalid breaker name"), "{err}");
+    let err = failed(&cli("ftp://somewhere", &["list"]));
+    assert!(err.contains("unknown scheme `ftp`"), "{err}");
+    let dead = format!("redis://127.0.0.1:{}", free_port());
+    let err = failed(&cli(&dead, &["list", "--timeout", "500ms"]));
+    assert!(err.contains("redis") && err.contains("127.0.0.1"), "{err}");
+}
+
+#[test]
+fn lists_a_redis_server() {
+    let redis = RedisServer::start();
+    let driver = breaker::redis::RedisDriver::open(&redis.url()).unwrap();
+    let agent = Breaker::builder("search", driver).build().unwrap();
+    let _ = agent.call_blocking(|| Err::<(), _>("down"));
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&cli(&redis.url(), &["list", "--json"]))).unwrap();
+    assert_eq!(listed[0]["name"], "search");
+    assert_eq!(listed[0]["failures"], 1);
+}
