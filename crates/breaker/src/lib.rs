@@ -15,8 +15,9 @@
 //! | `redis` | [`redis::RedisDriver`]: a fleet, through Redis or Redis Cluster | [`redis::breaker`] |
 //! | `etcd` | [`etcd::EtcdDriver`]: a fleet, through an etcd cluster | [`etcd::breaker`] |
 //!
-//! The `config` feature adds [`config`]: policies from TOML or environment variables, and
-//! back-ends by URL.
+//! The `config` feature adds `config`: policies from TOML or environment variables, and
+//! back-ends by URL. The `tower` feature adds `layer`: a `tower` layer with an HTTP
+//! classifier.
 //!
 //! ```
 //! use std::time::Duration;
@@ -40,6 +41,8 @@ pub use breaker_core::*;
 
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "tower")]
+pub mod layer;
 
 /// The in-process driver: every breaker of one name in this process shares one record.
 #[cfg(feature = "memory")]
