@@ -12,7 +12,9 @@ mod tidy;
 use std::process::{Command, ExitCode};
 
 /// Features of the facade crate, each of which must build on its own.
-const FACADE_FEATURES: &[&str] = &["memory", "sqlite", "redis", "etcd", "config", "tower"];
+const FACADE_FEATURES: &[&str] = &[
+    "memory", "sqlite", "redis", "etcd", "config", "tower", "metrics", "tracing",
+];
 
 /// Packages that hold no tests; they are left out of test runs so that CI does not build
 /// the benchmark-only dependencies.

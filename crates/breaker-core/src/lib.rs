@@ -25,6 +25,7 @@ mod error;
 mod events;
 pub mod machine;
 mod name;
+mod observe;
 mod outcome;
 mod policy;
 mod record;

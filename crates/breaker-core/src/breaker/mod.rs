@@ -353,6 +353,7 @@ impl Breaker {
 
     fn reject(&self, state: State, until: Option<Timestamp>, now: Timestamp) -> Rejected {
         let retry_after = until.map(|u| u.saturating_duration_since(now));
+        crate::observe::rejected(self.inner.name, self.inner.backend, state);
         if self.inner.events.active() {
             self.emit_rejected(state, retry_after);
         }

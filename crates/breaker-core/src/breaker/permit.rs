@@ -138,7 +138,10 @@ impl<'a> Permit<'a> {
         };
         match self.admitted {
             Admitted::Closed { generation } => self.inner.settle_closed(generation, outcome, slow),
-            Admitted::Unprotected => None,
+            Admitted::Unprotected => {
+                crate::observe::call(self.inner.name, self.inner.backend, outcome);
+                None
+            }
             admitted => Some(Deferred {
                 admitted,
                 outcome,
@@ -186,6 +189,7 @@ impl Inner {
         outcome: Outcome,
         slow: bool,
     ) -> Option<Deferred> {
+        crate::observe::call(self.name, self.backend, outcome);
         match outcome {
             Outcome::Ignored => None,
             Outcome::Success if !slow && !self.policy.strict && self.hot.batches(generation) => {
@@ -237,6 +241,7 @@ impl Inner {
                     .await;
             }
             Admitted::Probe { generation, lease } => {
+                crate::observe::call(self.name, self.backend, d.outcome);
                 self.apply(|rec, now| {
                     machine::settle_probe(rec, policy, now, generation, lease, d.outcome)
                 })

@@ -106,6 +106,7 @@ impl Inner {
         s.last_error = Some(err.clone());
         self.hot.publish(&s.record, true);
         drop(s);
+        crate::observe::backend_error(&err);
         self.events.emit(Event::BackendError(err.clone()));
         err
     }
@@ -126,6 +127,14 @@ impl Inner {
             } else {
                 Cause::Observed
             };
+            crate::observe::transition(
+                self.name,
+                self.backend,
+                from,
+                s.record.state,
+                s.record.generation,
+                cause,
+            );
             self.events.emit(Event::Transition {
                 breaker: self.name,
                 from,
@@ -173,6 +182,7 @@ impl Inner {
                         let mut fresh = Record::new();
                         fresh.generation = s.record.generation.saturating_add(1);
                         self.install(s, fresh, Some(v.version));
+                        crate::observe::backend_error(&err);
                         self.events.emit(Event::CorruptRecord(err));
                     }
                 }
@@ -223,6 +233,7 @@ impl Inner {
             self.install_stored(&mut s, stored, adopt);
             self.hot.publish(&s.record, false);
             if was_down {
+                crate::observe::backend_recovered(self.name, self.backend);
                 self.events.emit(Event::BackendRecovered {
                     breaker: self.name,
                     backend: self.backend,
@@ -302,7 +313,17 @@ impl Inner {
     /// Reads the record again and installs it if newer.
     pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(), BackendError> {
         self.ensure_ready().await?;
-        match self.driver.load(&self.name, self.timeout()).await {
+        let started = crate::observe::TIMED.then(std::time::Instant::now);
+        let loaded = self.driver.load(&self.name, self.timeout()).await;
+        if let Some(started) = started {
+            crate::observe::backend_latency(
+                self.name,
+                self.backend,
+                Operation::Load,
+                started.elapsed(),
+            );
+        }
+        match loaded {
             Ok(stored) => {
                 let mut s = self.lock();
                 self.install_stored(&mut s, stored, false);
@@ -334,11 +355,20 @@ impl Inner {
             rec.writer = self.agent;
             let ttl = machine::record_ttl(&rec, &self.policy, now);
             let bytes = rec.encode();
-            match self
+            let started = crate::observe::TIMED.then(std::time::Instant::now);
+            let swapped = self
                 .driver
                 .compare_and_swap(&self.name, version, bytes, ttl, self.timeout())
-                .await
-            {
+                .await;
+            if let Some(started) = started {
+                crate::observe::backend_latency(
+                    self.name,
+                    self.backend,
+                    Operation::CompareAndSwap,
+                    started.elapsed(),
+                );
+            }
+            match swapped {
                 Ok(Swap::Swapped { version }) => {
                     let mut s = self.lock();
                     if s.version.is_none_or(|cur| cur < version) {

@@ -1,0 +1,145 @@
+//! Observability: metrics through the `metrics` facade and events through `tracing`, each
+//! behind its cargo feature. Without the features every function here is empty and inlined
+//! away, so the hot path pays nothing.
+//!
+//! Metrics, each labelled with `breaker` and `backend`:
+//! - `breaker_calls_total` (`outcome`: success, failure, ignored),
+//! - `breaker_rejections_total` (`state`),
+//! - `breaker_transitions_total` (`from`, `to`, `cause`),
+//! - `breaker_state` gauge (0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed),
+//! - `breaker_backend_errors_total` (`operation`, `kind`),
+//! - `breaker_backend_latency_seconds` histogram (`operation`).
+
+// Each function uses its arguments under one feature or the other, or under none.
+#![allow(unused_variables)]
+
+use std::time::Duration;
+
+use crate::error::{BackendError, Operation};
+use crate::events::Cause;
+use crate::name::Name;
+use crate::outcome::Outcome;
+use crate::record::State;
+
+fn state_code(state: State) -> f64 {
+    match state {
+        State::Closed => 0.0,
+        State::Open => 1.0,
+        State::HalfOpen => 2.0,
+        State::ForcedOpen => 3.0,
+        State::ForcedClosed => 4.0,
+    }
+}
+
+/// A call ended with `outcome`.
+#[inline]
+pub(crate) fn call(breaker: Name, backend: &'static str, outcome: Outcome) {
+    #[cfg(feature = "metrics")]
+    {
+        let outcome = match outcome {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Ignored => "ignored",
+        };
+        metrics::counter!("breaker_calls_total", "breaker" => breaker.as_str(), "backend" => backend, "outcome" => outcome)
+            .increment(1);
+    }
+}
+
+/// A call was rejected in `state`.
+#[inline]
+pub(crate) fn rejected(breaker: Name, backend: &'static str, state: State) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("breaker_rejections_total", "breaker" => breaker.as_str(), "backend" => backend, "state" => state.as_str())
+        .increment(1);
+}
+
+/// The breaker moved from `from` to `to`.
+pub(crate) fn transition(
+    breaker: Name,
+    backend: &'static str,
+    from: State,
+    to: State,
+    generation: u64,
+    cause: Cause,
+) {
+    let cause = match cause {
+        Cause::Caused => "caused",
+        Cause::Observed => "observed",
+    };
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!("breaker_transitions_total", "breaker" => breaker.as_str(), "backend" => backend, "from" => from.as_str(), "to" => to.as_str(), "cause" => cause)
+            .increment(1);
+        metrics::gauge!("breaker_state", "breaker" => breaker.as_str(), "backend" => backend)
+            .set(state_code(to));
+    }
+    #[cfg(feature = "tracing")]
+    tracing::info!(
+        breaker = breaker.as_str(),
+        backend,
+        from = from.as_str(),
+        to = to.as_str(),
+        generation,
+        cause,
+        "breaker transition"
+    );
+    let _ = (from, to, generation, cause, state_code);
+}
+
+/// A back-end operation failed.
+pub(crate) fn backend_error(err: &BackendError) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(
+        "breaker_backend_errors_total",
+        "breaker" => err.breaker().as_str(),
+        "backend" => err.backend(),
+        "operation" => operation(err.operation()),
+        "kind" => format!("{}", err.kind())
+    )
+    .increment(1);
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        breaker = err.breaker().as_str(),
+        backend = err.backend(),
+        operation = operation(err.operation()),
+        error = %err.driver_error(),
+        "breaker back-end trouble"
+    );
+}
+
+/// The back-end answers again.
+pub(crate) fn backend_recovered(breaker: Name, backend: &'static str) {
+    #[cfg(feature = "tracing")]
+    tracing::info!(
+        breaker = breaker.as_str(),
+        backend,
+        "breaker back-end recovered"
+    );
+}
+
+/// A back-end operation took `elapsed`.
+#[inline]
+pub(crate) fn backend_latency(
+    breaker: Name,
+    backend: &'static str,
+    op: Operation,
+    elapsed: Duration,
+) {
+    #[cfg(feature = "metrics")]
+    metrics::histogram!("breaker_backend_latency_seconds", "breaker" => breaker.as_str(), "backend" => backend, "operation" => operation(op))
+        .record(elapsed.as_secs_f64());
+}
+
+/// Whether back-end operations should be timed at all.
+pub(crate) const TIMED: bool = cfg!(feature = "metrics");
+
+#[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
+fn operation(op: Operation) -> &'static str {
+    match op {
+        Operation::Load => "load",
+        Operation::CompareAndSwap => "compare_and_swap",
+        Operation::Watch => "watch",
+        Operation::Clock => "clock",
+    }
+}

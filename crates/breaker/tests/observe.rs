@@ -1,0 +1,141 @@
+//! Metrics and tracing, with the `metrics` and `tracing` features: what a breaker reports
+//! about calls, rejections, transitions and back-end trouble, each labelled with the breaker
+//! and the back-end.
+#![cfg(all(feature = "metrics", feature = "tracing", feature = "memory"))]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use breaker::memory::MemoryDriver;
+use breaker::{Breaker, ManualClock, Policy, Timestamp};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+type Snapshot = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
+/// The counters called `name`, with their labels.
+fn counters(snapshot: &Snapshot, name: &str) -> Vec<(Vec<(String, String)>, u64)> {
+    snapshot
+        .iter()
+        .filter(|(k, _, _, _)| k.key().name() == name)
+        .filter_map(|(k, _, _, v)| match v {
+            DebugValue::Counter(n) => Some((
+                k.key()
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect(),
+                *n,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_count_calls_rejections_transitions_and_backend_errors() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+        let driver = MemoryDriver::new();
+        let policy = Policy::builder()
+            .failures_within(2, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let b = Breaker::builder("observed", driver.clone())
+            .policy(policy)
+            .clock(clock)
+            .build()
+            .unwrap();
+        b.call_blocking(|| Ok::<(), ()>(())).unwrap();
+        let _ = b.call_blocking(|| Err::<(), ()>(()));
+        let _ = b.call_blocking(|| Err::<(), ()>(()));
+        assert!(
+            b.call_blocking(|| Ok::<(), ()>(()))
+                .unwrap_err()
+                .is_rejected()
+        );
+        driver.set_unavailable(true);
+        let _ = b.flush_blocking();
+    });
+    let snapshot: Snapshot = snapshotter.snapshot().into_vec();
+    let calls = counters(&snapshot, "breaker_calls_total");
+    let by = |outcome: &str| {
+        calls
+            .iter()
+            .find(|(labels, _)| labels.contains(&("outcome".into(), outcome.into())))
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!((by("success"), by("failure")), (1, 2));
+    assert!(
+        calls
+            .iter()
+            .all(|(l, _)| l.contains(&("breaker".into(), "observed".into()))
+                && l.contains(&("backend".into(), "memory".into())))
+    );
+    let rejections = counters(&snapshot, "breaker_rejections_total");
+    assert_eq!(rejections.iter().map(|(_, n)| n).sum::<u64>(), 1);
+    let transitions = counters(&snapshot, "breaker_transitions_total");
+    assert!(transitions.iter().any(|(l, n)| *n == 1
+        && l.contains(&("to".into(), "open".into()))
+        && l.contains(&("cause".into(), "caused".into()))));
+    let errors = counters(&snapshot, "breaker_backend_errors_total");
+    assert!(
+        errors
+            .iter()
+            .any(|(l, _)| l.contains(&("kind".into(), "unavailable".into()))),
+        "{errors:?}"
+    );
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn tracing_reports_transitions_and_backend_trouble() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let driver = MemoryDriver::new();
+        let policy = Policy::builder()
+            .failures_within(1, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let b = Breaker::builder("traced", driver.clone())
+            .policy(policy)
+            .build()
+            .unwrap();
+        let _ = b.call_blocking(|| Err::<(), ()>(()));
+        driver.set_unavailable(true);
+        let _ = b.flush_blocking();
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("breaker transition")
+            && text.contains("breaker=\"traced\"")
+            && text.contains("to=\"open\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("breaker back-end trouble") && text.contains("backend=\"memory\""),
+        "{text}"
+    );
+}
