@@ -52,7 +52,10 @@ fn main() {
             service.serve();
         }
         Err(e) => {
-            eprintln!("flaky-server: cannot listen on 127.0.0.1:{}: {e}", args.port);
+            eprintln!(
+                "flaky-server: cannot listen on 127.0.0.1:{}: {e}",
+                args.port
+            );
             std::process::exit(1);
         }
     }
