@@ -13,8 +13,6 @@
 // Each function uses its arguments under one feature or the other, or under none.
 #![allow(unused_variables)]
 
-use std::time::Duration;
-
 use crate::error::{BackendError, Operation};
 use crate::events::Cause;
 use crate::name::Name;
@@ -118,21 +116,32 @@ pub(crate) fn backend_recovered(breaker: Name, backend: &'static str) {
     );
 }
 
-/// A back-end operation took `elapsed`.
-#[inline]
-pub(crate) fn backend_latency(
+/// Runs a back-end operation: timed for the latency histogram (with `metrics`), inside a
+/// `breaker.backend` debug span (with `tracing`), as is otherwise.
+pub(crate) async fn backend_op<T>(
     breaker: Name,
     backend: &'static str,
     op: Operation,
-    elapsed: Duration,
-) {
+    fut: impl std::future::Future<Output = T>,
+) -> T {
+    #[cfg(feature = "tracing")]
+    let fut = tracing::Instrument::instrument(
+        fut,
+        tracing::debug_span!(
+            "breaker.backend",
+            breaker = breaker.as_str(),
+            backend,
+            operation = operation(op)
+        ),
+    );
+    #[cfg(feature = "metrics")]
+    let started = std::time::Instant::now();
+    let out = fut.await;
     #[cfg(feature = "metrics")]
     metrics::histogram!("breaker_backend_latency_seconds", "breaker" => breaker.as_str(), "backend" => backend, "operation" => operation(op))
-        .record(elapsed.as_secs_f64());
+        .record(started.elapsed().as_secs_f64());
+    out
 }
-
-/// Whether back-end operations should be timed at all.
-pub(crate) const TIMED: bool = cfg!(feature = "metrics");
 
 #[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
 fn operation(op: Operation) -> &'static str {

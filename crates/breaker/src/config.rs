@@ -124,6 +124,62 @@ pub enum ConfigError {
     /// The back-end could not be set up.
     #[error(transparent)]
     Backend(#[from] DriverError),
+    /// The breaker could not be built (its name, say).
+    #[error(transparent)]
+    Build(#[from] breaker_core::BuildError),
+}
+
+/// A whole breaker as written in configuration: its name, its back-end by URL, and its
+/// policy (a `[policy]` table in TOML).
+///
+/// ```
+/// let payments = breaker::config::breaker_from_toml(r#"
+///     name = "payments-config-doc"
+///     backend = "memory://"
+///     [policy]
+///     failures = 3
+///     open_for = "30s"
+/// "#)?;
+/// assert_eq!(payments.policy().open_for, std::time::Duration::from_secs(30));
+/// # Ok::<(), breaker::config::ConfigError>(())
+/// ```
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BreakerConfig {
+    /// The breaker's name.
+    pub name: String,
+    /// The back-end's URL (see [`open_backend`]).
+    pub backend: String,
+    /// The policy.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+impl std::fmt::Debug for BreakerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerConfig")
+            .field("name", &self.name)
+            .field("backend", &redact(&self.backend))
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl BreakerConfig {
+    /// Opens the back-end and builds the breaker.
+    pub fn build(self) -> Result<breaker_core::Breaker, ConfigError> {
+        let policy = self.policy.into_policy()?;
+        let driver = open_backend(&self.backend)?;
+        Ok(breaker_core::Breaker::builder_dyn(&self.name, driver)
+            .policy(policy)
+            .build()?)
+    }
+}
+
+/// A breaker from TOML text (the keys of [`BreakerConfig`]).
+pub fn breaker_from_toml(text: &str) -> Result<breaker_core::Breaker, ConfigError> {
+    parse_toml::<BreakerConfig>(text)?.build()
 }
 
 /// The configuration key that a policy builder field comes from.
@@ -230,8 +286,13 @@ impl PolicyConfig {
 
 /// A policy from TOML text (the keys of [`PolicyConfig`]).
 pub fn policy_from_toml(text: &str) -> Result<Policy, ConfigError> {
-    let config: PolicyConfig = toml::from_str(text).map_err(|e| {
-        // Name the key whose value was refused: the line the error points at.
+    parse_toml::<PolicyConfig>(text)?.into_policy()
+}
+
+/// Parses TOML, naming the key whose value was refused.
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        // The key is on the line the error points at.
         let key = e.span().and_then(|span| {
             let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
             let line = text[line_start..].lines().next()?;
@@ -243,8 +304,7 @@ pub fn policy_from_toml(text: &str) -> Result<Policy, ConfigError> {
             }
             _ => ConfigError::Syntax(e.message().to_owned()),
         }
-    })?;
-    config.into_policy()
+    })
 }
 
 /// A policy from environment variables `PREFIX` + key in upper case (`BREAKER_OPEN_FOR=30s`,
@@ -488,6 +548,48 @@ success_threshold = 2",
         assert!(err.to_string().contains("openfor"), "{err}");
         let err = policy_from_vars("BREAKER_", vars(&[("BREAKER_FAILURE_RATE", "2")])).unwrap_err();
         assert!(err.to_string().contains("failure_rate"), "{err}");
+    }
+
+    #[test]
+    fn a_whole_breaker_from_toml() {
+        let b = breaker_from_toml(
+            r#"
+            name = "from-config"
+            backend = "memory://"
+            [policy]
+            failures = 2
+            window = "5s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(b.name().as_str(), "from-config");
+        assert_eq!(b.policy().window, Duration::from_secs(5));
+        for (text, key) in [
+            (
+                "name = \"x\"\nbackend = \"memory://\"\ncolour = 1",
+                "colour",
+            ),
+            (
+                "name = \"x\"\nbackend = \"memory://\"\n[policy]\nopen_for = \"never\"",
+                "open_for",
+            ),
+            ("name = \"x\"", "backend"),
+            (
+                "name = \"a/b\"\nbackend = \"memory://\"",
+                "invalid breaker name",
+            ),
+            ("name = \"x\"\nbackend = \"gopher://x\"", "unknown scheme"),
+        ] {
+            let err = breaker_from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} gave {err:?}");
+        }
+        let secret: BreakerConfig =
+            toml::from_str("name = \"x\"\nbackend = \"redis://app:hunter2@host:6379\"").unwrap();
+        let debug = format!("{secret:?}");
+        assert!(
+            !debug.contains("hunter2") && debug.contains("app:***@host"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -221,7 +221,13 @@ impl Inner {
                 Err(e) => return Err(self.fail(Operation::Clock, e)),
             }
         }
-        let stored = match self.driver.load(&self.name, self.timeout()).await {
+        let loaded = crate::observe::backend_op(
+            self.name,
+            self.backend,
+            Operation::Load,
+            self.driver.load(&self.name, self.timeout()),
+        );
+        let stored = match loaded.await {
             Ok(stored) => stored,
             Err(e) => return Err(self.fail(Operation::Load, e)),
         };
@@ -313,16 +319,13 @@ impl Inner {
     /// Reads the record again and installs it if newer.
     pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(), BackendError> {
         self.ensure_ready().await?;
-        let started = crate::observe::TIMED.then(std::time::Instant::now);
-        let loaded = self.driver.load(&self.name, self.timeout()).await;
-        if let Some(started) = started {
-            crate::observe::backend_latency(
-                self.name,
-                self.backend,
-                Operation::Load,
-                started.elapsed(),
-            );
-        }
+        let loaded = crate::observe::backend_op(
+            self.name,
+            self.backend,
+            Operation::Load,
+            self.driver.load(&self.name, self.timeout()),
+        )
+        .await;
         match loaded {
             Ok(stored) => {
                 let mut s = self.lock();
@@ -355,19 +358,14 @@ impl Inner {
             rec.writer = self.agent;
             let ttl = machine::record_ttl(&rec, &self.policy, now);
             let bytes = rec.encode();
-            let started = crate::observe::TIMED.then(std::time::Instant::now);
-            let swapped = self
-                .driver
-                .compare_and_swap(&self.name, version, bytes, ttl, self.timeout())
-                .await;
-            if let Some(started) = started {
-                crate::observe::backend_latency(
-                    self.name,
-                    self.backend,
-                    Operation::CompareAndSwap,
-                    started.elapsed(),
-                );
-            }
+            let swapped = crate::observe::backend_op(
+                self.name,
+                self.backend,
+                Operation::CompareAndSwap,
+                self.driver
+                    .compare_and_swap(&self.name, version, bytes, ttl, self.timeout()),
+            )
+            .await;
             match swapped {
                 Ok(Swap::Swapped { version }) => {
                     let mut s = self.lock();
