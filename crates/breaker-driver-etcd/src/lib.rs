@@ -118,7 +118,7 @@ pub(crate) struct Inner {
     /// Leases by their TTL in seconds, reused while they have at least half their TTL left,
     /// so that a write costs one round trip and not two.
     leases: Mutex<HashMap<i64, (i64, Instant)>>,
-    pub(crate) watches: watch::Watches,
+    pub(crate) watches: Arc<breaker_runtime::watchers::Watchers>,
 }
 
 impl fmt::Debug for EtcdDriver {
@@ -200,7 +200,7 @@ impl EtcdDriver {
                 options,
                 client: OnceCell::new(),
                 leases: Mutex::new(HashMap::new()),
-                watches: watch::Watches::default(),
+                watches: Arc::default(),
             }),
         })
     }
@@ -444,14 +444,7 @@ impl Driver for EtcdDriver {
         timeout: Duration,
     ) -> Result<Option<Watch>, DriverError> {
         let watch = watch::start(self.inner.clone(), *name, sink);
-        let deadline = Instant::now() + timeout;
-        while !watch.is_alive() && Instant::now() < deadline {
-            on_runtime("etcd watch", timeout, async {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                Ok(())
-            })
-            .await?;
-        }
+        breaker_runtime::watchers::wait_alive(&watch, "etcd watch", timeout).await?;
         Ok(Some(watch))
     }
 }

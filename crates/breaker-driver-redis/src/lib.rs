@@ -102,7 +102,7 @@ struct Inner {
     conn: Lazy,
     load: redis::Script,
     swap: redis::Script,
-    watches: watch::Watches,
+    watches: Arc<breaker_runtime::watchers::Watchers>,
 }
 
 impl fmt::Debug for RedisDriver {
@@ -193,7 +193,7 @@ impl RedisDriver {
                 conn: Lazy::new(target, options.connect_timeout),
                 load: redis::Script::new(script::LOAD),
                 swap: redis::Script::new(script::SWAP),
-                watches: watch::Watches::default(),
+                watches: Arc::default(),
             }),
         })
     }
@@ -398,16 +398,7 @@ impl Driver for RedisDriver {
             .conn
             .pubsub_client(&self.inner.nodes[0], self.inner.tls_root_cert.as_deref())?;
         let watch = watch::start(self.inner.clone(), client, *name, sink);
-        // Wait for the subscription, so that changes from now on are pushed; should it not
-        // come up in time, the watch reports itself dead and breakers poll meanwhile.
-        let deadline = std::time::Instant::now() + timeout;
-        while !watch.is_alive() && std::time::Instant::now() < deadline {
-            on_runtime("redis watch", timeout, async {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                Ok(())
-            })
-            .await?;
-        }
+        breaker_runtime::watchers::wait_alive(&watch, "redis watch", timeout).await?;
         Ok(Some(watch))
     }
 

@@ -1,65 +1,16 @@
 //! Pushing changes to agents: one pub/sub subscription per driver to its prefix's channel,
 //! re-established after a disconnect (with a reload of every watched record, so no change
-//! is missed), delivering each watched breaker's new record to its sinks.
+//! is missed). A notification carries the new record, so delivering it costs no round
+//! trip.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use breaker_core::{Change, ChangeSink, Name, Watch};
+use breaker_runtime::runtime;
 use futures_util::StreamExt;
-use tokio::sync::Notify;
 
 use crate::Inner;
-use breaker_runtime::runtime;
-
-struct Watcher {
-    id: u64,
-    name: Name,
-    sink: ChangeSink,
-}
-
-/// The watchers of one driver and its subscription task.
-#[derive(Default)]
-pub(crate) struct Watches {
-    watchers: Mutex<Vec<Watcher>>,
-    next_id: Mutex<u64>,
-    running: AtomicBool,
-    alive: Arc<AtomicBool>,
-    stop: Arc<Notify>,
-}
-
-impl Watches {
-    fn names(&self) -> Vec<Name> {
-        let mut names: Vec<Name> = self
-            .watchers
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|w| w.name)
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
-
-    fn deliver(&self, name: Name, record: Option<breaker_core::Versioned>) {
-        let sinks: Vec<ChangeSink> = self
-            .watchers
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|w| w.name == name)
-            .map(|w| w.sink.clone())
-            .collect();
-        for sink in sinks {
-            sink(Change {
-                name,
-                record: record.clone(),
-            });
-        }
-    }
-}
 
 /// Reads a notification: `NAME VERSION\nDATA`.
 fn parse(payload: &[u8]) -> Option<Change> {
@@ -82,46 +33,11 @@ pub(crate) fn start(
     name: Name,
     sink: ChangeSink,
 ) -> Watch {
-    let watches = &inner.watches;
-    let id = {
-        let mut next = watches.next_id.lock().unwrap();
-        *next += 1;
-        *next
-    };
-    watches
-        .watchers
-        .lock()
-        .unwrap()
-        .push(Watcher { id, name, sink });
-    if !watches.running.swap(true, Ordering::AcqRel) {
+    let (watch, first) = inner.watches.register(name, sink);
+    if first {
         runtime().spawn(subscribe(Arc::downgrade(&inner), client));
     }
-    let alive = watches.alive.clone();
-    Watch::new(
-        move || alive.load(Ordering::Acquire),
-        Unwatch {
-            inner: Arc::downgrade(&inner),
-            id,
-        },
-    )
-}
-
-/// Removes its watcher when dropped; the last one stops the subscription.
-struct Unwatch {
-    inner: Weak<Inner>,
-    id: u64,
-}
-
-impl Drop for Unwatch {
-    fn drop(&mut self) {
-        if let Some(inner) = self.inner.upgrade() {
-            let mut watchers = inner.watches.watchers.lock().unwrap();
-            watchers.retain(|w| w.id != self.id);
-            if watchers.is_empty() {
-                inner.watches.stop.notify_one();
-            }
-        }
-    }
+    watch
 }
 
 /// Keeps one subscription up while the driver lives and has watchers.
@@ -131,57 +47,46 @@ async fn subscribe(inner: Weak<Inner>, client: redis::Client) {
         let Some(driver) = inner.upgrade() else {
             return;
         };
-        let watches = &driver.watches;
-        if watches.watchers.lock().unwrap().is_empty() {
-            watches.running.store(false, Ordering::Release);
-            watches.alive.store(false, Ordering::Release);
+        let watches = driver.watches.clone();
+        if watches.retire_if_idle() {
             return;
         }
-        let stop = watches.stop.clone();
+        let stop = watches.stopping();
         let subscribed = match client.get_async_pubsub().await {
             Ok(mut pubsub) => pubsub.subscribe(&driver.channel).await.map(|()| pubsub),
             Err(e) => Err(e),
         };
-        match subscribed {
-            Ok(mut pubsub) => {
-                watches.alive.store(true, Ordering::Release);
-                delay = Duration::from_millis(100);
-                // Whatever changed while the subscription was down.
-                for name in watches.names() {
-                    if let Ok(record) = driver.load_now(name.as_str()).await {
-                        watches.deliver(name, record);
-                    }
-                }
-                let channel = driver.channel.clone();
-                drop(driver);
-                let mut messages = pubsub.on_message();
-                loop {
-                    let message = tokio::select! {
-                        m = messages.next() => m,
-                        () = stop.notified() => None,
-                    };
-                    let Some(message) = message else { break };
-                    let Some(driver) = inner.upgrade() else {
-                        return;
-                    };
-                    if message.get_channel_name() != channel {
-                        continue;
-                    }
-                    // `NAME VERSION\nDATA`: the new record itself.
-                    let payload: Vec<u8> = message.get_payload_bytes().to_vec();
-                    let Some(change) = parse(&payload) else {
-                        continue;
-                    };
-                    if driver.watches.names().contains(&change.name) {
-                        driver.watches.deliver(change.name, change.record);
-                    }
+        if let Ok(mut pubsub) = subscribed {
+            watches.set_alive(true);
+            delay = Duration::from_millis(100);
+            // Whatever changed while the subscription was down.
+            for name in watches.names() {
+                if let Ok(record) = driver.load_now(name.as_str()).await {
+                    watches.deliver(name, record);
                 }
             }
-            Err(_) => drop(driver),
+            let channel = driver.channel.clone();
+            drop(driver);
+            let mut messages = pubsub.on_message();
+            loop {
+                let message = tokio::select! {
+                    m = messages.next() => m,
+                    () = stop.notified() => None,
+                };
+                let Some(message) = message else { break };
+                if message.get_channel_name() != channel {
+                    continue;
+                }
+                if let Some(change) = parse(message.get_payload_bytes())
+                    && watches.names().contains(&change.name)
+                {
+                    watches.deliver(change.name, change.record);
+                }
+            }
+        } else {
+            drop(driver);
         }
-        if let Some(driver) = inner.upgrade() {
-            driver.watches.alive.store(false, Ordering::Release);
-        }
+        watches.set_alive(false);
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
     }

@@ -1,7 +1,9 @@
 //! Runtime support for **breaker** drivers built on tokio (Redis, etcd): the one runtime
 //! their I/O runs on, so that the futures a driver returns can be polled from any executor
-//! or from a blocking call with no runtime at all (the `Driver` contract), and the deadline
-//! of every operation.
+//! or from a blocking call with no runtime at all (the `Driver` contract), the deadline of
+//! every operation, and the bookkeeping of watchers that push-capable drivers share.
+
+pub mod watchers;
 
 use std::future::Future;
 use std::sync::OnceLock;
