@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's own commands, with no dependencies beyond std.
 //!
-//! - `cargo xtask test`: every test of the workspace (nextest, installed if missing, then
-//!   doc tests);
+//! - `cargo xtask test`: every test of the workspace (nextest, then doc tests), installing
+//!   first what is missing: the servers and tools the tests start (with apt) and
+//!   cargo-nextest;
 //! - `cargo xtask lint`: fmt, clippy with `-D warnings`, docs, and each facade feature alone;
 //! - `cargo xtask ci`: lint, then test;
 //! - `cargo xtask bench [local|backends]`: the benchmarks (figures in BENCHMARKS.md);
@@ -89,7 +90,59 @@ fn excluded() -> impl Iterator<Item = String> {
         .flat_map(|p| ["--exclude".to_owned(), (*p).to_owned()])
 }
 
+/// System tools the tests need: (command, Debian package).
+const SYSTEM_TOOLS: &[(&str, &str)] = &[
+    ("redis-server", "redis-server"),
+    ("redis-cli", "redis-tools"),
+    ("etcd", "etcd-server"),
+    ("openssl", "openssl"),
+    ("protoc", "protobuf-compiler"),
+];
+
+fn on_path(command: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
+}
+
+/// Installs the servers and tools the tests start, with apt, when some are missing: on a
+/// fresh Debian machine `cargo xtask test` does all the set-up itself.
+fn ensure_system_tools() -> Result<(), String> {
+    let missing: Vec<&str> = SYSTEM_TOOLS
+        .iter()
+        .filter(|(command, _)| !on_path(command))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !on_path("apt-get") {
+        return Err(format!(
+            "the tests need these packages, and there is no apt-get to install them: {}",
+            missing.join(" ")
+        ));
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    run(&mut apt(&["update", "-qq"]))?;
+    let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+    run(install.args(&missing))
+}
+
 fn test(extra: &[String]) -> Result<(), String> {
+    ensure_system_tools()?;
     ensure_installed("nextest", "cargo-nextest")?;
     run(cargo()
         .args([
