@@ -171,6 +171,10 @@ impl Breaker {
     }
 
     /// Asks for permission to make one call.
+    ///
+    /// Dropping this future while it claims a half-open probe in the back-end may leave the
+    /// claim written: that probe slot then comes free when its lease lapses
+    /// (`probe_lease`), as for a probe holder that died.
     #[inline]
     pub async fn acquire(&self) -> Result<Permit<'_>, AdmissionError> {
         match self.gate() {
