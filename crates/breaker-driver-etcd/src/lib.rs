@@ -173,6 +173,12 @@ fn valid_endpoint(endpoint: &str) -> bool {
     }
 }
 
+/// An error that an election in progress explains: trying again soon may succeed.
+fn transient(e: &etcd_client::Error) -> bool {
+    let text = e.to_string();
+    text.contains("leader changed") || text.contains("no leader")
+}
+
 impl EtcdDriver {
     /// A driver for the cluster at `endpoints` (`http://host:2379`, ...). Nothing is sent
     /// until the first operation; see [`EtcdDriver::connect`] to check the cluster at once.
@@ -250,9 +256,10 @@ impl Inner {
         format!("{}{name}", self.dir)
     }
 
-    /// Runs `op` until it gets past members that cannot be reached: the client spreads
-    /// requests over every endpoint, so another attempt goes to another member. Only
-    /// requests that never left are tried again, so a write is never applied twice.
+    /// Runs `op` until it gets past members that cannot be reached (the client spreads
+    /// requests over every endpoint, so another attempt goes to another member) and past a
+    /// leader election. A write retried after an election may have been applied the first
+    /// time; `swap_now` recognises its own write in the conflict that follows.
     pub(crate) async fn failover<T, Fut>(
         &self,
         what: &str,
@@ -262,11 +269,17 @@ impl Inner {
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let client = self.client().await?;
-        let mut attempts = self.endpoints.len() * 2;
+        let mut attempts = self.endpoints.len() * 2 + 20;
         loop {
             match op(client.clone()).await {
                 Err(e) if attempts > 1 && e.to_string().contains("tcp connect error") => {
                     attempts -= 1;
+                }
+                // An election in progress: the cluster has quorum and answers again shortly.
+                // (The operation's deadline bounds the waiting.)
+                Err(e) if attempts > 1 && transient(&e) => {
+                    attempts -= 1;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
                 }
                 other => return other.map_err(|e| error(&self.endpoints, what, e)),
             }
@@ -331,6 +344,7 @@ impl Inner {
             None => None,
         };
         let mut attempt = 0;
+        let tries = std::sync::atomic::AtomicU32::new(0);
         let resp = loop {
             let txn = Txn::new()
                 .when([guard.clone()])
@@ -338,6 +352,7 @@ impl Inner {
                 .or_else([TxnOp::get(key.clone(), None)]);
             match self
                 .failover("compare-and-swap", |mut c| {
+                    tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let txn = txn.clone();
                     async move { c.txn(txn).await }
                 })
@@ -372,9 +387,19 @@ impl Inner {
             })),
             _ => None,
         });
-        Ok(Swap::Conflict {
-            current: current.flatten(),
-        })
+        let current = current.flatten();
+        // After a retry, a stored value that is exactly ours means the earlier attempt, cut
+        // off by an election, did land (a breaker's record names its writer and generation,
+        // so no other agent writes the same bytes).
+        if tries.load(std::sync::atomic::Ordering::Relaxed) > 1
+            && let Some(cur) = &current
+            && cur.value == value
+        {
+            return Ok(Swap::Swapped {
+                version: cur.version,
+            });
+        }
+        Ok(Swap::Conflict { current })
     }
 }
 
