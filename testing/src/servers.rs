@@ -394,6 +394,10 @@ impl EtcdCluster {
     }
 
     fn start_inner(n: usize, tls: Option<PathBuf>) -> EtcdCluster {
+        Self::start_attempt(n, tls, 1)
+    }
+
+    fn start_attempt(n: usize, tls: Option<PathBuf>, attempt: u32) -> EtcdCluster {
         let token = format!("breaker-test-{}-{}", std::process::id(), free_port());
         let members: Vec<EtcdMember> = (0..n)
             .map(|i| EtcdMember {
@@ -408,13 +412,20 @@ impl EtcdCluster {
         let mut cluster = EtcdCluster {
             members,
             token,
-            tls,
+            tls: tls.clone(),
         };
         for i in 0..n {
             cluster.launch(i, "new");
         }
-        cluster.wait_healthy();
-        cluster
+        match cluster.try_wait_healthy(Duration::from_secs(30)) {
+            Ok(()) => cluster,
+            // A member that exited lost a race for its ports: start afresh on new ones.
+            Err(e) if e.contains("exited") && attempt < 3 => {
+                drop(cluster);
+                Self::start_attempt(n, tls, attempt + 1)
+            }
+            Err(e) => panic!("{e}"),
+        }
     }
 
     fn initial_cluster(&self) -> String {
@@ -507,17 +518,32 @@ impl EtcdCluster {
     }
 
     fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for m in self.members.iter().filter(|m| m.child.is_some()) {
+        if let Err(e) = self.try_wait_healthy(Duration::from_secs(30)) {
+            panic!("{e}");
+        }
+    }
+
+    /// Waits until every running member is healthy; fails at once when a member exits.
+    fn try_wait_healthy(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        for m in self.members.iter() {
             while !Self::healthy(m.metrics_port) {
-                assert!(
-                    Instant::now() < deadline,
-                    "etcd member {} never became healthy",
-                    m.name
-                );
+                let Some(child) = &m.child else { break };
+                // `try_wait` needs `&mut`; a member that is gone no longer has its process id.
+                if !Path::new(&format!("/proc/{}", child.id())).exists()
+                    || std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+                        .is_ok_and(|stat| stat.contains(") Z "))
+                {
+                    let log = std::fs::read_to_string(m.dir.join("etcd.log")).unwrap_or_default();
+                    return Err(format!("etcd member {} exited: {log}", m.name));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!("etcd member {} never became healthy", m.name));
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        Ok(())
     }
 
     /// The client endpoints of the members (`http://127.0.0.1:PORT`, or `https://`).
