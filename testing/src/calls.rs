@@ -1,5 +1,7 @@
 //! One-line calls for tests: a call that succeeds and one that fails, through a breaker.
 
+use std::time::{Duration, Instant};
+
 use breaker_core::{Breaker, Error};
 
 /// A call whose callee fails with `"boom"`.
@@ -10,4 +12,16 @@ pub async fn fail(b: &Breaker) -> Result<(), Error<&'static str>> {
 /// A call whose callee succeeds.
 pub async fn succeed(b: &Breaker) -> Result<(), Error<&'static str>> {
     b.call(|| async { Ok::<(), &'static str>(()) }).await
+}
+
+/// A call that succeeds (`ok`) or fails, asserting that it returns within `bound`: no caller
+/// may wait long past the back-end deadline, whatever the back-end is doing.
+pub async fn within(b: &Breaker, ok: bool, bound: Duration) -> Result<(), Error<&'static str>> {
+    let started = Instant::now();
+    let r = b
+        .call(|| async move { if ok { Ok(()) } else { Err("boom") } })
+        .await;
+    let took = started.elapsed();
+    assert!(took < bound, "a call took {took:?}, more than {bound:?}");
+    r
 }

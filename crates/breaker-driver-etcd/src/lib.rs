@@ -302,7 +302,7 @@ impl Inner {
 
     /// A lease of `ttl` (rounded up to whole seconds), reused while it has at least half of
     /// it left.
-    async fn lease(&self, client: &mut Client, ttl: Duration) -> Result<i64, DriverError> {
+    async fn lease(&self, ttl: Duration) -> Result<i64, DriverError> {
         let secs = i64::try_from(ttl.as_millis().div_ceil(1_000))
             .unwrap_or(i64::MAX)
             .max(1);
@@ -312,7 +312,6 @@ impl Inner {
         {
             return Ok(id);
         }
-        let _ = client;
         let granted = self
             .failover("lease grant", |mut c| async move {
                 c.lease_grant(secs, None).await
@@ -333,14 +332,13 @@ impl Inner {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<Swap, DriverError> {
-        let mut client = self.client().await?;
         let key = self.key(name);
         let guard = match expected {
             None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
             Some(v) => Compare::mod_revision(key.clone(), CompareOp::Equal, v as i64),
         };
         let mut put = match ttl {
-            Some(ttl) => Some(PutOptions::new().with_lease(self.lease(&mut client, ttl).await?)),
+            Some(ttl) => Some(PutOptions::new().with_lease(self.lease(ttl).await?)),
             None => None,
         };
         let mut attempt = 0;
@@ -369,7 +367,7 @@ impl Inner {
                     attempt += 1;
                     self.leases.lock().unwrap().clear();
                     let ttl = ttl.expect("checked above");
-                    put = Some(PutOptions::new().with_lease(self.lease(&mut client, ttl).await?));
+                    put = Some(PutOptions::new().with_lease(self.lease(ttl).await?));
                 }
                 Err(e) => return Err(e),
             }

@@ -3,7 +3,7 @@
 //! each back-end failure policy applies, the agents return to shared mode by themselves,
 //! and a forced-open state set before the outage is still in force after it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use breaker_core::{BackendFailure, Breaker, Error, ManualClock, Policy, State, Timestamp};
 use breaker_driver_redis::RedisDriver;
@@ -30,16 +30,7 @@ fn agent(server: &RedisServer, clock: &ManualClock, on_failure: BackendFailure) 
 
 /// A call, timed: it must never take longer than the deadline and the margin.
 async fn timed(b: &Breaker, ok: bool) -> Result<(), Error<&'static str>> {
-    let started = Instant::now();
-    let r = b
-        .call(|| async move { if ok { Ok(()) } else { Err("boom") } })
-        .await;
-    let took = started.elapsed();
-    assert!(
-        took < DEADLINE + MARGIN,
-        "a call took {took:?} with the back-end down"
-    );
-    r
+    breaker_testing::calls::within(b, ok, DEADLINE + MARGIN).await
 }
 
 /// Restarts `server`, then lets the agents' reconnect delays pass until each is back in
