@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use breaker_core::{
-    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Timestamp, Versioned, Watch,
+    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Timer, Timestamp, Versioned,
+    Watch,
 };
 
 /// Wraps a driver; while switched down, every operation fails with
@@ -93,6 +94,25 @@ impl<D: Driver> Driver for Faulty<D> {
         self.gate("compare-and-swap")?;
         self.inner
             .compare_and_swap(name, expected, value, ttl, timeout)
+            .await
+    }
+
+    fn keeps_timers(&self) -> bool {
+        self.inner.keeps_timers()
+    }
+
+    async fn compare_and_swap_with_timers(
+        &self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timers: Vec<(Timer, Duration)>,
+        timeout: Duration,
+    ) -> Result<Swap, DriverError> {
+        self.gate("compare-and-swap")?;
+        self.inner
+            .compare_and_swap_with_timers(name, expected, value, ttl, timers, timeout)
             .await
     }
 

@@ -10,15 +10,37 @@ use futures_util::future::BoxFuture;
 
 use crate::name::Name;
 use crate::time::Timestamp;
+use crate::timers::Timer;
 
 /// A stored value with its version.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Versioned {
     /// The version, which only grows for a name and is never reused, even after the value
     /// expired or was deleted.
     pub version: u64,
     /// The encoded record, opaque to the driver.
     pub value: Vec<u8>,
+    /// The name's timers still running, for a driver that keeps timers
+    /// ([`Driver::keeps_timers`]); empty otherwise.
+    pub timers: Vec<Timer>,
+}
+
+impl Versioned {
+    /// A value of `version`, with no timers.
+    pub fn new(version: u64, value: Vec<u8>) -> Self {
+        Versioned {
+            version,
+            value,
+            timers: Vec::new(),
+        }
+    }
+
+    /// The same value with these timers running.
+    pub fn with_timers(mut self, timers: Vec<Timer>) -> Self {
+        self.timers = timers;
+        self
+    }
 }
 
 /// The result of a compare-and-swap.
@@ -38,7 +60,8 @@ pub enum Swap {
     },
 }
 
-/// A change of one breaker's record, pushed by a driver that can watch.
+/// A change of one breaker's record, pushed by a driver that can watch. For a driver that
+/// keeps timers, a timer that runs out is a change too: the same version, fewer timers.
 #[derive(Clone, Debug)]
 pub struct Change {
     /// The breaker whose record changed.
@@ -140,6 +163,32 @@ pub trait Driver: Send + Sync + 'static {
         async { Ok(None) }
     }
 
+    /// Whether the back-end keeps timers itself (etcd leases), so that the open period and
+    /// probe leases end when the back-end says rather than by any agent's clock. A driver that
+    /// answers `true` starts the timers given to [`Driver::compare_and_swap_with_timers`] in
+    /// the same atomic step as the write, reports the running ones with every value it
+    /// returns or pushes (a timer that runs out is pushed as a change), and lets each run
+    /// out by itself, never before its duration (rounding up is fine).
+    fn keeps_timers(&self) -> bool {
+        false
+    }
+
+    /// [`Driver::compare_and_swap`] that also starts `timers`, each running for its
+    /// duration, in the same atomic step, and only if the write succeeds. Called only for a
+    /// driver that [keeps timers](Driver::keeps_timers); the default ignores them.
+    fn compare_and_swap_with_timers(
+        &self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timers: Vec<(Timer, Duration)>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Swap, DriverError>> + Send {
+        let _ = timers;
+        self.compare_and_swap(name, expected, value, ttl, timeout)
+    }
+
     /// The back-end's own clock, if it has one every agent can read (Redis server time).
     /// Breakers that were given no clock follow it, so no two agents' wall clocks are ever
     /// compared.
@@ -178,6 +227,17 @@ pub trait DynDriver: Send + Sync + 'static {
         sink: ChangeSink,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<Watch>, DriverError>>;
+    fn keeps_timers(&self) -> bool;
+    #[allow(clippy::too_many_arguments)]
+    fn compare_and_swap_with_timers<'a>(
+        &'a self,
+        name: &'a Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timers: Vec<(Timer, Duration)>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Swap, DriverError>>;
     fn now(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<Timestamp>, DriverError>>;
 }
 
@@ -217,6 +277,22 @@ impl<D: Driver> DynDriver for D {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<Watch>, DriverError>> {
         Box::pin(Driver::watch(self, name, sink, timeout))
+    }
+    fn keeps_timers(&self) -> bool {
+        Driver::keeps_timers(self)
+    }
+    fn compare_and_swap_with_timers<'a>(
+        &'a self,
+        name: &'a Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timers: Vec<(Timer, Duration)>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Swap, DriverError>> {
+        Box::pin(Driver::compare_and_swap_with_timers(
+            self, name, expected, value, ttl, timers, timeout,
+        ))
     }
     fn now(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<Timestamp>, DriverError>> {
         Box::pin(Driver::now(self, timeout))

@@ -30,6 +30,7 @@ mod outcome;
 mod policy;
 mod record;
 mod time;
+pub mod timers;
 
 pub use breaker::{AdmissionError, Breaker, BreakerBuilder, Permit};
 pub use driver::{
@@ -42,3 +43,4 @@ pub use outcome::{Classifier, ErrorsAreFailures, Outcome};
 pub use policy::{BackendFailure, Backoff, Policy, PolicyBuilder, PolicyError, SlowCall, TripRule};
 pub use record::{Bucket, Lease, Record, RecordError, SCHEMA_VERSION, State};
 pub use time::{Clock, ManualClock, SYSTEM_CLOCK_TICK, SystemClock, Timestamp};
+pub use timers::{RunningTimers, Timer};

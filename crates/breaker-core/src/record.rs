@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
+use crate::timers::RunningTimers;
 
 /// The record layout this build reads and writes. A record with another version is refused
 /// as corrupt rather than misread.
@@ -107,6 +108,11 @@ pub struct Record {
     /// as caused and every other agent as observed. Zero when unknown.
     #[serde(default)]
     pub writer: u64,
+    /// The back-end's word on which deadlines still run, when the back-end keeps them as
+    /// timers (see [`crate::timers`]); `None`: the breaker's clock judges them. Attached when
+    /// the record is loaded, never stored.
+    #[serde(skip)]
+    pub timers: Option<RunningTimers>,
 }
 
 impl Default for Record {
@@ -131,6 +137,25 @@ impl Record {
             probe_successes: 0,
             next_lease_id: 1,
             writer: 0,
+            timers: None,
+        }
+    }
+
+    /// Whether the open period is over at `now`: by the back-end's timer when it keeps one,
+    /// else by the clock (the end is inclusive). A record that is not open has none running.
+    pub fn open_period_over(&self, now: Timestamp) -> bool {
+        match &self.timers {
+            Some(timers) => !timers.open_period,
+            None => self.open_until.is_none_or(|until| now >= until),
+        }
+    }
+
+    /// Whether `lease` still holds its slot at `now`: by the back-end's timer when it keeps
+    /// one, else by the clock.
+    pub fn lease_live(&self, lease: &Lease, now: Timestamp) -> bool {
+        match &self.timers {
+            Some(timers) => timers.leases.contains(&lease.id),
+            None => lease.expires_at > now,
         }
     }
 

@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod timers;
 mod watch;
 
 use std::collections::HashMap;
@@ -32,7 +33,7 @@ pub use breaker_core::{
     ManualClock, Outcome, Permit, Policy, PolicyError, Rejected, State, SystemClock,
 };
 use breaker_core::{
-    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Versioned, Watch,
+    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Timer, Versioned, Watch,
 };
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
@@ -286,26 +287,82 @@ impl Inner {
         }
     }
 
+    /// The two reads that make up a breaker's stored state: its record and its timers.
+    fn reads(key: &str) -> [TxnOp; 2] {
+        [
+            TxnOp::get(key, None),
+            TxnOp::get(
+                timers::dir_of(key),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            ),
+        ]
+    }
+
+    /// The record and running timers that the reads of [`Inner::reads`] returned.
+    fn stored(key: &str, responses: Vec<TxnOpResponse>) -> Option<Versioned> {
+        let mut gets = responses.into_iter().filter_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get),
+            _ => None,
+        });
+        let record = gets.next()?;
+        let kv = record.kvs().first()?;
+        let dir = timers::dir_of(key);
+        let running = gets
+            .next()
+            .map(|found| {
+                found
+                    .kvs()
+                    .iter()
+                    .filter_map(|kv| {
+                        let key = std::str::from_utf8(kv.key()).ok()?;
+                        timers::parse(key.strip_prefix(&dir)?)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Versioned::new(kv.mod_revision() as u64, kv.value().to_vec()).with_timers(running))
+    }
+
+    /// The record of `name` with its running timers, read in one transaction.
     pub(crate) async fn load_now(&self, name: &str) -> Result<Option<Versioned>, DriverError> {
         let key = self.key(name);
         let resp = self
             .failover("load", |mut c| {
-                let key = key.clone();
-                async move { c.get(key, None).await }
+                let txn = Txn::new().and_then(Self::reads(&key));
+                async move { c.txn(txn).await }
             })
             .await?;
-        Ok(resp.kvs().first().map(|kv| Versioned {
-            version: kv.mod_revision() as u64,
-            value: kv.value().to_vec(),
-        }))
+        Ok(Self::stored(&key, resp.op_responses()))
+    }
+
+    /// A lease of its own for each timer, of the timer's duration.
+    async fn timer_puts(
+        &self,
+        key: &str,
+        timers: &[(Timer, Duration)],
+    ) -> Result<Vec<TxnOp>, DriverError> {
+        let dir = timers::dir_of(key);
+        let mut puts = Vec::with_capacity(timers.len());
+        for (timer, duration) in timers {
+            let secs = timers::ttl_seconds(*duration);
+            let granted = self
+                .failover("lease grant", |mut c| async move {
+                    c.lease_grant(secs, None).await
+                })
+                .await?;
+            puts.push(TxnOp::put(
+                timers::key(&dir, timer),
+                Vec::new(),
+                Some(PutOptions::new().with_lease(granted.id())),
+            ));
+        }
+        Ok(puts)
     }
 
     /// A lease of `ttl` (rounded up to whole seconds), reused while it has at least half of
     /// it left.
     async fn lease(&self, ttl: Duration) -> Result<i64, DriverError> {
-        let secs = i64::try_from(ttl.as_millis().div_ceil(1_000))
-            .unwrap_or(i64::MAX)
-            .max(1);
+        let secs = timers::ttl_seconds(ttl);
         let now = Instant::now();
         if let Some(&(id, until)) = self.leases.lock().unwrap().get(&secs)
             && until.saturating_duration_since(now) >= Duration::from_secs(secs as u64) / 2
@@ -331,8 +388,12 @@ impl Inner {
         expected: Option<u64>,
         value: Vec<u8>,
         ttl: Option<Duration>,
+        timers: &[(Timer, Duration)],
     ) -> Result<Swap, DriverError> {
         let key = self.key(name);
+        // The timers' own leases first: the write and the timers then land together or not
+        // at all. A lease granted for a write that loses its race lapses unused.
+        let timer_puts = self.timer_puts(&key, timers).await?;
         let guard = match expected {
             None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
             Some(v) => Compare::mod_revision(key.clone(), CompareOp::Equal, v as i64),
@@ -344,10 +405,12 @@ impl Inner {
         let mut attempt = 0;
         let tries = std::sync::atomic::AtomicU32::new(0);
         let resp = loop {
+            let mut writes = vec![TxnOp::put(key.clone(), value.clone(), put.clone())];
+            writes.extend(timer_puts.iter().cloned());
             let txn = Txn::new()
                 .when([guard.clone()])
-                .and_then([TxnOp::put(key.clone(), value.clone(), put.clone())])
-                .or_else([TxnOp::get(key.clone(), None)]);
+                .and_then(writes)
+                .or_else(Self::reads(&key));
             match self
                 .failover("compare-and-swap", |mut c| {
                     tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -378,14 +441,7 @@ impl Inner {
                 version: version as u64,
             });
         }
-        let current = resp.op_responses().into_iter().find_map(|r| match r {
-            TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| Versioned {
-                version: kv.mod_revision() as u64,
-                value: kv.value().to_vec(),
-            })),
-            _ => None,
-        });
-        let current = current.flatten();
+        let current = Self::stored(&key, resp.op_responses());
         // After a retry, a stored value that is exactly ours means the earlier attempt, cut
         // off by an election, did land (a breaker's record names its writer and generation,
         // so no other agent writes the same bytes).
@@ -423,10 +479,31 @@ impl Driver for EtcdDriver {
         ttl: Option<Duration>,
         timeout: Duration,
     ) -> Result<Swap, DriverError> {
+        self.compare_and_swap_with_timers(name, expected, value, ttl, Vec::new(), timeout)
+            .await
+    }
+
+    /// The open period and probe leases end when the cluster's leader lets their etcd
+    /// leases run out, not by any agent's clock.
+    fn keeps_timers(&self) -> bool {
+        true
+    }
+
+    async fn compare_and_swap_with_timers(
+        &self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timers: Vec<(Timer, Duration)>,
+        timeout: Duration,
+    ) -> Result<Swap, DriverError> {
         let inner = self.inner.clone();
         let name = *name;
         on_runtime("etcd compare-and-swap", timeout, async move {
-            inner.swap_now(name.as_str(), expected, value, ttl).await
+            inner
+                .swap_now(name.as_str(), expected, value, ttl, &timers)
+                .await
         })
         .await
     }
@@ -449,10 +526,7 @@ impl Driver for EtcdDriver {
                     let name = Name::new(key.strip_prefix(&inner.dir)?).ok()?;
                     Some((
                         name,
-                        Versioned {
-                            version: kv.mod_revision() as u64,
-                            value: kv.value().to_vec(),
-                        },
+                        Versioned::new(kv.mod_revision() as u64, kv.value().to_vec()),
                     ))
                 })
                 .collect())

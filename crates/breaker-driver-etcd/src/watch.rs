@@ -2,11 +2,12 @@
 //! after a disconnect from the revision after the last one seen (so no change is missed),
 //! delivering each watched breaker's new record, carried by the event, with no round trip.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use breaker_core::{ChangeSink, Name, Versioned, Watch};
+use breaker_core::{ChangeSink, Name, Timer, Versioned, Watch};
 use breaker_runtime::runtime;
 use etcd_client::{EventType, WatchOptions};
 
@@ -25,6 +26,9 @@ pub(crate) fn start(inner: Arc<Inner>, name: Name, sink: ChangeSink) -> Watch {
 async fn run(inner: Weak<Inner>) {
     // The last revision delivered; the watch resumes after it.
     let seen = AtomicI64::new(0);
+    // What the watch knows of each watched breaker: its record and running timers, kept up
+    // to date event by event, so that a timer running out is pushed with the record.
+    let mut known: HashMap<Name, Option<Versioned>> = HashMap::new();
     let mut delay = Duration::from_millis(100);
     loop {
         let Some(driver) = inner.upgrade() else {
@@ -49,15 +53,17 @@ async fn run(inner: Weak<Inner>) {
             delay = Duration::from_millis(100);
             if from == 0 {
                 // First watch: whatever was written before it started.
+                known.clear();
                 for name in watches.names() {
-                    if let Ok(record) = driver.load_now(name.as_str()).await {
-                        watches.deliver(name, record);
+                    if let Ok(stored) = driver.load_now(name.as_str()).await {
+                        known.insert(name, stored.clone());
+                        watches.deliver(name, stored);
                     }
                 }
             }
             let dir = driver.dir.clone();
             drop(driver);
-            loop {
+            'stream: loop {
                 let message = tokio::select! {
                     m = stream.message() => m,
                     () = stop.notified() => Ok(None),
@@ -68,25 +74,76 @@ async fn run(inner: Weak<Inner>) {
                     seen.store(0, Ordering::Release);
                     break;
                 }
+                // Apply every event of the response before delivering: a write and the
+                // timers it starts share one revision, and an agent must never see the
+                // write without its timers.
+                let mut touched = BTreeSet::new();
                 for event in response.events() {
                     let Some(kv) = event.kv() else { continue };
-                    let revision = kv.mod_revision();
-                    seen.fetch_max(revision, Ordering::AcqRel);
-                    let Some(name) = std::str::from_utf8(kv.key())
+                    seen.fetch_max(kv.mod_revision(), Ordering::AcqRel);
+                    let Some(key) = std::str::from_utf8(kv.key())
                         .ok()
                         .and_then(|k| k.strip_prefix(&dir))
-                        .and_then(|n| Name::new(n).ok())
+                        .and_then(Key::parse)
                     else {
                         continue;
                     };
-                    let record = match event.event_type() {
-                        EventType::Put => Some(Versioned {
-                            version: revision as u64,
-                            value: kv.value().to_vec(),
-                        }),
-                        EventType::Delete => None,
-                    };
-                    watches.deliver(name, record);
+                    let name = key.name();
+                    if !known.contains_key(&name) {
+                        // Watched since the first load, or not at all: read it whole below.
+                        touched.insert(name);
+                        continue;
+                    }
+                    let stored = known.get_mut(&name).expect("checked above");
+                    let put = event.event_type() == EventType::Put;
+                    let revision = kv.mod_revision() as u64;
+                    if matches!(key, Key::Record(_))
+                        && stored.as_ref().is_some_and(|v| v.version >= revision)
+                    {
+                        // Older than what the first load read.
+                        continue;
+                    }
+                    match key {
+                        Key::Record(_) if put => {
+                            let running = stored.take().map(|v| v.timers).unwrap_or_default();
+                            *stored = Some(
+                                Versioned::new(revision, kv.value().to_vec()).with_timers(running),
+                            );
+                        }
+                        Key::Record(_) => *stored = None,
+                        Key::Timer(_, timer) => {
+                            if let Some(v) = stored {
+                                v.timers.retain(|t| *t != timer);
+                                if put {
+                                    v.timers.push(timer);
+                                }
+                            }
+                        }
+                    }
+                    touched.insert(name);
+                }
+                let watched = watches.names();
+                for name in touched {
+                    if !watched.contains(&name) {
+                        known.remove(&name);
+                        continue;
+                    }
+                    if !known.contains_key(&name) {
+                        let Some(driver) = inner.upgrade() else {
+                            return;
+                        };
+                        match driver.load_now(name.as_str()).await {
+                            Ok(stored) => {
+                                known.insert(name, stored);
+                            }
+                            // Start over with a full reload; the breaker polls meanwhile.
+                            Err(_) => {
+                                seen.store(0, Ordering::Release);
+                                break 'stream;
+                            }
+                        }
+                    }
+                    watches.deliver(name, known[&name].clone());
                 }
             }
         } else {
@@ -95,5 +152,32 @@ async fn run(inner: Weak<Inner>) {
         watches.set_alive(false);
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// What a key under the driver's prefix stands for.
+enum Key {
+    /// A breaker's record.
+    Record(Name),
+    /// One of a breaker's timers.
+    Timer(Name, Timer),
+}
+
+impl Key {
+    /// `rest`: the key after the driver's prefix. Keys of neither shape are not ours.
+    fn parse(rest: &str) -> Option<Key> {
+        match rest.split_once('/') {
+            None => Name::new(rest).ok().map(Key::Record),
+            Some((name, timer)) => Some(Key::Timer(
+                Name::new(name).ok()?,
+                crate::timers::parse(timer)?,
+            )),
+        }
+    }
+
+    fn name(&self) -> Name {
+        match self {
+            Key::Record(name) | Key::Timer(name, _) => *name,
+        }
     }
 }

@@ -172,10 +172,9 @@ impl MemoryDriver {
             let mut map = self.shard(name);
             let current = self.live(&mut map, name).map(|e| e.version);
             if current != expected {
-                let current = map.get(name).map(|e| Versioned {
-                    version: e.version,
-                    value: e.value.clone(),
-                });
+                let current = map
+                    .get(name)
+                    .map(|e| Versioned::new(e.version, e.value.clone()));
                 return Ok(Swap::Conflict { current });
             }
             let version = self.store.versions.fetch_add(1, Ordering::SeqCst) + 1;
@@ -184,10 +183,7 @@ impl MemoryDriver {
                 value,
                 expires_at: ttl.map(|d| now.saturating_add(d)),
             };
-            let stored = Versioned {
-                version,
-                value: entry.value.clone(),
-            };
+            let stored = Versioned::new(version, entry.value.clone());
             map.insert(*name, entry);
             stored
         };
@@ -212,10 +208,9 @@ impl Driver for MemoryDriver {
     ) -> Result<Option<Versioned>, DriverError> {
         self.check_up()?;
         let mut map = self.shard(name);
-        Ok(self.live(&mut map, name).map(|e| Versioned {
-            version: e.version,
-            value: e.value.clone(),
-        }))
+        Ok(self
+            .live(&mut map, name)
+            .map(|e| Versioned::new(e.version, e.value.clone())))
     }
 
     async fn compare_and_swap(
@@ -236,15 +231,10 @@ impl Driver for MemoryDriver {
         for shard in &self.store.shards {
             let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
             map.retain(|_, e| e.expires_at.is_none_or(|t| t > now));
-            out.extend(map.iter().map(|(name, e)| {
-                (
-                    *name,
-                    Versioned {
-                        version: e.version,
-                        value: e.value.clone(),
-                    },
-                )
-            }));
+            out.extend(
+                map.iter()
+                    .map(|(name, e)| (*name, Versioned::new(e.version, e.value.clone()))),
+            );
         }
         Ok(out)
     }

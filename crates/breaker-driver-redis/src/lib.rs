@@ -255,7 +255,7 @@ fn versioned(url: &str, v: &Value) -> Result<Option<Versioned>, DriverError> {
     match v {
         Value::Array(items) if items.is_empty() => Ok(None),
         Value::Array(items) if items.len() == 2 => match (number(&items[0]), bulk(&items[1])) {
-            (Some(version), Some(value)) => Ok(Some(Versioned { version, value })),
+            (Some(version), Some(value)) => Ok(Some(Versioned::new(version, value))),
             _ => Err(unexpected(url, "load", v)),
         },
         Value::Nil => Ok(None),
@@ -327,10 +327,10 @@ impl Driver for RedisDriver {
                 }),
                 Some(0) if items.len() == 1 => Ok(Swap::Conflict { current: None }),
                 Some(0) => Ok(Swap::Conflict {
-                    current: Some(Versioned {
-                        version: items.get(1).and_then(number).ok_or_else(bad)?,
-                        value: items.get(2).and_then(bulk).ok_or_else(bad)?,
-                    }),
+                    current: Some(Versioned::new(
+                        items.get(1).and_then(number).ok_or_else(bad)?,
+                        items.get(2).and_then(bulk).ok_or_else(bad)?,
+                    )),
                 }),
                 _ => Err(bad()),
             }

@@ -19,10 +19,10 @@ fn parse(payload: &[u8]) -> Option<Change> {
     let (name, version) = head.split_once(' ')?;
     Some(Change {
         name: Name::new(name).ok()?,
-        record: Some(breaker_core::Versioned {
-            version: version.parse().ok()?,
-            value: payload[newline + 1..].to_vec(),
-        }),
+        record: Some(breaker_core::Versioned::new(
+            version.parse().ok()?,
+            payload[newline + 1..].to_vec(),
+        )),
     })
 }
 

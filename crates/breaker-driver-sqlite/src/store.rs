@@ -30,10 +30,7 @@ fn read(conn: &Connection, prefix: &str, name: &str) -> rusqlite::Result<Option<
 
 fn live(row: Option<Row>, now: i64) -> Option<Versioned> {
     row.filter(|r| r.expires_at.is_none_or(|t| t > now))
-        .map(|r| Versioned {
-            version: r.version as u64,
-            value: r.value,
-        })
+        .map(|r| Versioned::new(r.version as u64, r.value))
 }
 
 /// The live record of `name`.
@@ -106,10 +103,7 @@ pub(crate) fn list(
     let rows = stmt.query_map(params![prefix, now], |r| {
         Ok((
             r.get::<_, String>(0)?,
-            Versioned {
-                version: r.get::<_, i64>(1)? as u64,
-                value: r.get(2)?,
-            },
+            Versioned::new(r.get::<_, i64>(1)? as u64, r.get(2)?),
         ))
     })?;
     let mut out = Vec::new();

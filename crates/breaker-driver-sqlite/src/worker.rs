@@ -197,7 +197,7 @@ impl Worker {
         if let Swap::Swapped { version } = swapped {
             // Changes through this connection do not move `data_version`: tell this
             // driver's own watchers directly.
-            let record = Some(Versioned { version, value });
+            let record = Some(Versioned::new(version, value));
             self.deliver(name, record);
         }
         Ok(swapped)

@@ -215,10 +215,10 @@ pub async fn concurrent_swaps_add_up<H: Harness>(h: Arc<H>) {
                 {
                     Swap::Swapped { version } => {
                         wins += 1;
-                        current = Some(breaker_core::Versioned {
+                        current = Some(breaker_core::Versioned::new(
                             version,
-                            value: (count + 1).to_string().into_bytes(),
-                        });
+                            (count + 1).to_string().into_bytes(),
+                        ));
                     }
                     Swap::Conflict { current: now } => current = now,
                     _ => unreachable!(),

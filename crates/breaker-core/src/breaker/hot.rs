@@ -18,6 +18,9 @@ const FORCED_CLOSED: u64 = 5;
 /// Set while the back-end is unreachable: every call takes the slow path, where the
 /// failure policy is applied.
 const DEGRADED: u64 = 1 << 3;
+/// Set while the back-end runs the open period's timer: reject whatever the clock says, until
+/// the back-end reports that it ran out.
+const HELD: u64 = 1 << 4;
 const GENERATION_SHIFT: u32 = 8;
 
 /// What the hot path decided.
@@ -61,9 +64,15 @@ impl HotView {
             State::ForcedClosed => FORCED_CLOSED,
         };
         let until = rec.open_until.map_or(0, Timestamp::as_millis);
+        let (until, held) = match &rec.timers {
+            // The back-end judges the open period: the record's deadline is only an estimate.
+            Some(timers) if timers.open_period => (until, HELD),
+            Some(_) => (0, 0),
+            None => (until, 0),
+        };
         // The deadline first: a reader that sees the new state also sees its deadline.
         self.open_until.store(until, Ordering::Release);
-        let flags = if degraded { DEGRADED } else { 0 };
+        let flags = held | if degraded { DEGRADED } else { 0 };
         self.word.store(
             code | flags | (rec.generation << GENERATION_SHIFT),
             Ordering::Release,
@@ -87,7 +96,7 @@ impl HotView {
             _ if self.maintenance_due(now) => Fast::Slow,
             OPEN => {
                 let until = self.open_until.load(Ordering::Acquire);
-                if now.as_millis() < until {
+                if word & HELD != 0 || now.as_millis() < until {
                     Fast::Reject {
                         state: State::Open,
                         until: Some(Timestamp::from_millis(until)),

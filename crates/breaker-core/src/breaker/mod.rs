@@ -84,7 +84,9 @@ impl BreakerBuilder {
             None => BreakerClock::Host(OffsetClock::default()),
         };
         let backend = self.driver.backend();
+        let timers = matches!(clock, BreakerClock::Host(_)) && self.driver.keeps_timers();
         let inner = Inner {
+            timers,
             name,
             policy: self.policy,
             backend,
@@ -461,9 +463,10 @@ impl Breaker {
                 Err(Error::Backend(err))
             }
             BackendFailure::LocalFallback => {
-                let mut rec = s.record.clone();
+                let local = s.local_record();
+                let mut rec = local.clone();
                 let claim = machine::claim_probe(&mut rec, &inner.policy, now);
-                if rec != s.record {
+                if rec != local {
                     inner.install_local(&mut s, rec);
                 }
                 drop(s);

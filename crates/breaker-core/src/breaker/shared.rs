@@ -16,6 +16,7 @@ use crate::name::Name;
 use crate::policy::{BackendFailure, Policy};
 use crate::record::Record;
 use crate::time::{BreakerClock, Clock, SystemClock, Timestamp};
+use crate::timers::{self, RunningTimers, Timer};
 
 use super::hot::{HotView, Pending};
 use super::permit::Deferred;
@@ -57,6 +58,14 @@ impl Shared {
     pub(crate) fn degraded(&self) -> bool {
         matches!(self.health, Health::Down { .. })
     }
+
+    /// The cached record as the local fallback breaker works on it: by this agent's clock,
+    /// since the back-end that keeps the timers cannot be asked.
+    pub(crate) fn local_record(&self) -> Record {
+        let mut rec = self.record.clone();
+        rec.timers = None;
+        rec
+    }
 }
 
 /// Everything a breaker handle shares.
@@ -66,6 +75,9 @@ pub(crate) struct Inner {
     pub(crate) driver: Arc<dyn DynDriver>,
     pub(crate) backend: &'static str,
     pub(crate) clock: BreakerClock,
+    /// The back-end keeps the open period and probe leases as timers and judges them (the
+    /// driver keeps timers and no clock was injected).
+    pub(crate) timers: bool,
     /// This agent's identity in the records it writes.
     pub(crate) agent: u64,
     pub(crate) hot: HotView,
@@ -165,15 +177,28 @@ impl Inner {
                 if adopt || !s.loaded || s.version.is_some() {
                     let mut fresh = Record::new();
                     fresh.generation = if s.loaded { s.record.generation } else { 0 };
+                    fresh.timers = self.judged_by(&fresh, &[]);
                     self.install(s, fresh, None);
                 }
             }
             Some(v) => {
-                if !adopt && s.version.is_some_and(|cur| cur >= v.version) {
+                if !adopt && s.version.is_some_and(|cur| cur > v.version) {
+                    return;
+                }
+                if !adopt && s.version == Some(v.version) {
+                    // The same record; only a timer can have run out since.
+                    let timers = self.judged_by(&s.record, &v.timers);
+                    if s.record.timers != timers {
+                        s.record.timers = timers;
+                        self.hot.publish(&s.record, s.degraded());
+                    }
                     return;
                 }
                 match Record::decode(&v.value) {
-                    Ok(rec) => self.install(s, rec, Some(v.version)),
+                    Ok(mut rec) => {
+                        rec.timers = self.judged_by(&rec, &v.timers);
+                        self.install(s, rec, Some(v.version));
+                    }
                     Err(e) => {
                         let err = self.backend_error(
                             Operation::Load,
@@ -181,6 +206,7 @@ impl Inner {
                         );
                         let mut fresh = Record::new();
                         fresh.generation = s.record.generation.saturating_add(1);
+                        fresh.timers = self.judged_by(&fresh, &[]);
                         self.install(s, fresh, Some(v.version));
                         crate::observe::backend_error(&err);
                         self.events.emit(Event::CorruptRecord(err));
@@ -188,6 +214,13 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// What the back-end's running timers say of `rec`'s deadlines, when this breaker lets
+    /// the back-end judge them; `None` when its clock does.
+    fn judged_by(&self, rec: &Record, running: &[Timer]) -> Option<RunningTimers> {
+        self.timers
+            .then(|| RunningTimers::of(rec.generation, running))
     }
 
     /// Loads the record, aligns the clock and starts the watch on first use.
@@ -358,12 +391,25 @@ impl Inner {
             rec.writer = self.agent;
             let ttl = machine::record_ttl(&rec, &self.policy, now);
             let bytes = rec.encode();
+            let write = if self.timers {
+                let timers = timers::started(&before, &rec, &self.policy, now);
+                self.driver.compare_and_swap_with_timers(
+                    &self.name,
+                    version,
+                    bytes,
+                    ttl,
+                    timers,
+                    self.timeout(),
+                )
+            } else {
+                self.driver
+                    .compare_and_swap(&self.name, version, bytes, ttl, self.timeout())
+            };
             let swapped = crate::observe::backend_op(
                 self.name,
                 self.backend,
                 Operation::CompareAndSwap,
-                self.driver
-                    .compare_and_swap(&self.name, version, bytes, ttl, self.timeout()),
+                write,
             )
             .await;
             match swapped {
@@ -405,8 +451,9 @@ impl Inner {
         }
         if self.policy.on_backend_failure == BackendFailure::LocalFallback {
             let mut s = self.lock();
-            let mut rec = s.record.clone();
-            if op(&mut rec, self.clock.now()) && rec != s.record {
+            let local = s.local_record();
+            let mut rec = local.clone();
+            if op(&mut rec, self.clock.now()) && rec != local {
                 self.install_local(&mut s, rec);
             }
         }

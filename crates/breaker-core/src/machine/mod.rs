@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::policy::{Policy, TripRule};
 use crate::record::{Bucket, Lease, Record, State};
 use crate::time::{Timestamp, millis_of};
+use crate::timers::RunningTimers;
 
 /// Counts of outcomes recorded in one generation, written as one batch. Within a batch the
 /// successes are taken to come before the failures: a failure is written at once, together
@@ -61,12 +62,10 @@ pub fn admission(rec: &Record, now: Timestamp) -> Admission {
             generation: rec.generation,
         },
         State::ForcedOpen => Admission::Reject { retry_at: None },
-        State::Open => match rec.open_until {
-            Some(until) if now < until => Admission::Reject {
-                retry_at: Some(until),
-            },
-            _ => Admission::Probe,
+        State::Open if !rec.open_period_over(now) => Admission::Reject {
+            retry_at: rec.open_until,
         },
+        State::Open => Admission::Probe,
         State::HalfOpen => Admission::Probe,
     }
 }
@@ -105,7 +104,13 @@ pub fn claim_probe(rec: &mut Record, policy: &Policy, now: Timestamp) -> Claim {
     if rec.state == State::Open {
         begin(rec, State::HalfOpen, now);
     }
-    rec.leases.retain(|l| l.expires_at > now);
+    let live: Vec<Lease> = rec
+        .leases
+        .iter()
+        .filter(|l| rec.lease_live(l, now))
+        .copied()
+        .collect();
+    rec.leases = live;
     let admitted = rec.leases.len() as u64 + u64::from(rec.probe_successes);
     if admitted < u64::from(policy.half_open_permits) {
         let lease = Lease {
@@ -114,6 +119,10 @@ pub fn claim_probe(rec: &mut Record, policy: &Policy, now: Timestamp) -> Claim {
         };
         rec.next_lease_id = rec.next_lease_id.saturating_add(1);
         rec.leases.push(lease);
+        // The write that grants the lease starts its timer.
+        if let Some(timers) = &mut rec.timers {
+            timers.leases.push(lease.id);
+        }
         Claim::Probe {
             generation: rec.generation,
             lease: lease.id,
@@ -141,7 +150,7 @@ pub fn settle_probe(
     let Some(pos) = rec
         .leases
         .iter()
-        .position(|l| l.id == lease && l.expires_at > now)
+        .position(|l| l.id == lease && rec.lease_live(l, now))
     else {
         return false;
     };
@@ -294,6 +303,10 @@ fn begin(rec: &mut Record, state: State, now: Timestamp) {
     rec.buckets.clear();
     rec.leases.clear();
     rec.probe_successes = 0;
+    // A new generation has no timers running yet.
+    if let Some(timers) = &mut rec.timers {
+        *timers = RunningTimers::default();
+    }
 }
 
 fn trip(rec: &mut Record, policy: &Policy, now: Timestamp) {
@@ -303,6 +316,10 @@ fn trip(rec: &mut Record, policy: &Policy, now: Timestamp) {
         .open_period(rec.openings)
         .saturating_add(jitter(policy, rec.generation));
     rec.open_until = Some(now.saturating_add(period));
+    // The write that opens the breaker starts the timer (none for a zero period).
+    if let Some(timers) = &mut rec.timers {
+        timers.open_period = !period.is_zero();
+    }
 }
 
 fn should_trip(rec: &Record, policy: &Policy, now: Timestamp) -> bool {

@@ -1,0 +1,96 @@
+//! Breaker timers as etcd keys: each running timer (an open period, a probe lease) is a key
+//! under `PREFIX/NAME/` attached to an etcd lease of its duration, so the cluster's leader
+//! ends it and every agent sees it end through the watch, whatever its own clock says.
+//!
+//! Layout: `PREFIX/NAME/open/GENERATION` and `PREFIX/NAME/probe/GENERATION/LEASE`. Names
+//! cannot hold `/`, so `PREFIX/NAME/` holds the timers of exactly one breaker and no record
+//! key (`PREFIX/NAME`) is ever mistaken for a timer.
+
+use std::time::Duration;
+
+use breaker_core::Timer;
+
+/// The key prefix of `record_key`'s timers.
+pub(crate) fn dir_of(record_key: &str) -> String {
+    format!("{record_key}/")
+}
+
+/// The key of `timer` among the timers under `dir` (see [`dir_of`]).
+pub(crate) fn key(dir: &str, timer: &Timer) -> String {
+    match *timer {
+        Timer::OpenPeriod { generation } => format!("{dir}open/{generation}"),
+        Timer::ProbeLease { generation, lease } => format!("{dir}probe/{generation}/{lease}"),
+        // `Timer` is non-exhaustive; a kind this build does not know gets a key no parse
+        // accepts, so it never ends a deadline it does not know.
+        _ => format!("{dir}unknown"),
+    }
+}
+
+/// The timer a key under a breaker's timer prefix stands for (`rest`: the key after it).
+pub(crate) fn parse(rest: &str) -> Option<Timer> {
+    let mut parts = rest.split('/');
+    let timer = match (parts.next()?, parts.next(), parts.next()) {
+        ("open", Some(generation), None) => Timer::OpenPeriod {
+            generation: generation.parse().ok()?,
+        },
+        ("probe", Some(generation), Some(lease)) => Timer::ProbeLease {
+            generation: generation.parse().ok()?,
+            lease: lease.parse().ok()?,
+        },
+        _ => return None,
+    };
+    parts.next().is_none().then_some(timer)
+}
+
+/// An etcd lease TTL for a timer of `duration`: whole seconds, rounded up so that a timer
+/// never ends early, and at least one (etcd raises it to its own minimum besides).
+pub(crate) fn ttl_seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis().div_ceil(1_000))
+        .unwrap_or(i64::MAX)
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let dir = dir_of("breaker/ledger");
+        for timer in [
+            Timer::OpenPeriod { generation: 7 },
+            Timer::ProbeLease {
+                generation: 8,
+                lease: 2,
+            },
+        ] {
+            let key = key(&dir, &timer);
+            assert_eq!(parse(key.strip_prefix(&dir).unwrap()), Some(timer), "{key}");
+        }
+    }
+
+    #[test]
+    fn foreign_keys_are_no_timers() {
+        for rest in [
+            "",
+            "open",
+            "open/x",
+            "open/1/2",
+            "probe/1",
+            "probe/1/2/3",
+            "close/1",
+            "unknown",
+        ] {
+            assert_eq!(parse(rest), None, "{rest:?}");
+        }
+    }
+
+    #[test]
+    fn ttls_round_up_to_whole_seconds() {
+        assert_eq!(ttl_seconds(Duration::ZERO), 1);
+        assert_eq!(ttl_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(ttl_seconds(Duration::from_millis(1_000)), 1);
+        assert_eq!(ttl_seconds(Duration::from_millis(1_001)), 2);
+        assert_eq!(ttl_seconds(Duration::MAX), i64::MAX);
+    }
+}
