@@ -1,5 +1,6 @@
 //! The etcd driver runs the whole conformance kit against a real etcd: one member for each
-//! case, and a 3-member cluster for all cases in one test.
+//! case, and a 3-member cluster for all cases in one test; and the cases of a driver that
+//! keeps timers, since etcd runs the open period and probe leases as leases.
 
 use breaker_driver_etcd::{EtcdDriver, EtcdOptions};
 use breaker_testing::conformance::{Expiry, Harness};
@@ -26,6 +27,14 @@ impl Harness for EtcdHarness {
 breaker_testing::conformance_tests!(EtcdHarness {
     cluster: EtcdCluster::single()
 });
+
+mod lease_timers {
+    use super::*;
+
+    breaker_testing::conformance_tests!(timers EtcdHarness {
+        cluster: EtcdCluster::single()
+    });
+}
 
 mod three_members {
     use super::*;

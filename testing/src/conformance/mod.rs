@@ -12,6 +12,7 @@
 pub mod behaviour;
 pub mod outage;
 pub mod store;
+pub mod timers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -99,10 +100,21 @@ pub async fn age_store(expiry: &Expiry, d: Duration) {
 ///
 /// `conformance_tests!(all_in_one NAME, HARNESS)` instead runs every case in one test
 /// against one harness, for back-ends that are slow to start (a cluster).
+///
+/// `conformance_tests!(timers HARNESS)` adds the cases of [`timers`], for a driver that keeps
+/// timers: they run on real time, on breakers that let the back-end judge their deadlines.
 #[macro_export]
 macro_rules! conformance_tests {
     (all_in_one $name:ident, $harness:expr) => {
         $crate::conformance_tests!(@list (one $name) $harness);
+    };
+    (timers $harness:expr) => {
+        $crate::conformance_tests!(@cases each $harness;
+            timers::timers_start_with_their_write,
+            timers::the_open_period_is_the_backends,
+            timers::the_probe_lease_is_the_backends,
+            timers::a_vanished_probe_holder_loses_its_slot
+        );
     };
     ($harness:expr) => {
         $crate::conformance_tests!(@list each $harness);
