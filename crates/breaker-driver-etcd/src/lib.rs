@@ -2,6 +2,10 @@
 //!
 //! - A compare-and-swap is one etcd transaction guarded by the key's revision (or by its
 //!   absence); its expiry is an etcd lease, so the store itself removes idle records.
+//! - The open period and half-open probe leases are timers kept by etcd: the write that
+//!   starts one also puts a key attached to an etcd lease of its duration (see `timers`),
+//!   so the cluster's leader, not any agent's clock, decides when it ends. TTLs are whole
+//!   seconds, rounded up; etcd checks them every 500 ms; a leader change restarts them.
 //! - Versions are etcd revisions: they only grow, store-wide, and are never reused.
 //! - Changes are pushed to every agent through one watch on the key prefix, re-established
 //!   after a disconnect from the last revision seen, so no change is missed; a watch event

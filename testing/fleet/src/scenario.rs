@@ -166,14 +166,19 @@ pub fn run_fleet(bins: &Bins, backend_url: &str, fleet: &Fleet) {
     );
 
     // 2. It keeps failing for a few open periods: probes are limited fleet-wide.
-    std::thread::sleep(fleet.open_for * 4);
+    let half_open_periods = |seen: &[Seen]| {
+        seen.iter()
+            .filter(|s| s.to == "half_open" && s.caused)
+            .count() as u64
+    };
+    wait_until(
+        "two half-open periods come and go",
+        fleet.open_for * 4 + Duration::from_secs(20),
+        || half_open_periods(&transitions(&agents)) >= 2,
+    );
     let requests = server.stats().failures;
     let seen = transitions(&agents);
-    let periods = seen
-        .iter()
-        .filter(|s| s.to == "half_open" && s.caused)
-        .count() as u64;
-    assert!(periods >= 2, "half-open periods came and went: {seen:?}");
+    let periods = half_open_periods(&seen);
     let probes = requests.saturating_sub(at_trip);
     eprintln!(
         "fleet: {at_trip} calls reached the failing server by the trip; {probes} probes in {periods} half-open periods"

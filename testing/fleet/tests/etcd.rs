@@ -20,7 +20,12 @@ fn url(cluster: &EtcdCluster) -> String {
 #[test]
 fn fleet_of_processes_trips_once_probes_sparingly_and_recovers() {
     let cluster = EtcdCluster::start(3);
-    scenario::run_fleet(&bins(), &url(&cluster), &Fleet::default());
+    // etcd ends the open period with a lease, whose TTL is whole seconds.
+    let fleet = Fleet {
+        open_for: std::time::Duration::from_secs(1),
+        ..Fleet::default()
+    };
+    scenario::run_fleet(&bins(), &url(&cluster), &fleet);
 }
 
 #[test]
