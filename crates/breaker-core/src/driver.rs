@@ -228,7 +228,6 @@ pub trait DynDriver: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<Watch>, DriverError>>;
     fn keeps_timers(&self) -> bool;
-    #[allow(clippy::too_many_arguments)]
     fn compare_and_swap_with_timers<'a>(
         &'a self,
         name: &'a Name,

@@ -2,6 +2,7 @@
 //! after a disconnect from the revision after the last one seen (so no change is missed),
 //! delivering each watched breaker's new record, carried by the event, with no round trip.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
@@ -128,13 +129,13 @@ async fn run(inner: Weak<Inner>) {
                         known.remove(&name);
                         continue;
                     }
-                    if !known.contains_key(&name) {
+                    if let Entry::Vacant(entry) = known.entry(name) {
                         let Some(driver) = inner.upgrade() else {
                             return;
                         };
                         match driver.load_now(name.as_str()).await {
                             Ok(stored) => {
-                                known.insert(name, stored);
+                                entry.insert(stored);
                             }
                             // Start over with a full reload; the breaker polls meanwhile.
                             Err(_) => {
