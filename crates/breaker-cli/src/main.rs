@@ -117,7 +117,7 @@ fn rows(driver: &Arc<dyn DynDriver>, timeout: Duration) -> Result<Vec<Row>, Stri
     let now = now(driver, timeout);
     Ok(records
         .iter()
-        .map(|(name, stored)| Row::new(name.as_str(), stored, now))
+        .map(|(name, stored)| Row::new(name.as_str(), stored, now, driver.keeps_timers()))
         .collect())
 }
 
@@ -126,7 +126,12 @@ fn row(driver: &Arc<dyn DynDriver>, name: &str, timeout: Duration) -> Result<Row
     let stored = futures_executor::block_on(driver.load(&name, timeout))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no breaker named `{name}` on this back-end"))?;
-    Ok(Row::new(name.as_str(), &stored, now(driver, timeout)))
+    Ok(Row::new(
+        name.as_str(),
+        &stored,
+        now(driver, timeout),
+        driver.keeps_timers(),
+    ))
 }
 
 fn print_rows(cli: &Cli, rows: &[Row]) {

@@ -1,6 +1,6 @@
 //! What the CLI shows of a breaker's record: one row per breaker, as a table or as JSON.
 
-use breaker::{Record, State, Timestamp, Versioned};
+use breaker::{Record, RunningTimers, State, Timestamp, Versioned};
 use serde::Serialize;
 
 /// A breaker as an operator sees it.
@@ -29,26 +29,14 @@ pub struct Row {
 }
 
 impl Row {
-    /// The row of a stored value, judged at `now`.
-    pub fn new(name: &str, stored: &Versioned, now: Timestamp) -> Row {
+    /// The row of a stored value, judged at `now`, or by the back-end's running timers
+    /// when it keeps them (`timers`), as the breakers themselves judge it.
+    pub fn new(name: &str, stored: &Versioned, now: Timestamp, timers: bool) -> Row {
         match Record::decode(&stored.value) {
-            Ok(rec) => Row {
-                name: name.to_owned(),
-                state: rec.state.as_str().to_owned(),
-                generation: rec.generation,
-                version: stored.version,
-                successes: rec.buckets.iter().map(|b| b.successes).sum(),
-                failures: rec.buckets.iter().map(|b| b.failures).sum(),
-                consecutive_failures: rec.consecutive_failures,
-                next_probe_in_ms: match (rec.state, rec.open_until) {
-                    (State::Open, Some(until)) => {
-                        Some(until.saturating_duration_since(now).as_millis() as u64)
-                    }
-                    _ => None,
-                },
-                probes_held: rec.leases.len(),
-                error: None,
-            },
+            Ok(mut rec) => {
+                rec.timers = timers.then(|| RunningTimers::of(rec.generation, &stored.timers));
+                Row::of_record(name, stored.version, &rec, now)
+            }
             Err(e) => Row {
                 name: name.to_owned(),
                 state: "corrupt".into(),
@@ -61,6 +49,30 @@ impl Row {
                 probes_held: 0,
                 error: Some(e.to_string()),
             },
+        }
+    }
+
+    /// The row of a record stored with `version`.
+    fn of_record(name: &str, version: u64, rec: &Record, now: Timestamp) -> Row {
+        Row {
+            name: name.to_owned(),
+            state: rec.state.as_str().to_owned(),
+            generation: rec.generation,
+            version,
+            successes: rec.buckets.iter().map(|b| b.successes).sum(),
+            failures: rec.buckets.iter().map(|b| b.failures).sum(),
+            consecutive_failures: rec.consecutive_failures,
+            next_probe_in_ms: match (rec.state, rec.open_until) {
+                (State::Open, _) if rec.open_period_over(now) => Some(0),
+                // Held by the back-end's timer: the record's deadline is its estimate,
+                // and never reads as due while the timer runs.
+                (State::Open, Some(until)) => {
+                    Some((until.saturating_duration_since(now).as_millis() as u64).max(1))
+                }
+                _ => None,
+            },
+            probes_held: rec.leases.iter().filter(|l| rec.lease_live(l, now)).count(),
+            error: None,
         }
     }
 }
@@ -84,4 +96,40 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breaker::Policy;
+    use breaker::Timer;
+    use breaker::machine::{self, Tally};
+
+    /// A record opened at `at` with a 30-second open period, stored as version 9.
+    fn opened(at: Timestamp) -> Versioned {
+        let mut rec = Record::new();
+        machine::record_tally(&mut rec, &Policy::default(), at, 0, Tally::new(0, 100, 0));
+        assert_eq!(rec.state, State::Open);
+        Versioned::new(9, rec.encode())
+    }
+
+    #[test]
+    fn the_next_probe_follows_the_clock_or_the_backends_timer() {
+        let at = Timestamp::from_millis(1_000_000);
+        let later = at.saturating_add(std::time::Duration::from_secs(3_600));
+        let stored = opened(at);
+        // Judged by the clock, an hour later the probe is due.
+        assert_eq!(
+            Row::new("x", &stored, later, false).next_probe_in_ms,
+            Some(0)
+        );
+        // Judged by a back-end whose timer still runs, it is not.
+        let generation = Record::decode(&stored.value).unwrap().generation;
+        let held = stored
+            .clone()
+            .with_timers(vec![Timer::OpenPeriod { generation }]);
+        assert!(Row::new("x", &held, later, true).next_probe_in_ms >= Some(1));
+        // And once the timer ran out, it is due whatever the clock says.
+        assert_eq!(Row::new("x", &stored, at, true).next_probe_in_ms, Some(0));
+    }
 }

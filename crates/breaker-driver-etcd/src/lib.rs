@@ -522,18 +522,29 @@ impl Driver for EtcdDriver {
                     async move { c.get(dir, Some(GetOptions::new().with_prefix())).await }
                 })
                 .await?;
-            Ok(resp
-                .kvs()
-                .iter()
-                .filter_map(|kv| {
-                    let key = std::str::from_utf8(kv.key()).ok()?;
-                    let name = Name::new(key.strip_prefix(&inner.dir)?).ok()?;
-                    Some((
+            // Records and timers come in key order: a record, then its timers.
+            let mut out: Vec<(Name, Versioned)> = Vec::new();
+            for kv in resp.kvs() {
+                let Some(key) = std::str::from_utf8(kv.key())
+                    .ok()
+                    .and_then(|k| k.strip_prefix(&inner.dir))
+                    .and_then(timers::Key::parse)
+                else {
+                    continue;
+                };
+                match key {
+                    timers::Key::Record(name) => out.push((
                         name,
                         Versioned::new(kv.mod_revision() as u64, kv.value().to_vec()),
-                    ))
-                })
-                .collect())
+                    )),
+                    timers::Key::Timer(name, timer) => {
+                        if let Some((_, v)) = out.iter_mut().rev().find(|(n, _)| *n == name) {
+                            v.timers.push(timer);
+                        }
+                    }
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use breaker_core::Timer;
+use breaker_core::{Name, Timer};
 
 /// The key prefix of `record_key`'s timers.
 pub(crate) fn dir_of(record_key: &str) -> String {
@@ -48,6 +48,30 @@ pub(crate) fn ttl_seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis().div_ceil(1_000))
         .unwrap_or(i64::MAX)
         .max(1)
+}
+
+/// What a key under the driver's prefix stands for.
+pub(crate) enum Key {
+    /// A breaker's record.
+    Record(Name),
+    /// One of a breaker's timers.
+    Timer(Name, Timer),
+}
+
+impl Key {
+    /// `rest`: the key after the driver's prefix. Keys of neither shape are not ours.
+    pub(crate) fn parse(rest: &str) -> Option<Key> {
+        match rest.split_once('/') {
+            None => Name::new(rest).ok().map(Key::Record),
+            Some((name, timer)) => Some(Key::Timer(Name::new(name).ok()?, parse(timer)?)),
+        }
+    }
+
+    pub(crate) fn name(&self) -> Name {
+        match self {
+            Key::Record(name) | Key::Timer(name, _) => *name,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use breaker_core::{ChangeSink, Name, Timer, Versioned, Watch};
+use breaker_core::{ChangeSink, Name, Versioned, Watch};
 use breaker_runtime::runtime;
 use etcd_client::{EventType, WatchOptions};
 
 use crate::Inner;
+use crate::timers::Key;
 
 /// Registers a watcher, starting the watch task if it is not running.
 pub(crate) fn start(inner: Arc<Inner>, name: Name, sink: ChangeSink) -> Watch {
@@ -153,32 +154,5 @@ async fn run(inner: Weak<Inner>) {
         watches.set_alive(false);
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// What a key under the driver's prefix stands for.
-enum Key {
-    /// A breaker's record.
-    Record(Name),
-    /// One of a breaker's timers.
-    Timer(Name, Timer),
-}
-
-impl Key {
-    /// `rest`: the key after the driver's prefix. Keys of neither shape are not ours.
-    fn parse(rest: &str) -> Option<Key> {
-        match rest.split_once('/') {
-            None => Name::new(rest).ok().map(Key::Record),
-            Some((name, timer)) => Some(Key::Timer(
-                Name::new(name).ok()?,
-                crate::timers::parse(timer)?,
-            )),
-        }
-    }
-
-    fn name(&self) -> Name {
-        match self {
-            Key::Record(name) | Key::Timer(name, _) => *name,
-        }
     }
 }

@@ -108,6 +108,9 @@ pub async fn timers_start_with_their_write<H: Harness>(h: Arc<H>) {
     };
     let stored = d.load(&n, T).await.unwrap().expect("stored");
     assert_eq!(stored.timers, vec![open]);
+    let listed = d.list(T).await.unwrap();
+    let listed = listed.iter().find(|(name, _)| *name == n).expect("listed");
+    assert_eq!(listed.1, stored, "list reports the timers too");
     // A write that loses its race starts nothing.
     let probe = Timer::ProbeLease {
         generation: 1,
