@@ -91,4 +91,11 @@ fn main() {
     }
     let latency = measure::trip_to_rejection(&bins, &url, 50);
     show("trip to another process's first rejection (watch)", latency);
+    let (seen, per_trip) =
+        measure::open_period_as_seen(&url, Duration::from_secs(2), 10, || etcd.unary_requests(0));
+    println!("round trips per trip (lease grant and transaction): {per_trip:.2}");
+    show(
+        "open period of 2 s (an etcd lease), trip to another agent's probe",
+        seen,
+    );
 }

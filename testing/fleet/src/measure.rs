@@ -173,3 +173,53 @@ pub fn round_trips_per_call(
     let used = round_trips().saturating_sub(before);
     (used as f64 / f64::from(calls), rate)
 }
+
+/// How long an open period of `open_for` really lasts, seen by another agent: `runs` times,
+/// one breaker trips on a failure (a back-end that keeps timers starts the open period's
+/// timer with that write) and a second breaker over its own driver, polling every
+/// millisecond, measures the time from the trip until it is admitted as a probe, which then
+/// succeeds and closes the breaker for the next run. Also returns the back-end's round trips
+/// per trip, counted by `round_trips` around the tripping call.
+pub fn open_period_as_seen(
+    url: &str,
+    open_for: Duration,
+    runs: usize,
+    round_trips: impl Fn() -> u64,
+) -> (Spread, f64) {
+    let policy = Policy::builder()
+        .consecutive_failures(1)
+        .open_for(open_for)
+        .build()
+        .expect("a policy");
+    let name = format!("open-period-{}", std::process::id());
+    let agent = || {
+        let driver = breaker::config::open_backend(url).expect("the back-end opens");
+        Breaker::builder_dyn(&name, driver)
+            .policy(policy.clone())
+            .build()
+            .expect("a breaker")
+    };
+    let (tripper, prober) = (agent(), agent());
+    prober.flush_blocking().expect("flush");
+    let mut sample = Vec::with_capacity(runs);
+    let mut trip_round_trips = 0;
+    for _ in 0..runs {
+        tripper.flush_blocking().expect("flush");
+        let before = round_trips();
+        let started = Instant::now();
+        let _ = tripper.call_blocking(|| Err::<(), ()>(()));
+        trip_round_trips += round_trips().saturating_sub(before);
+        assert_eq!(tripper.state(), breaker::State::Open, "one failure trips");
+        loop {
+            match prober.acquire_blocking() {
+                Ok(permit) => {
+                    sample.push(started.elapsed());
+                    permit.record_blocking(breaker::Outcome::Success);
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+    (Spread::of(sample), trip_round_trips as f64 / runs as f64)
+}
