@@ -174,8 +174,10 @@ pub trait Driver: Send + Sync + 'static {
     }
 
     /// [`Driver::compare_and_swap`] that also starts `timers`, each running for its
-    /// duration, in the same atomic step, and only if the write succeeds. Called only for a
-    /// driver that [keeps timers](Driver::keeps_timers); the default ignores them.
+    /// duration, in the same atomic step, and only if the write succeeds. The breaker writes
+    /// through this method; `timers` is empty unless the driver
+    /// [keeps timers](Driver::keeps_timers). The default forwards to
+    /// [`Driver::compare_and_swap`].
     fn compare_and_swap_with_timers(
         &self,
         name: &Name,

@@ -1,6 +1,8 @@
 //! Pushing changes to agents: one etcd watch per driver on its key prefix, re-established
 //! after a disconnect from the revision after the last one seen (so no change is missed),
-//! delivering each watched breaker's new record, carried by the event, with no round trip.
+//! delivering each watched breaker's new record, carried by the event, with no round trip,
+//! together with its running timers, kept from the events of its timer keys (a lease that
+//! runs out deletes its key: that is pushed as a change too).
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};

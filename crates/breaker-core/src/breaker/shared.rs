@@ -391,8 +391,17 @@ impl Inner {
             rec.writer = self.agent;
             let ttl = machine::record_ttl(&rec, &self.policy, now);
             let bytes = rec.encode();
-            let write = if self.timers {
-                let timers = timers::started(&before, &rec, &self.policy, now);
+            // Timers only for a back-end that judges them; an empty list costs nothing, and
+            // a driver without timers forwards to its plain compare-and-swap.
+            let timers = if self.timers {
+                timers::started(&before, &rec, &self.policy, now)
+            } else {
+                Vec::new()
+            };
+            let swapped = crate::observe::backend_op(
+                self.name,
+                self.backend,
+                Operation::CompareAndSwap,
                 self.driver.compare_and_swap_with_timers(
                     &self.name,
                     version,
@@ -400,16 +409,7 @@ impl Inner {
                     ttl,
                     timers,
                     self.timeout(),
-                )
-            } else {
-                self.driver
-                    .compare_and_swap(&self.name, version, bytes, ttl, self.timeout())
-            };
-            let swapped = crate::observe::backend_op(
-                self.name,
-                self.backend,
-                Operation::CompareAndSwap,
-                write,
+                ),
             )
             .await;
             match swapped {
