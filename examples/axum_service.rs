@@ -11,9 +11,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use breaker::{Breaker, Error, Outcome, Policy};
-use breaker_fleet::flaky::FlakyService;
 use breaker_testing::IntermittentFailer;
+use breaker_testing::flaky::FlakyService;
+use shared_breaker::{Breaker, Error, Outcome, Policy};
 
 #[derive(Clone)]
 struct App {
@@ -61,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .open_for(Duration::from_secs(1))
         .build()?;
     let app = App {
-        breaker: breaker::memory::breaker("axum-downstream", policy)?,
+        breaker: shared_breaker::memory::breaker("axum-downstream", policy)?,
         client: reqwest::Client::new(),
         downstream: downstream.clone(),
     };

@@ -7,8 +7,8 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 
-use breaker::Policy;
 use metrics_exporter_prometheus::PrometheusBuilder;
+use shared_breaker::Policy;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let policy = Policy::builder()
         .failures_within(2, Duration::from_secs(10))
         .build()?;
-    let payments = breaker::memory::breaker("payments", policy)?;
+    let payments = shared_breaker::memory::breaker("payments", policy)?;
     for n in 0..6 {
         let _ = payments
             .call(|| async move { if n < 2 { Ok(()) } else { Err("503") } })

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use breaker::{Breaker, Cause, Error, Event, Policy};
+use shared_breaker::{Breaker, Cause, Error, Event, Policy};
 
 const CALLS: u32 = 60;
 const NAME: &str = "quickstart-downstream";
@@ -38,7 +38,7 @@ fn service(start: u64) -> Result<&'static str, String> {
     }
 }
 
-fn policy() -> Result<Policy, breaker::PolicyError> {
+fn policy() -> Result<Policy, shared_breaker::PolicyError> {
     Policy::builder()
         .failures_within(3, Duration::from_secs(10))
         .open_for(Duration::from_millis(800))
@@ -106,7 +106,7 @@ fn child(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     };
     let id: u32 = arg("--child")?.parse()?;
     let start: u64 = arg("--start")?.parse()?;
-    let breaker = breaker::sqlite::breaker(arg("--db")?, NAME, policy()?)?;
+    let breaker = shared_breaker::sqlite::breaker(arg("--db")?, NAME, policy()?)?;
     agent(id, breaker, start);
     Ok(())
 }
@@ -167,7 +167,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if args.iter().any(|a| a == "--memory") {
         println!("one agent, breaker in this process's memory\n");
-        let breaker = breaker::memory::breaker(NAME, policy()?)?;
+        let breaker = shared_breaker::memory::breaker(NAME, policy()?)?;
         agent(1, breaker, now_ms());
         return Ok(());
     }

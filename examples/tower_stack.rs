@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use breaker::Policy;
-use breaker::layer::{BreakerLayer, HttpClassifier};
+use shared_breaker::Policy;
+use shared_breaker::layer::{BreakerLayer, HttpClassifier};
 use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::main]
@@ -18,7 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .failures_within(3, Duration::from_secs(10))
         .open_for(Duration::from_millis(500))
         .build()?;
-    let breaker = breaker::memory::breaker("tower-stack", policy)?;
+    let breaker = shared_breaker::memory::breaker("tower-stack", policy)?;
     let calls = Arc::new(AtomicU32::new(0));
     let inner = {
         let calls = calls.clone();
@@ -43,10 +43,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             println!("  (waiting out the open period)");
             tokio::time::sleep(Duration::from_millis(550)).await;
         }
+        // Every layer's error is a `tower::BoxError`: the breaker's rejection is one of them.
         match stack.clone().oneshot(n).await {
             Ok(response) => println!("call {n:2}: {}", response.status()),
-            Err(breaker::Error::Rejected(r)) => println!("call {n:2}: rejected: {r}"),
-            Err(e) => println!("call {n:2}: failed: {e}"),
+            Err(e) => match e.downcast_ref::<shared_breaker::Rejected>() {
+                Some(r) => println!("call {n:2}: rejected: {r}"),
+                None => println!("call {n:2}: failed: {e}"),
+            },
         }
     }
     println!(

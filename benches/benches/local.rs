@@ -11,15 +11,15 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use breaker::{Breaker, Policy};
 use criterion::{Criterion, criterion_group, criterion_main};
 use failsafe::failure_policy::ConsecutiveFailures;
 use failsafe::{CircuitBreaker as _, Config, StateMachine, backoff, failure_policy};
 use futures_executor::block_on;
 use recloser::{AsyncRecloser, Recloser};
+use shared_breaker::{Breaker, Policy};
 
 fn breaker(name: &str) -> Breaker {
-    let b = breaker::memory::breaker(name, Policy::default()).expect("valid");
+    let b = shared_breaker::memory::breaker(name, Policy::default()).expect("valid");
     // The first call reads the record; the benchmark measures the steady state.
     let _ = b.call_blocking(|| Ok::<u32, ()>(0));
     b
@@ -31,7 +31,7 @@ fn tripped_breaker() -> Breaker {
         .open_for(Duration::from_secs(3600))
         .build()
         .expect("valid");
-    let b = breaker::memory::breaker("bench-open", policy).expect("valid");
+    let b = shared_breaker::memory::breaker("bench-open", policy).expect("valid");
     let _ = b.call_blocking(|| Err::<u32, ()>(()));
     assert!(
         b.call_blocking(|| Ok::<u32, ()>(1))

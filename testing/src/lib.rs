@@ -1,11 +1,21 @@
 //! Test support for **breaker**: the driver conformance kit that every driver (ours or a
 //! third party's) runs from one test file, the intermittent failer, and a fault-injecting
 //! driver wrapper for back-end failure tests.
+//!
+//! The kit needs nothing but `breaker-core`. Two cargo features add what only some tests
+//! need: `servers` (real `redis-server` and `etcd` processes on free loopback ports, stopped
+//! by process id) and `flaky-server` (the flaky HTTP test server as a library service).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod calls;
 pub mod conformance;
 pub mod failer;
 pub mod faulty;
+#[cfg(feature = "flaky-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "flaky-server")))]
+pub mod flaky;
+#[cfg(feature = "servers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "servers")))]
 pub mod servers;
 
 pub use failer::IntermittentFailer;

@@ -12,6 +12,9 @@ mod tidy;
 
 use std::process::{Command, ExitCode};
 
+/// The facade crate's package name (`breaker` on crates.io is another project's).
+const FACADE: &str = "shared-breaker";
+
 /// Features of the facade crate, each of which must build on its own.
 const FACADE_FEATURES: &[&str] = &[
     "memory", "sqlite", "redis", "etcd", "config", "tower", "metrics", "tracing",
@@ -90,13 +93,28 @@ fn excluded() -> impl Iterator<Item = String> {
         .flat_map(|p| ["--exclude".to_owned(), (*p).to_owned()])
 }
 
-/// System tools the tests need: (command, Debian package).
-const SYSTEM_TOOLS: &[(&str, &str)] = &[
-    ("redis-server", "redis-server"),
-    ("redis-cli", "redis-tools"),
-    ("etcd", "etcd-server"),
-    ("openssl", "openssl"),
-    ("protoc", "protobuf-compiler"),
+/// What the build and the tests need from the system, each with the Debian package that
+/// provides it.
+enum Need {
+    /// A command on `PATH`.
+    Command(&'static str),
+    /// A file at this absolute path.
+    File(&'static str),
+}
+
+/// The servers the tests start, the tools they call, and what etcd-client's build script
+/// compiles with: `protoc` and the well-known `.proto` files it imports, which Debian ships
+/// apart from the compiler (and which `--no-install-recommends` leaves out).
+const SYSTEM_NEEDS: &[(Need, &str)] = &[
+    (Need::Command("redis-server"), "redis-server"),
+    (Need::Command("redis-cli"), "redis-tools"),
+    (Need::Command("etcd"), "etcd-server"),
+    (Need::Command("openssl"), "openssl"),
+    (Need::Command("protoc"), "protobuf-compiler"),
+    (
+        Need::File("/usr/include/google/protobuf/descriptor.proto"),
+        "libprotobuf-dev",
+    ),
 ];
 
 fn on_path(command: &str) -> bool {
@@ -104,12 +122,21 @@ fn on_path(command: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
 }
 
+impl Need {
+    fn met(&self) -> bool {
+        match self {
+            Need::Command(command) => on_path(command),
+            Need::File(path) => std::path::Path::new(path).is_file(),
+        }
+    }
+}
+
 /// Installs the servers and tools the tests start, with apt, when some are missing: on a
 /// fresh Debian machine `cargo xtask test` does all the set-up itself.
 fn ensure_system_tools() -> Result<(), String> {
-    let missing: Vec<&str> = SYSTEM_TOOLS
+    let missing: Vec<&str> = SYSTEM_NEEDS
         .iter()
-        .filter(|(command, _)| !on_path(command))
+        .filter(|(need, _)| !need.met())
         .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {
@@ -173,12 +200,12 @@ fn lint() -> Result<(), String> {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
-    run(cargo().args(["check", "--package", "breaker", "--no-default-features"]))?;
+    run(cargo().args(["check", "--package", FACADE, "--no-default-features"]))?;
     for feature in FACADE_FEATURES {
         run(cargo().args([
             "check",
             "--package",
-            "breaker",
+            FACADE,
             "--no-default-features",
             "--features",
             feature,

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use breaker::{Breaker, DynDriver, Name, Policy, SystemClock, Timestamp};
 use clap::{Parser, Subcommand};
+use shared_breaker::{Breaker, DynDriver, Name, Policy, SystemClock, Timestamp};
 use view::Row;
 
 /// Operate the breakers of a back-end.
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
-    let driver = breaker::config::open_backend(&cli.backend).map_err(|e| e.to_string())?;
+    let driver = shared_breaker::config::open_backend(&cli.backend).map_err(|e| e.to_string())?;
     match &cli.command {
         Command::List => {
             let rows = rows(&driver, cli.timeout)?;
@@ -107,7 +107,7 @@ fn now(driver: &Arc<dyn DynDriver>, timeout: Duration) -> Timestamp {
     futures_executor::block_on(driver.now(timeout))
         .ok()
         .flatten()
-        .unwrap_or_else(|| breaker::Clock::now(&SystemClock))
+        .unwrap_or_else(|| shared_breaker::Clock::now(&SystemClock))
 }
 
 fn rows(driver: &Arc<dyn DynDriver>, timeout: Duration) -> Result<Vec<Row>, String> {

@@ -1,7 +1,7 @@
 //! What the CLI shows of a breaker's record: one row per breaker, as a table or as JSON.
 
-use breaker::{Record, RunningTimers, State, Timestamp, Versioned};
 use serde::Serialize;
+use shared_breaker::{Record, RunningTimers, State, Timestamp, Versioned};
 
 /// A breaker as an operator sees it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -101,9 +101,9 @@ pub fn table(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use breaker::Policy;
-    use breaker::Timer;
-    use breaker::machine::{self, Tally};
+    use shared_breaker::Policy;
+    use shared_breaker::Timer;
+    use shared_breaker::machine::{self, Tally};
 
     /// A record opened at `at` with a 30-second open period, stored as version 9.
     fn opened(at: Timestamp) -> Versioned {

@@ -4,8 +4,8 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use breaker::{Breaker, Error, Policy, State};
 use breaker_testing::servers::{RedisServer, free_port};
+use shared_breaker::{Breaker, Error, Policy, State};
 
 fn cli(backend: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_breaker"))
@@ -58,7 +58,7 @@ fn list_show_trip_close_reset_and_watch_on_sqlite_with_a_running_agent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("breakers.db");
     let backend = format!("sqlite://{}", path.display());
-    let agent = breaker::sqlite::breaker(&path, "payments", Policy::default()).unwrap();
+    let agent = shared_breaker::sqlite::breaker(&path, "payments", Policy::default()).unwrap();
     agent.call_blocking(|| Ok::<(), ()>(())).unwrap();
     agent.flush_blocking().unwrap();
 
@@ -153,7 +153,7 @@ fn unknown_names_wrong_urls_and_unreachable_back_ends_are_clear_failures() {
 #[test]
 fn lists_a_redis_server() {
     let redis = RedisServer::start();
-    let driver = breaker::redis::RedisDriver::open(&redis.url()).unwrap();
+    let driver = shared_breaker::redis::RedisDriver::open(&redis.url()).unwrap();
     let agent = Breaker::builder("search", driver).build().unwrap();
     let _ = agent.call_blocking(|| Err::<(), _>("down"));
     let listed: serde_json::Value =

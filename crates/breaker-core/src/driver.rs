@@ -348,7 +348,9 @@ impl DriverError {
         }
     }
 
-    /// Attaches the underlying error.
+    /// Attaches the underlying error, returned by `source()`. The message should then say
+    /// what was being done rather than repeat the source's words, so that a report walking
+    /// the chain prints each message once.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self

@@ -35,6 +35,20 @@ impl<E> Error<E> {
     pub fn is_rejected(&self) -> bool {
         matches!(self, Error::Rejected(_))
     }
+
+    /// The error as tower's middleware reports errors (`tower::BoxError`): the call's own
+    /// error as it was, or the [`Rejected`] or [`BackendError`] itself, to tell apart with
+    /// `downcast_ref`.
+    pub fn into_box_error(self) -> Box<dyn std::error::Error + Send + Sync>
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match self {
+            Error::Rejected(r) => Box::new(r),
+            Error::Call(e) => e.into(),
+            Error::Backend(b) => Box::new(b),
+        }
+    }
 }
 
 impl<E: fmt::Display> fmt::Display for Error<E> {
@@ -47,15 +61,11 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Rejected(_) => None,
-            Error::Call(e) => Some(e),
-            Error::Backend(b) => Some(b),
-        }
-    }
-}
+/// Transparent: each variant displays as what it holds, and the error has no `source`, so
+/// that a report walking the chain (`anyhow`'s `{:#}`) prints every message once. The bound
+/// is `Display + Debug` rather than `Error`, so that `Error<Box<dyn Error + Send + Sync>>`
+/// (tower's `BoxError`) is an error too.
+impl<E: fmt::Debug + fmt::Display> std::error::Error for Error<E> {}
 
 impl<E> From<Rejected> for Error<E> {
     fn from(r: Rejected) -> Self {
@@ -219,6 +229,46 @@ mod tests {
             "breaker `packed` is open and rejected the call; retry in 1.5s"
         );
     }
+
+    /// Every message of the chain, as `anyhow`'s `{:#}` prints them.
+    fn chain(e: &dyn std::error::Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(e) = next {
+            out.push(e.to_string());
+            next = e.source();
+        }
+        out
+    }
+
+    #[test]
+    fn each_message_is_printed_once() {
+        let name = Name::new("chained").unwrap();
+        let call: Error<std::io::Error> = Error::Call(std::io::Error::other("503 from upstream"));
+        assert_eq!(chain(&call), ["503 from upstream"]);
+        let backend: Error<std::io::Error> = Error::Backend(BackendError::new(
+            name,
+            "redis",
+            Operation::Load,
+            DriverError::new(DriverErrorKind::Timeout, "no answer within 500ms"),
+        ));
+        let text = chain(&backend).join(": ");
+        assert_eq!(text.matches("no answer within 500ms").count(), 1, "{text}");
+        assert!(
+            text.contains("breaker `chained`: redis back-end load"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_boxed_call_error_is_an_error() {
+        type BoxError = Box<dyn std::error::Error + Send + Sync>;
+        fn into_box(e: Error<BoxError>) -> BoxError {
+            Box::new(e)
+        }
+        let e = into_box(Error::Call("refused".into()));
+        assert_eq!(e.to_string(), "refused");
+    }
 }
 
 /// A back-end problem, naming the breaker, the back-end and the operation. Cheap to clone
@@ -287,11 +337,9 @@ impl fmt::Display for BackendError {
     }
 }
 
-impl std::error::Error for BackendError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0.source)
-    }
-}
+/// The message already says what the driver said, so there is no `source` to print it a
+/// second time; [`BackendError::driver_error`] gives the driver's error itself.
+impl std::error::Error for BackendError {}
 
 /// Why a breaker could not be built.
 #[derive(Clone, Debug, thiserror::Error)]

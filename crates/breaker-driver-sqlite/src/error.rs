@@ -30,11 +30,12 @@ pub(crate) fn sql(path: &Path, what: &str, e: rusqlite::Error) -> DriverError {
         Some(ErrorCode::DiskFull) => " (the disk is full)",
         _ => "",
     };
+    // The message carries SQLite's own words, so `e` is not attached as a source as well:
+    // a report that walks the chain would print them twice.
     DriverError::new(
         kind,
         format!("sqlite {}: {what}: {e}{hint}", path.display()),
     )
-    .with_source(e)
 }
 
 /// The error for a write lock held by someone else past the deadline.

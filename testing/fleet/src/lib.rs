@@ -2,7 +2,6 @@
 //! processes (each stopped by its process id when dropped, its output shown when a test
 //! fails), and the fleet scenario that every back-end runs.
 
-pub mod flaky;
 pub mod measure;
 pub mod procs;
 pub mod scenario;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use breaker::{Breaker, Policy};
+use shared_breaker::{Breaker, Policy};
 
 use crate::procs::Proc;
 use crate::scenario::{self, Bins};
@@ -90,7 +90,7 @@ pub fn trip_to_rejection(bins: &Bins, url: &str, trips: usize) -> Spread {
         &bins.agent,
         &["--backend", url, "--name", &name, "--noop"].map(String::from),
     );
-    let driver = breaker::config::open_backend(url).expect("the back-end opens");
+    let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
     let tripper = Breaker::builder_dyn(&name, driver)
         .policy(Policy::default())
         .build()
@@ -154,7 +154,7 @@ pub fn round_trips_per_call(
     gap: Duration,
     round_trips: impl Fn() -> u64,
 ) -> (f64, f64) {
-    let driver = breaker::config::open_backend(url).expect("the back-end opens");
+    let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
     let policy = Policy::builder().strict(strict).build().expect("a policy");
     let name = format!("round-trips-{}-{strict}", std::process::id());
     let b = Breaker::builder_dyn(&name, driver)
@@ -193,7 +193,7 @@ pub fn open_period_as_seen(
         .expect("a policy");
     let name = format!("open-period-{}", std::process::id());
     let agent = || {
-        let driver = breaker::config::open_backend(url).expect("the back-end opens");
+        let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
         Breaker::builder_dyn(&name, driver)
             .policy(policy.clone())
             .build()
@@ -209,12 +209,16 @@ pub fn open_period_as_seen(
         let started = Instant::now();
         let _ = tripper.call_blocking(|| Err::<(), ()>(()));
         trip_round_trips += round_trips().saturating_sub(before);
-        assert_eq!(tripper.state(), breaker::State::Open, "one failure trips");
+        assert_eq!(
+            tripper.state(),
+            shared_breaker::State::Open,
+            "one failure trips"
+        );
         loop {
             match prober.acquire_blocking() {
                 Ok(permit) => {
                     sample.push(started.elapsed());
-                    permit.record_blocking(breaker::Outcome::Success);
+                    permit.record_blocking(shared_breaker::Outcome::Success);
                     break;
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),

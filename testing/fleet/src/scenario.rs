@@ -217,7 +217,7 @@ pub fn run_fleet(bins: &Bins, backend_url: &str, fleet: &Fleet) {
 /// holding it. Until the permit's lease lapses nobody else probes; then another agent does,
 /// and its success closes the breaker.
 pub fn run_probe_holder_dies(bins: &Bins, backend_url: &str) {
-    use breaker::{Breaker, Error, Policy, State};
+    use shared_breaker::{Breaker, Error, Policy, State};
     let lease = Duration::from_millis(1_500);
     let open_for = Duration::from_millis(300);
     let name = format!("probe-holder-{}", std::process::id());
@@ -227,7 +227,7 @@ pub fn run_probe_holder_dies(bins: &Bins, backend_url: &str) {
         .probe_lease(lease)
         .build()
         .expect("a policy");
-    let driver = breaker::config::open_backend(backend_url).expect("the back-end opens");
+    let driver = shared_breaker::config::open_backend(backend_url).expect("the back-end opens");
     let survivor = Breaker::builder_dyn(&name, driver)
         .policy(policy)
         .build()

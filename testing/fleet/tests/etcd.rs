@@ -33,7 +33,7 @@ fn processes_racing_on_one_record_add_up_exactly() {
     let cluster = EtcdCluster::single();
     let url = url(&cluster);
     scenario::run_hammer(&bins(), &url, 4, 100);
-    let driver = breaker::config::open_backend(&url).unwrap();
+    let driver = shared_breaker::config::open_backend(&url).unwrap();
     let records =
         futures_executor::block_on(driver.list(std::time::Duration::from_secs(5))).unwrap();
     let hammered = records

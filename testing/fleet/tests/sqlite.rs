@@ -1,8 +1,8 @@
 //! The real-process scenarios on the SQLite back-end: a fleet of agent processes sharing one
 //! database file in front of the flaky server, and processes racing on one record.
 
-use breaker::Driver;
 use breaker_fleet::scenario::{self, Bins, Fleet};
+use shared_breaker::Driver;
 
 fn bins() -> Bins {
     breaker_fleet::bins!()
@@ -21,7 +21,7 @@ fn processes_racing_on_one_record_add_up_exactly() {
     let path = dir.path().join("hammer.db");
     let url = format!("sqlite://{}", path.display());
     let reports = scenario::run_hammer(&bins(), &url, 4, 150);
-    let driver = breaker::sqlite::SqliteDriver::open(&path).unwrap();
+    let driver = shared_breaker::sqlite::SqliteDriver::open(&path).unwrap();
     let records =
         futures_executor::block_on(driver.list(std::time::Duration::from_secs(5))).unwrap();
     assert_eq!(records.len(), 1);

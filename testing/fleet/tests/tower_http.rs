@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use breaker::Policy;
-use breaker::layer::{BreakerLayer, HttpClassifier};
 use breaker_fleet::server::FlakyServer;
+use shared_breaker::Policy;
+use shared_breaker::layer::{BreakerLayer, HttpClassifier};
 use tower::{Layer, ServiceExt};
 
 #[test]
@@ -34,14 +34,14 @@ fn the_layer_stops_calling_a_failing_http_service() {
         .open_for(Duration::from_secs(60))
         .build()
         .unwrap();
-    let breaker = breaker::memory::breaker("tower-over-http", policy).unwrap();
+    let breaker = shared_breaker::memory::breaker("tower-over-http", policy).unwrap();
     let service = BreakerLayer::new(breaker, HttpClassifier::default()).layer(client);
     let mut statuses = Vec::new();
     let mut rejected = 0;
     for _ in 0..10 {
         match futures_executor::block_on(service.clone().oneshot(())) {
             Ok(response) => statuses.push(response.status().as_u16()),
-            Err(e) if e.is_rejected() => rejected += 1,
+            Err(e) if e.is::<shared_breaker::Rejected>() => rejected += 1,
             Err(e) => panic!("{e}"),
         }
     }

@@ -190,6 +190,12 @@ impl Breaker {
         }
     }
 
+    /// [`Breaker::acquire`], giving a permit that holds its own handle to the breaker, so
+    /// that it can move into a spawned task (`tokio::spawn` needs `'static`).
+    pub async fn acquire_owned(&self) -> Result<Permit<'static>, AdmissionError> {
+        self.acquire().await.map(Permit::into_owned)
+    }
+
     /// [`Breaker::acquire`] for code without an async runtime.
     #[inline]
     pub fn acquire_blocking(&self) -> Result<Permit<'_>, AdmissionError> {

@@ -30,13 +30,36 @@ pub(crate) struct Deferred {
     slow: bool,
 }
 
+/// The breaker a permit reports to: borrowed on the hot path (no reference count touched),
+/// or owned, so that the permit can move into a spawned task.
+enum Holder<'a> {
+    Borrowed(&'a Arc<Inner>),
+    Owned(Arc<Inner>),
+}
+
+impl std::ops::Deref for Holder<'_> {
+    type Target = Arc<Inner>;
+
+    #[inline]
+    fn deref(&self) -> &Arc<Inner> {
+        match self {
+            Holder::Borrowed(inner) => inner,
+            Holder::Owned(inner) => inner,
+        }
+    }
+}
+
 /// Permission to make one call. Report how it went with [`Permit::record`] (or
 /// [`Permit::success`], [`Permit::failure`], [`Permit::ignore`]). Dropping it unreported
 /// reports [`Outcome::Ignored`], which gives a probe permit back, or [`Outcome::Failure`]
 /// when it is dropped while the thread panics.
+///
+/// [`Breaker::acquire`](crate::Breaker::acquire) lends a permit that borrows the breaker;
+/// [`Breaker::acquire_owned`](crate::Breaker::acquire_owned) gives a `Permit<'static>` that
+/// holds its own handle, to move into a spawned task.
 #[must_use = "a permit reports its call's outcome; dropping it reports the call as ignored"]
 pub struct Permit<'a> {
-    inner: &'a Arc<Inner>,
+    inner: Holder<'a>,
     admitted: Admitted,
     /// When the call started on the breaker's clock, plus one; zero when slowness does not
     /// matter. Kept to one word: the permit lives in every call's future.
@@ -63,11 +86,24 @@ impl<'a> Permit<'a> {
             0
         };
         Permit {
-            inner,
+            inner: Holder::Borrowed(inner),
             admitted,
             started,
             settled: false,
         }
+    }
+
+    /// The same permit, holding its own handle to the breaker.
+    pub fn into_owned(mut self) -> Permit<'static> {
+        let owned = Permit {
+            inner: Holder::Owned(Arc::clone(&self.inner)),
+            admitted: self.admitted,
+            started: self.started,
+            settled: false,
+        };
+        // This one hands its report over: dropping it must report nothing.
+        self.settled = true;
+        owned
     }
 
     /// Whether this permit is a half-open probe.

@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use breaker::{Breaker, Cause, DynDriver, Event, Name, Policy, Swap};
 use clap::Parser;
+use shared_breaker::{Breaker, Cause, DynDriver, Event, Name, Policy, Swap};
 
 /// A breaker agent for fleet tests.
 #[derive(Parser, Debug)]
@@ -67,7 +67,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let driver = match breaker::config::open_backend(&args.backend) {
+    let driver = match shared_breaker::config::open_backend(&args.backend) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("breaker-agent: {e}");

@@ -46,7 +46,7 @@ fn main() {
         }
     };
     let failing = matches!(args.mode, Mode::Failing);
-    match breaker_fleet::flaky::FlakyService::bind(args.port, failer, failing) {
+    match breaker_testing::flaky::FlakyService::bind(args.port, failer, failing) {
         Ok(service) => {
             println!("listening {}", service.addr());
             service.serve();

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use breaker_testing::IntermittentFailer;
+use crate::IntermittentFailer;
 use tiny_http::{Header, Method, Response, Server};
 
 /// A bound flaky server, not yet serving.

@@ -3,14 +3,14 @@
 //! impossible values refused with an error naming the key; and a back-end chosen by URL.
 //!
 //! ```
-//! let policy = breaker::config::policy_from_toml(r#"
+//! let policy = shared_breaker::config::policy_from_toml(r#"
 //!     failures = 3
 //!     window = "30s"
 //!     open_for = "1m"
 //!     on_backend_failure = "fail_closed"
 //! "#)?;
 //! assert_eq!(policy.open_for, std::time::Duration::from_secs(60));
-//! # Ok::<(), breaker::config::ConfigError>(())
+//! # Ok::<(), shared_breaker::config::ConfigError>(())
 //! ```
 
 use std::sync::Arc;
@@ -133,7 +133,7 @@ pub enum ConfigError {
 /// policy (a `[policy]` table in TOML).
 ///
 /// ```
-/// let payments = breaker::config::breaker_from_toml(r#"
+/// let payments = shared_breaker::config::breaker_from_toml(r#"
 ///     name = "payments-config-doc"
 ///     backend = "memory://"
 ///     [policy]
@@ -141,7 +141,7 @@ pub enum ConfigError {
 ///     open_for = "30s"
 /// "#)?;
 /// assert_eq!(payments.policy().open_for, std::time::Duration::from_secs(30));
-/// # Ok::<(), breaker::config::ConfigError>(())
+/// # Ok::<(), shared_breaker::config::ConfigError>(())
 /// ```
 #[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -308,10 +308,27 @@ fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigErr
 }
 
 /// A policy from environment variables `PREFIX` + key in upper case (`BREAKER_OPEN_FOR=30s`,
-/// `BREAKER_FAILURES=5`). A variable with the prefix that is not a key is refused, naming it.
+/// `BREAKER_FAILURES=5`). A variable with the prefix that is not a key is refused, naming it;
+/// `PREFIX` + `BACKEND` is the back-end's URL (see [`breaker_from_env`]) and is left alone.
 pub fn policy_from_env(prefix: &str) -> Result<Policy, ConfigError> {
     policy_from_vars(prefix, std::env::vars())
 }
+
+/// A whole breaker from environment variables: the policy as [`policy_from_env`] reads it
+/// and the back-end from `PREFIX` + `BACKEND` (`BREAKER_BACKEND=redis://10.0.0.5:6379`, the
+/// variable the `breaker` CLI reads too).
+pub fn breaker_from_env(prefix: &str, name: &str) -> Result<breaker_core::Breaker, ConfigError> {
+    let var = format!("{prefix}{BACKEND_KEY}");
+    let url = std::env::var(&var).map_err(|_| {
+        ConfigError::Syntax(format!(
+            "environment variable `{var}` (the back-end URL) is not set"
+        ))
+    })?;
+    breaker(&url, name, policy_from_env(prefix)?)
+}
+
+/// The key, after the prefix, of the variable holding the back-end URL.
+const BACKEND_KEY: &str = "BACKEND";
 
 /// [`policy_from_env`] over given variables.
 pub fn policy_from_vars(
@@ -323,6 +340,9 @@ pub fn policy_from_vars(
         let Some(key) = name.strip_prefix(prefix) else {
             continue;
         };
+        if key == BACKEND_KEY {
+            continue;
+        }
         let key = key.to_ascii_lowercase();
         // A number or a boolean as TOML reads it; anything else ("30s") as text.
         let parsed = format!("v = {value}")
@@ -330,7 +350,20 @@ pub fn policy_from_vars(
             .ok()
             .and_then(|mut t| t.remove("v"))
             .filter(|v| !v.is_str())
-            .unwrap_or(toml::Value::String(value));
+            .unwrap_or(toml::Value::String(value.clone()));
+        // Each variable alone first, so that an error names the variable it is about.
+        let alone = toml::Table::from_iter([(key.clone(), parsed.clone())]);
+        if let Err(e) = toml::Value::Table(alone).try_into::<PolicyConfig>() {
+            let hint = if parsed.is_integer() && key_is_duration(&key) {
+                format!(" (a duration needs a unit: {value}s, {value}ms)")
+            } else {
+                String::new()
+            };
+            return Err(ConfigError::Syntax(format!(
+                "environment variable `{name}`={value:?}: {}{hint}",
+                e.message()
+            )));
+        }
         table.insert(key, parsed);
     }
     let config: PolicyConfig =
@@ -339,7 +372,32 @@ pub fn policy_from_vars(
             .map_err(|e: toml::de::Error| {
                 ConfigError::Syntax(format!("{} (environment variables {prefix}*)", e.message()))
             })?;
-    config.into_policy()
+    config.into_policy().map_err(|e| match e {
+        ConfigError::Value { key, reason } => ConfigError::Syntax(format!(
+            "environment variable `{prefix}{}`: {reason}",
+            key.to_ascii_uppercase()
+        )),
+        other => other,
+    })
+}
+
+/// Whether a policy key holds a duration.
+fn key_is_duration(key: &str) -> bool {
+    matches!(
+        key,
+        "window"
+            | "slow_call"
+            | "open_for"
+            | "backoff_max"
+            | "jitter"
+            | "probe_lease"
+            | "record_ttl"
+            | "flush_interval"
+            | "max_staleness"
+            | "backend_timeout"
+            | "reconnect_initial"
+            | "reconnect_max"
+    )
 }
 
 /// Opens the back-end that `url` names:
@@ -350,26 +408,42 @@ pub fn policy_from_vars(
 /// | `sqlite://PATH` | the SQLite file at `PATH` (`sqlite:///abs/path`) | `sqlite` |
 /// | `redis://[user:pass@]host:port[/db]`, `rediss://...` | Redis | `redis` |
 /// | `redis-cluster://host:port,host:port` | Redis Cluster | `redis` |
-/// | `etcd://host:port,host:port` | etcd (`etcds://` for TLS) | `etcd` |
+/// | `etcd://[user:pass@]host:port,host:port` | etcd (`etcds://` for TLS) | `etcd` |
+///
+/// Driver options go in the query, and an option the back-end does not take is refused,
+/// naming it: `prefix` (every back-end but memory: the namespace of its keys or rows) and, for
+/// SQLite, `poll_interval` (`sqlite:///var/lib/app/b.db?prefix=checkout&poll_interval=10ms`).
 pub fn open_backend(url: &str) -> Result<Arc<dyn DynDriver>, ConfigError> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| ConfigError::Url {
         url: redact(url),
         reason: "expected SCHEME://...".into(),
     })?;
+    let (rest, options) = UrlOptions::split(url, rest)?;
     match scheme {
-        "memory" => open::memory(url),
-        "sqlite" => open::sqlite(url, rest),
-        "redis" | "rediss" => open::redis(url, &[url]),
+        "memory" => options.done(url, &[]).and_then(|_| open::memory(url)),
+        "sqlite" => options
+            .done(url, &["prefix", "poll_interval"])
+            .and_then(|o| open::sqlite(url, rest, o)),
+        "redis" | "rediss" => {
+            let base = format!("{scheme}://{rest}");
+            options
+                .done(url, &["prefix"])
+                .and_then(|o| open::redis(url, &[&base], o))
+        }
         "redis-cluster" => {
             let nodes: Vec<String> = rest.split(',').map(|n| format!("redis://{n}")).collect();
             let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
-            open::redis(url, &nodes)
+            options
+                .done(url, &["prefix"])
+                .and_then(|o| open::redis(url, &nodes, o))
         }
         "etcd" | "etcds" => {
             let http = if scheme == "etcds" { "https" } else { "http" };
             let members: Vec<String> = rest.split(',').map(|m| format!("{http}://{m}")).collect();
             let members: Vec<&str> = members.iter().map(String::as_str).collect();
-            open::etcd(url, &members)
+            options
+                .done(url, &["prefix"])
+                .and_then(|o| open::etcd(url, &members, o))
         }
         other => Err(ConfigError::Url {
             url: redact(url),
@@ -378,6 +452,88 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn DynDriver>, ConfigError> {
                  redis-cluster://, etcd:// or etcds://"
             ),
         }),
+    }
+}
+
+/// A breaker called `name` with `policy`, on the back-end that `url` names (see
+/// [`open_backend`]): the one-call form of configuration without a TOML file.
+///
+/// ```
+/// let policy = shared_breaker::Policy::default();
+/// let search = shared_breaker::config::breaker("memory://", "search-url-doc", policy)?;
+/// assert_eq!(search.name().as_str(), "search-url-doc");
+/// # Ok::<(), shared_breaker::config::ConfigError>(())
+/// ```
+pub fn breaker(
+    url: &str,
+    name: &str,
+    policy: Policy,
+) -> Result<breaker_core::Breaker, ConfigError> {
+    let driver = open_backend(url)?;
+    Ok(breaker_core::Breaker::builder_dyn(name, driver)
+        .policy(policy)
+        .build()?)
+}
+
+/// The driver options given in a back-end URL's query.
+#[derive(Debug, Default)]
+struct UrlOptions {
+    prefix: Option<String>,
+    poll_interval: Option<Duration>,
+    /// Every key given, to refuse those the back-end does not take.
+    keys: Vec<String>,
+}
+
+impl UrlOptions {
+    /// Splits `rest` (the URL after `SCHEME://`) into its address and its options.
+    fn split<'a>(url: &str, rest: &'a str) -> Result<(&'a str, UrlOptions), ConfigError> {
+        let Some((address, query)) = rest.split_once('?') else {
+            return Ok((rest, UrlOptions::default()));
+        };
+        let mut options = UrlOptions::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let bad = |reason: String| ConfigError::Url {
+                url: redact(url),
+                reason,
+            };
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| bad(format!("option `{pair}` has no value (write KEY=VALUE)")))?;
+            match key {
+                "prefix" => options.prefix = Some(value.to_owned()),
+                "poll_interval" => {
+                    let d = humantime::parse_duration(value).map_err(|e| {
+                        bad(format!("option `poll_interval`: {e} (write it like 25ms)"))
+                    })?;
+                    options.poll_interval = Some(d);
+                }
+                _ => {}
+            }
+            options.keys.push(key.to_owned());
+        }
+        Ok((address, options))
+    }
+
+    /// These options, unless one is not among `accepted` for this back-end.
+    fn done(self, url: &str, accepted: &[&str]) -> Result<UrlOptions, ConfigError> {
+        match self.keys.iter().find(|k| !accepted.contains(&k.as_str())) {
+            None => Ok(self),
+            Some(key) => Err(ConfigError::Url {
+                url: redact(url),
+                reason: if accepted.is_empty() {
+                    format!("unknown option `{key}`: this back-end takes no options")
+                } else {
+                    format!(
+                        "unknown option `{key}`: this back-end takes {}",
+                        accepted
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            }),
+        }
     }
 }
 
@@ -405,33 +561,48 @@ mod open {
     }
 
     #[cfg(feature = "sqlite")]
-    pub(super) fn sqlite(_url: &str, path: &str) -> Opened {
-        Ok(Arc::new(crate::sqlite::SqliteDriver::open(path)?))
+    pub(super) fn sqlite(_url: &str, path: &str, o: UrlOptions) -> Opened {
+        let mut options = crate::sqlite::SqliteOptions::default();
+        if let Some(prefix) = o.prefix {
+            options = options.prefix(prefix);
+        }
+        if let Some(interval) = o.poll_interval {
+            options = options.poll_interval(interval);
+        }
+        Ok(Arc::new(crate::sqlite::SqliteDriver::open_with(
+            path, options,
+        )?))
     }
     #[cfg(not(feature = "sqlite"))]
-    pub(super) fn sqlite(url: &str, _path: &str) -> Opened {
+    pub(super) fn sqlite(url: &str, _path: &str, _o: UrlOptions) -> Opened {
         Err(missing(url, "sqlite"))
     }
 
     #[cfg(feature = "redis")]
-    pub(super) fn redis(_url: &str, nodes: &[&str]) -> Opened {
-        Ok(Arc::new(match nodes {
-            [one] => crate::redis::RedisDriver::open(one)?,
-            many => crate::redis::RedisDriver::open_cluster(many)?,
-        }))
+    pub(super) fn redis(_url: &str, nodes: &[&str], o: UrlOptions) -> Opened {
+        let mut options = crate::redis::RedisOptions::default();
+        if let Some(prefix) = o.prefix {
+            options = options.prefix(prefix);
+        }
+        Ok(Arc::new(crate::redis::RedisDriver::open_with(
+            nodes, options,
+        )?))
     }
     #[cfg(not(feature = "redis"))]
-    pub(super) fn redis(url: &str, _nodes: &[&str]) -> Opened {
+    pub(super) fn redis(url: &str, _nodes: &[&str], _o: UrlOptions) -> Opened {
         Err(missing(url, "redis"))
     }
 
     #[cfg(feature = "etcd")]
-    pub(super) fn etcd(_url: &str, members: &[&str]) -> Opened {
-        let options = crate::etcd::EtcdOptions::default();
+    pub(super) fn etcd(_url: &str, members: &[&str], o: UrlOptions) -> Opened {
+        let mut options = crate::etcd::EtcdOptions::default();
+        if let Some(prefix) = o.prefix {
+            options = options.prefix(prefix);
+        }
         Ok(Arc::new(crate::etcd::EtcdDriver::open(members, options)?))
     }
     #[cfg(not(feature = "etcd"))]
-    pub(super) fn etcd(url: &str, _members: &[&str]) -> Opened {
+    pub(super) fn etcd(url: &str, _members: &[&str], _o: UrlOptions) -> Opened {
         Err(missing(url, "etcd"))
     }
 }
@@ -547,7 +718,24 @@ success_threshold = 2",
         let err = policy_from_vars("BREAKER_", vars(&[("BREAKER_OPENFOR", "1s")])).unwrap_err();
         assert!(err.to_string().contains("openfor"), "{err}");
         let err = policy_from_vars("BREAKER_", vars(&[("BREAKER_FAILURE_RATE", "2")])).unwrap_err();
-        assert!(err.to_string().contains("failure_rate"), "{err}");
+        assert!(err.to_string().contains("BREAKER_FAILURE_RATE"), "{err}");
+        // A duration without its unit names the variable and says how to write it.
+        let err = policy_from_vars("BREAKER_", vars(&[("BREAKER_OPEN_FOR", "30")])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`BREAKER_OPEN_FOR`") && text.contains("30s"),
+            "{text}"
+        );
+        // The CLI's back-end variable shares the prefix and is not a policy key.
+        let p = policy_from_vars(
+            "BREAKER_",
+            vars(&[("BREAKER_BACKEND", "redis://x"), ("BREAKER_FAILURES", "4")]),
+        )
+        .unwrap();
+        assert_eq!(
+            p.trip_rules,
+            vec![breaker_core::TripRule::FailuresInWindow { failures: 4 }]
+        );
     }
 
     #[test]
@@ -599,6 +787,10 @@ success_threshold = 2",
             ("nonsense", "SCHEME://"),
             ("ftp://x", "unknown scheme `ftp`"),
             ("redis://:hunter2@[::1:6379", "invalid URL"),
+            ("memory://?prefix=x", "unknown option `prefix`"),
+            ("redis://:hunter2@h:1?prefx=a", "unknown option `prefx`"),
+            ("sqlite:///tmp/x.db?poll_interval=soon", "poll_interval"),
+            ("sqlite:///tmp/x.db?prefix", "has no value"),
         ] {
             let err = match open_backend(url) {
                 Ok(_) => panic!("{url} opened"),
@@ -607,5 +799,29 @@ success_threshold = 2",
             assert!(err.contains(says), "{url}: {err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn url_options_reach_the_driver() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("options.db");
+        let url = format!(
+            "sqlite://{}?prefix=checkout&poll_interval=10ms",
+            path.display()
+        );
+        let checkout = breaker(&url, "payments", Policy::default()).unwrap();
+        futures_executor::block_on(checkout.force_open()).unwrap();
+        // The same file without the prefix does not see the breaker; with it, it does.
+        let plain = open_backend(&format!("sqlite://{}", path.display())).unwrap();
+        let prefixed = open_backend(&url).unwrap();
+        let t = Duration::from_secs(2);
+        assert!(
+            futures_executor::block_on(plain.list(t))
+                .unwrap()
+                .is_empty()
+        );
+        let listed = futures_executor::block_on(prefixed.list(t)).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0.as_str(), "payments");
     }
 }

@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use breaker::memory::MemoryDriver;
-use breaker::{Breaker, ManualClock, Policy, Timestamp};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use shared_breaker::memory::MemoryDriver;
+use shared_breaker::{Breaker, ManualClock, Policy, Timestamp};
 
 type Snapshot = Vec<(
     metrics_util::CompositeKey,

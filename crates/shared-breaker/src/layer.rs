@@ -3,18 +3,24 @@
 //! Results are classified by the layer's classifier; [`HttpClassifier`] is ready-made for
 //! HTTP responses.
 //!
+//! Like tower's own middleware (`timeout`, `limit`), the service's error is
+//! [`tower::BoxError`](BoxError): the inner service's error as it was, or a
+//! [`Rejected`](breaker_core::Rejected) or [`BackendError`](breaker_core::BackendError) of the
+//! breaker, told apart with `downcast_ref`. So a breaker layer stacks with any other layer and
+//! `?` works in any function returning `BoxError`.
+//!
 //! ```
-//! use breaker::layer::{BreakerLayer, HttpClassifier};
+//! use shared_breaker::layer::{BreakerLayer, HttpClassifier};
 //! use tower::{Layer, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let breaker = breaker::memory::breaker("downstream-doc", breaker::Policy::default())?;
+//! let breaker = shared_breaker::memory::breaker("downstream-doc", shared_breaker::Policy::default())?;
 //! let service = tower::service_fn(|_req: ()| async {
 //!     Ok::<_, std::io::Error>(http::Response::builder().status(503).body(()).unwrap())
 //! });
 //! let guarded = BreakerLayer::new(breaker, HttpClassifier::default()).layer(service);
-//! let response = guarded.oneshot(()).await?;
+//! let response = guarded.oneshot(()).await.map_err(|e| e.to_string())?;
 //! assert_eq!(response.status(), 503, "the caller still gets the response");
 //! # Ok(()) }
 //! ```
@@ -24,9 +30,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use breaker_core::{Breaker, Classifier, Error, ErrorsAreFailures, Outcome};
+use breaker_core::{Breaker, Classifier, ErrorsAreFailures, Outcome};
 use tower_layer::Layer;
 use tower_service::Service;
+
+/// The error type of tower's middleware: any error, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Wraps services in a [`Breaker`], classifying results with `C`.
 #[derive(Clone, Debug)]
@@ -64,8 +73,10 @@ impl<S, C> Layer<S> for BreakerLayer<C> {
     }
 }
 
-/// A service behind a breaker: a rejection is [`Error::Rejected`], the inner service's error
-/// is [`Error::Call`].
+/// A service behind a breaker. Its error is a [`BoxError`]: the inner service's own error,
+/// or a [`breaker_core::Rejected`] when the breaker rejected the call without calling the
+/// service, or a [`breaker_core::BackendError`] when the back-end failed and the policy is to
+/// fail closed.
 #[derive(Clone, Debug)]
 pub struct BreakerService<S, C = ErrorsAreFailures> {
     inner: S,
@@ -78,17 +89,17 @@ where
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
-    S::Error: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
     Req: Send + 'static,
     C: Classifier<S::Response, S::Error> + 'static,
 {
     type Response = S::Response;
-    type Error = Error<S::Error>;
+    type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // Only the inner service's readiness: admission waits for `call`.
-        self.inner.poll_ready(cx).map_err(Error::Call)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -102,6 +113,7 @@ where
             breaker
                 .call_with(&*classifier, move || inner.call(req))
                 .await
+                .map_err(breaker_core::Error::into_box_error)
         })
     }
 }
@@ -109,31 +121,46 @@ where
 /// Classifies HTTP responses: a status in the failure set (by default every 5xx) or an error
 /// (a connection that failed) is a failure; other statuses, 4xx included, are successes,
 /// since they say the service is up.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpClassifier {
-    failure: fn(http::StatusCode) -> bool,
-    ignored: fn(http::StatusCode) -> bool,
+    failure: StatusTest,
+    ignored: StatusTest,
 }
+
+/// A test of a status, shared by the classifier's clones.
+type StatusTest = Arc<dyn Fn(http::StatusCode) -> bool + Send + Sync>;
 
 impl Default for HttpClassifier {
     fn default() -> Self {
         HttpClassifier {
-            failure: |s| s.is_server_error(),
-            ignored: |_| false,
+            failure: Arc::new(|s| s.is_server_error()),
+            ignored: Arc::new(|_| false),
         }
     }
 }
 
+impl std::fmt::Debug for HttpClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClassifier").finish_non_exhaustive()
+    }
+}
+
 impl HttpClassifier {
-    /// Which statuses are failures (default: every 5xx).
-    pub fn failures(mut self, is_failure: fn(http::StatusCode) -> bool) -> Self {
-        self.failure = is_failure;
+    /// Which statuses are failures (default: every 5xx). Any closure, capturing or not.
+    pub fn failures(
+        mut self,
+        is_failure: impl Fn(http::StatusCode) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.failure = Arc::new(is_failure);
         self
     }
 
     /// Which statuses are ignored: neither success nor failure (default: none).
-    pub fn ignored(mut self, is_ignored: fn(http::StatusCode) -> bool) -> Self {
-        self.ignored = is_ignored;
+    pub fn ignored(
+        mut self,
+        is_ignored: impl Fn(http::StatusCode) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.ignored = Arc::new(is_ignored);
         self
     }
 
@@ -192,8 +219,10 @@ mod tests {
             c.classify(&Err::<http::Response<()>, _>("connection refused")),
             Outcome::Failure
         );
+        // A capturing closure, as configuration would give.
+        let too_many = http::StatusCode::TOO_MANY_REQUESTS;
         let custom = HttpClassifier::default()
-            .failures(|s| s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS)
+            .failures(move |s| s.is_server_error() || s == too_many)
             .ignored(|s| s.is_client_error());
         assert_eq!(
             custom.outcome(http::StatusCode::TOO_MANY_REQUESTS),
@@ -238,10 +267,10 @@ mod tests {
             );
         }
         let rejected = svc.clone().oneshot(()).await.unwrap_err();
-        assert!(
-            rejected.is_rejected(),
-            "open: rejected without calling the service"
-        );
+        let rejected = rejected
+            .downcast_ref::<breaker_core::Rejected>()
+            .expect("open: rejected without calling the service");
+        assert_eq!(rejected.state(), State::Open);
         assert_eq!(hits.load(Ordering::SeqCst), 2);
 
         clock.advance(Duration::from_secs(5));

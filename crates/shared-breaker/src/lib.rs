@@ -21,13 +21,13 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use breaker::{Error, Policy};
+//! use shared_breaker::{Error, Policy};
 //!
 //! let policy = Policy::builder()
 //!     .failures_within(2, Duration::from_secs(60))
 //!     .open_for(Duration::from_secs(5))
 //!     .build()?;
-//! let payments = breaker::memory::breaker("payments-doc", policy)?;
+//! let payments = shared_breaker::memory::breaker("payments-doc", policy)?;
 //! let first: Result<(), Error<&str>> = payments.call_blocking(|| Err("down"));
 //! let second: Result<(), Error<&str>> = payments.call_blocking(|| Err("down"));
 //! assert!(matches!(second, Err(Error::Call("down"))), "the tripping call returns its error");
@@ -74,8 +74,8 @@ pub mod sqlite {
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
-    /// let b = breaker::sqlite::breaker(dir.path().join("b.db"), "search", breaker::Policy::default())?;
-    /// assert_eq!(b.state(), breaker::State::Closed);
+    /// let b = shared_breaker::sqlite::breaker(dir.path().join("b.db"), "search", shared_breaker::Policy::default())?;
+    /// assert_eq!(b.state(), shared_breaker::State::Closed);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn breaker(
