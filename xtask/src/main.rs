@@ -1,13 +1,17 @@
 //! `cargo xtask`: the project's own commands, with no dependencies beyond std.
 //!
-//! - `cargo xtask test`: every test of the workspace (nextest, then doc tests), installing
-//!   first what is missing: the servers and tools the tests start (with apt) and
-//!   cargo-nextest;
-//! - `cargo xtask lint`: fmt, clippy with `-D warnings`, docs, and each facade feature alone;
+//! - `cargo xtask test`: every test of the workspace (nextest, then doc tests), then the
+//!   crates that stand outside it as a user's would (the README's quick start, an example
+//!   third-party driver), installing first what is missing: the servers and tools the tests
+//!   start (with apt) and cargo-nextest;
+//! - `cargo xtask lint` (or just `cargo xtask`): fmt, clippy with `-D warnings`, docs (all
+//!   features, and the facade's defaults as docs.rs builds them), each facade feature alone,
+//!   the demo built with a `protoc` that fails, and every publishable crate packaged;
 //! - `cargo xtask ci`: lint, then test;
 //! - `cargo xtask bench [local|backends]`: the benchmarks (figures in BENCHMARKS.md);
 //! - `cargo xtask coverage`: a line-coverage report (installs cargo-tarpaulin if missing).
 
+mod outside;
 mod tidy;
 
 use std::process::{Command, ExitCode};
@@ -28,7 +32,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (task, rest) = match args.split_first() {
         Some((task, rest)) => (task.as_str(), rest),
-        None => ("help", &[][..]),
+        None => ("lint", &[][..]),
     };
     let result = match task {
         "test" => test(rest),
@@ -52,17 +56,19 @@ fn main() -> ExitCode {
 }
 
 const HELP: &str = "usage: cargo xtask <task>
-  test      run every test (nextest, then doc tests); extra args go to nextest
-  lint      fmt, clippy -D warnings, docs, each facade feature alone
+  test      run every test (nextest, then doc tests, then the crates outside the
+            workspace); extra args go to nextest
+  lint      fmt, clippy -D warnings, docs, each facade feature alone, the demo without
+            protoc, packaging (the default task)
   ci        lint, then test
   bench     run the benchmarks: `bench local [criterion args]`, `bench backends`, or both
   coverage  line coverage of the workspace (cargo-tarpaulin)";
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
+pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
         .status()
@@ -183,7 +189,9 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(extra))?;
     run(cargo()
         .args(["test", "--doc", "--workspace", "--all-features"])
-        .args(excluded()))
+        .args(excluded()))?;
+    outside::third_party_driver()?;
+    outside::readme_quick_start()
 }
 
 fn lint() -> Result<(), String> {
@@ -200,6 +208,11 @@ fn lint() -> Result<(), String> {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
+    // What a reader of the default build's docs sees: no link may point at a feature that
+    // is off.
+    run(cargo()
+        .args(["doc", "--package", FACADE, "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
     run(cargo().args(["check", "--package", FACADE, "--no-default-features"]))?;
     for feature in FACADE_FEATURES {
         run(cargo().args([
@@ -211,7 +224,8 @@ fn lint() -> Result<(), String> {
             feature,
         ]))?;
     }
-    Ok(())
+    outside::demo_needs_only_rust()?;
+    outside::package()
 }
 
 /// `bench` runs both suites; `bench local [criterion args]` or `bench backends` one of them.

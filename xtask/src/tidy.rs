@@ -58,4 +58,19 @@ mod tests {
             .collect();
         assert!(stubs.is_empty(), "stubs left in: {stubs:?}");
     }
+
+    /// The README shows the third-party driver's test file as it is: that file is compiled
+    /// and run by `cargo xtask test`, so the README's copy cannot rot unnoticed.
+    #[test]
+    fn the_readme_shows_the_third_party_kit_test_as_it_is() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let file =
+            std::fs::read_to_string(root.join("examples/third-party-driver/tests/conformance.rs"))
+                .unwrap();
+        assert!(
+            readme.contains(&format!("```rust,ignore\n{file}```")),
+            "README.md's copy of examples/third-party-driver/tests/conformance.rs differs"
+        );
+    }
 }

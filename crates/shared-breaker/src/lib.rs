@@ -1,4 +1,4 @@
-//! **breaker**: a circuit breaker whose state is shared by every process that calls the same
+//! **shared-breaker** (the facade of *breaker*): a circuit breaker whose state is shared by every process that calls the same
 //! service.
 //!
 //! Each process (agent) wraps its calls in a [`Breaker`]; all of them share one record
@@ -8,16 +8,19 @@
 //!
 //! This facade re-exports `breaker-core` and, behind a cargo feature each, the drivers:
 //!
-//! | feature | driver | shortcut |
+//! | feature | module: driver | for |
 //! |---|---|---|
-//! | `memory` (default) | [`memory::MemoryDriver`]: breakers of one process | [`memory::breaker`] |
-//! | `sqlite` | [`sqlite::SqliteDriver`]: the processes of one host, one database file | [`sqlite::breaker`] |
-//! | `redis` | [`redis::RedisDriver`]: a fleet, through Redis or Redis Cluster | [`redis::breaker`] |
-//! | `etcd` | [`etcd::EtcdDriver`]: a fleet, through an etcd cluster | [`etcd::breaker`] |
+//! | `memory` (default) | `memory`: `MemoryDriver` | the breakers of one process |
+//! | `sqlite` | `sqlite`: `SqliteDriver` | the processes of one host, one database file |
+//! | `redis` | `redis`: `RedisDriver` | a fleet, through Redis or Redis Cluster |
+//! | `etcd` | `etcd`: `EtcdDriver` (its build needs `protoc`) | a fleet, through an etcd cluster |
 //!
-//! The `config` feature adds `config`: policies from TOML or environment variables, and
-//! back-ends by URL. The `tower` feature adds `layer`: a `tower` layer with an HTTP
-//! classifier.
+//! Each module also has a shortcut, `breaker(...)`, that opens its driver and builds a
+//! breaker in one call. The `config` feature adds `config`: policies from TOML or environment
+//! variables, and back-ends by URL. The `tower` feature adds `layer`: a `tower` layer with an
+//! HTTP classifier. `metrics` and `tracing` report through those facades. (The modules of
+//! features that are off are absent from this build's documentation; docs.rs shows them all,
+//! each marked with its feature.)
 //!
 //! ```
 //! use std::time::Duration;
@@ -37,15 +40,26 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub use breaker_core::*;
 
 #[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod layer;
+
+/// Every Rust snippet of the workspace README, compiled (and run unless marked `no_run`) as a
+/// doc test, so that none can rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct WorkspaceReadme;
 
 /// The in-process driver: every breaker of one name in this process shares one record.
 #[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub mod memory {
     pub use breaker_driver_memory::MemoryDriver;
 
@@ -62,6 +76,7 @@ pub mod memory {
 
 /// The SQLite driver: the processes of one host share breakers through one database file.
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite {
     pub use breaker_driver_sqlite::{SqliteDriver, SqliteOptions};
 
@@ -90,6 +105,7 @@ pub mod sqlite {
 
 /// The Redis driver: a fleet of processes shares breakers through Redis or Redis Cluster.
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis {
     pub use breaker_driver_redis::{RedisDriver, RedisOptions};
 
@@ -110,6 +126,7 @@ pub mod redis {
 
 /// The etcd driver: a fleet of processes shares breakers through an etcd cluster.
 #[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub mod etcd {
     pub use breaker_driver_etcd::{EtcdDriver, EtcdOptions};
 

@@ -129,9 +129,20 @@ pub fn claim_probe(rec: &mut Record, policy: &Policy, now: Timestamp) -> Claim {
         }
     } else {
         Claim::Reject {
-            retry_at: rec.leases.iter().map(|l| l.expires_at).min(),
+            retry_at: half_open_retry_at(rec, policy, now),
         }
     }
+}
+
+/// When a call rejected while half-open may be admitted: the probes out now settle first.
+/// Should one succeed, the breaker closes at once; should it fail, the breaker reopens for
+/// its next open period; should its holder vanish, its lease lapses. The hint is the
+/// earlier of the last two, so a client told to come back then is not sent away for the
+/// whole lease (10 s by default) when the next probe is due sooner.
+fn half_open_retry_at(rec: &Record, policy: &Policy, now: Timestamp) -> Option<Timestamp> {
+    let lapse = rec.leases.iter().map(|l| l.expires_at).min();
+    let reopened = now.saturating_add(policy.open_period(rec.openings.saturating_add(1)));
+    Some(lapse.map_or(reopened, |lapse| lapse.min(reopened)))
 }
 
 /// Settles a probe with its outcome. Returns `false`, changing nothing, when the report is

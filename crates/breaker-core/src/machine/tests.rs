@@ -458,3 +458,48 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_half_open_rejection_hints_at_the_next_probe_not_the_whole_lease() {
+    // Open for 800 ms, probe leases of 10 s: with the probe out, the next chance is when it
+    // fails and the breaker reopens for 800 ms, not when its lease would lapse.
+    let p = Policy::builder()
+        .failures_within(1, Duration::from_secs(10))
+        .open_for(Duration::from_millis(800))
+        .probe_lease(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    fail(&mut rec, &p, at(0));
+    let now = rec.open_until.unwrap();
+    assert!(matches!(
+        claim_probe(&mut rec, &p, now),
+        Claim::Probe { .. }
+    ));
+    assert_eq!(
+        claim_probe(&mut rec, &p, now),
+        Claim::Reject {
+            retry_at: Some(now.saturating_add(Duration::from_millis(800)))
+        }
+    );
+    // A lease that lapses sooner than the next open period is the hint instead.
+    let short = Policy::builder()
+        .failures_within(1, Duration::from_secs(10))
+        .open_for(Duration::from_secs(30))
+        .probe_lease(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    fail(&mut rec, &short, at(0));
+    let now = rec.open_until.unwrap();
+    assert!(matches!(
+        claim_probe(&mut rec, &short, now),
+        Claim::Probe { .. }
+    ));
+    assert_eq!(
+        claim_probe(&mut rec, &short, now),
+        Claim::Reject {
+            retry_at: Some(now.saturating_add(Duration::from_secs(2)))
+        }
+    );
+}
