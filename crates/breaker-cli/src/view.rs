@@ -1,6 +1,7 @@
 //! What the CLI shows of a breaker's record: one row per breaker, as a table or as JSON.
 
 use serde::Serialize;
+use shared_breaker::machine::effective_state;
 use shared_breaker::{Record, RunningTimers, State, Timestamp, Versioned};
 
 /// A breaker as an operator sees it.
@@ -8,7 +9,9 @@ use shared_breaker::{Record, RunningTimers, State, Timestamp, Versioned};
 pub struct Row {
     /// The breaker's name.
     pub name: String,
-    /// Its state, or `corrupt` when the stored value is not a record.
+    /// Its effective state at the CLI's clock (an open breaker whose open period is over is
+    /// `half_open`, as every agent would report it), or `corrupt` when the stored value is
+    /// not a record.
     pub state: String,
     /// The record's generation.
     pub generation: u64,
@@ -56,11 +59,18 @@ impl Row {
     fn of_record(name: &str, version: u64, rec: &Record, now: Timestamp) -> Row {
         Row {
             name: name.to_owned(),
-            state: rec.state.as_str().to_owned(),
+            state: effective_state(rec, now).as_str().to_owned(),
             generation: rec.generation,
             version,
-            successes: rec.buckets.iter().map(|b| b.successes).sum(),
-            failures: rec.buckets.iter().map(|b| b.failures).sum(),
+            // Saturating: the counts come from a record, which any writer may have planted.
+            successes: rec
+                .buckets
+                .iter()
+                .fold(0u64, |n, b| n.saturating_add(b.successes)),
+            failures: rec
+                .buckets
+                .iter()
+                .fold(0u64, |n, b| n.saturating_add(b.failures)),
             consecutive_failures: rec.consecutive_failures,
             next_probe_in_ms: match (rec.state, rec.open_until) {
                 (State::Open, _) if rec.open_period_over(now) => Some(0),
@@ -131,5 +141,26 @@ mod tests {
         assert!(Row::new("x", &held, later, true).next_probe_in_ms >= Some(1));
         // And once the timer ran out, it is due whatever the clock says.
         assert_eq!(Row::new("x", &stored, at, true).next_probe_in_ms, Some(0));
+    }
+
+    #[test]
+    fn an_open_breaker_whose_period_is_over_shows_half_open() {
+        let at = Timestamp::from_millis(1_000_000);
+        let stored = opened(at);
+        let until = Record::decode(&stored.value).unwrap().open_until.unwrap();
+        let just_before = Timestamp::from_millis(until.as_millis() - 1);
+        assert_eq!(Row::new("x", &stored, just_before, false).state, "open");
+        assert_eq!(Row::new("x", &stored, until, false).state, "half_open");
+    }
+
+    #[test]
+    fn counts_that_overflow_saturate() {
+        let mut rec = Record::new();
+        let mut full = shared_breaker::Bucket::default();
+        (full.index, full.successes, full.failures) = (1, u64::MAX, u64::MAX);
+        rec.buckets = vec![full; 3];
+        let stored = Versioned::new(3, rec.encode());
+        let row = Row::new("x", &stored, Timestamp::from_millis(1), false);
+        assert_eq!((row.successes, row.failures), (u64::MAX, u64::MAX));
     }
 }

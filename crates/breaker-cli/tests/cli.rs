@@ -40,7 +40,9 @@ fn agent_sees(agent: &Breaker, state: State) {
     loop {
         let seen = match agent.call_blocking(|| Ok::<(), ()>(())) {
             Err(Error::Rejected(r)) => r.state(),
-            _ => agent.state(),
+            _ => agent
+                .state()
+                .expect("an agent that called has read the record"),
         };
         if seen == state {
             return;

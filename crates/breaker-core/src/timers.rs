@@ -81,7 +81,7 @@ pub fn started(
                 Timer::OpenPeriod {
                     generation: after.generation,
                 },
-                period,
+                period.min(crate::machine::MAX_BACKEND_TTL),
             ));
         }
     }
@@ -94,7 +94,7 @@ pub fn started(
                         generation: after.generation,
                         lease: lease.id,
                     },
-                    policy.probe_lease,
+                    policy.probe_lease.min(crate::machine::MAX_BACKEND_TTL),
                 ));
             }
         }

@@ -81,7 +81,7 @@ async fn losing_the_leader_is_invisible_and_losing_quorum_applies_the_policy() {
     b.flush().await.unwrap();
     assert_eq!(
         b.state(),
-        State::Open,
+        Some(State::Open),
         "the trip reached the other agent: shared state intact"
     );
 
@@ -132,7 +132,7 @@ async fn losing_the_leader_is_invisible_and_losing_quorum_applies_the_policy() {
     }
     assert_eq!(
         a.state(),
-        State::Closed,
+        Some(State::Closed),
         "a reset after the outage reaches every agent"
     );
 }

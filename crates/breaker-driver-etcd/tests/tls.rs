@@ -39,5 +39,9 @@ async fn a_breaker_works_over_tls_and_an_untrusted_cluster_is_refused() {
         .unwrap();
     let _ = fail(&a).await;
     b.flush().await.unwrap();
-    assert_eq!(b.state(), State::Open, "shared through the TLS connection");
+    assert_eq!(
+        b.state(),
+        Some(State::Open),
+        "shared through the TLS connection"
+    );
 }

@@ -112,7 +112,7 @@ async fn local_fallback_protects_and_shared_state_returns() {
     restart(&mut server, &clock, &[&a, &b]).await;
     assert_eq!(
         a.state(),
-        State::Closed,
+        Some(State::Closed),
         "the shared record is authoritative again"
     );
     let _ = timed(&b, false).await;
@@ -120,7 +120,7 @@ async fn local_fallback_protects_and_shared_state_returns() {
     a.flush().await.unwrap();
     assert_eq!(
         a.state(),
-        State::Open,
+        Some(State::Open),
         "b's trip reaches a: they share state again"
     );
 }

@@ -39,7 +39,7 @@ async fn a_breaker_works_over_tls_and_an_untrusted_server_is_refused() {
     other.flush().await.unwrap();
     assert_eq!(
         other.state(),
-        State::Open,
+        Some(State::Open),
         "shared through the TLS connection"
     );
 }

@@ -169,7 +169,7 @@ async fn deleted_file_gives_a_clear_error_and_restoring_it_resumes() {
     a.flush().await.unwrap();
     assert_eq!(
         a.state(),
-        State::Open,
+        Some(State::Open),
         "b's failure after the restore reached the shared record"
     );
 }

@@ -287,7 +287,7 @@ mod tests {
         assert_eq!(ok.status(), 200);
         assert_eq!(
             breaker.state(),
-            State::Closed,
+            Some(State::Closed),
             "the probe closed the breaker"
         );
     }

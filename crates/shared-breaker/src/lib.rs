@@ -90,7 +90,8 @@ pub mod sqlite {
     /// ```
     /// let dir = tempfile::tempdir()?;
     /// let b = shared_breaker::sqlite::breaker(dir.path().join("b.db"), "search", shared_breaker::Policy::default())?;
-    /// assert_eq!(b.state(), shared_breaker::State::Closed);
+    /// assert_eq!(b.state(), None, "nothing read from the file yet");
+    /// assert_eq!(b.refresh_blocking()?, shared_breaker::State::Closed);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn breaker(

@@ -211,7 +211,7 @@ pub fn open_period_as_seen(
         trip_round_trips += round_trips().saturating_sub(before);
         assert_eq!(
             tripper.state(),
-            shared_breaker::State::Open,
+            Some(shared_breaker::State::Open),
             "one failure trips"
         );
         loop {

@@ -13,6 +13,7 @@ pub mod behaviour;
 pub mod outage;
 pub mod store;
 pub mod timers;
+pub mod truthful;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -149,6 +150,13 @@ macro_rules! conformance_tests {
             behaviour::cancelled_calls_are_ignored,
             behaviour::slow_calls_count,
             behaviour::polling_bounds_staleness_without_push,
+            truthful::effective_state_at_the_open_periods_end,
+            truthful::a_never_called_agent_does_not_guess,
+            truthful::strict_agents_never_admit_from_a_stale_view,
+            truthful::fresh_agents_racing_a_trip_never_go_back,
+            truthful::a_dropped_probe_frees_its_slot_promptly,
+            truthful::the_longest_open_period_trips_and_stays_open,
+            truthful::batched_successes_stay_in_their_generation,
             outage::fail_open_admits_everything,
             outage::fail_closed_rejects_with_backend_error,
             outage::local_fallback_protects_and_shared_state_returns,

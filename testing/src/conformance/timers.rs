@@ -198,11 +198,11 @@ pub async fn the_open_period_is_the_backends<H: Harness>(h: Arc<H>) {
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(
         first.state(),
-        State::Closed,
+        Some(State::Closed),
         "the probe succeeded and closed it"
     );
     eventually("the other agent sees it closed", || async {
-        agents[1].state() == State::Closed
+        agents[1].state() == Some(State::Closed)
     })
     .await;
 }
@@ -239,7 +239,7 @@ pub async fn the_probe_lease_is_the_backends<H: Harness>(h: Arc<H>) {
         || async { succeed(&b).await.is_ok() },
     )
     .await;
-    assert_eq!(b.state(), State::Closed);
+    assert_eq!(b.state(), Some(State::Closed));
 }
 
 /// End to end: a trip starts the open timer, a probe holder that vanishes (its permit never
@@ -250,7 +250,7 @@ pub async fn a_vanished_probe_holder_loses_its_slot<H: Harness>(h: Arc<H>) {
     let a = agent(&*h, &n).await;
     let b = agent(&*h, &n).await;
     assert!(fail(&a).await.is_err());
-    assert_eq!(a.state(), State::Open);
+    assert_eq!(a.state(), Some(State::Open));
     let stored = h.driver().await.load(&n, T).await.unwrap().expect("stored");
     let generation = a.snapshot().generation;
     assert_eq!(stored.timers, vec![Timer::OpenPeriod { generation }]);
@@ -271,9 +271,9 @@ pub async fn a_vanished_probe_holder_loses_its_slot<H: Harness>(h: Arc<H>) {
         succeed(&b).await.is_ok()
     })
     .await;
-    assert_eq!(b.state(), State::Closed);
+    assert_eq!(b.state(), Some(State::Closed));
     eventually("the holder's agent sees it closed", || async {
-        a.state() == State::Closed
+        a.state() == Some(State::Closed)
     })
     .await;
 }

@@ -79,15 +79,16 @@ impl HotView {
         );
     }
 
-    /// Decides admission from the cache.
+    /// Decides admission from the cache. Strict mode never does: it admits only by what the
+    /// back-end says as of the call's start.
     #[inline]
     pub(crate) fn decide(&self, strict: bool, now: Timestamp) -> Fast {
         let word = self.word.load(Ordering::Acquire);
-        if word & DEGRADED != 0 {
+        if strict || word & DEGRADED != 0 {
             return Fast::Slow;
         }
         match word & STATE_MASK {
-            CLOSED | FORCED_CLOSED if !strict => Fast::Admit {
+            CLOSED | FORCED_CLOSED => Fast::Admit {
                 generation: word >> GENERATION_SHIFT,
                 maintain: self.maintenance_due(now),
             },

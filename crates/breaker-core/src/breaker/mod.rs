@@ -75,7 +75,8 @@ impl BreakerBuilder {
     }
 
     /// Validates the name and the policy and builds the breaker. Nothing is read from the
-    /// back-end yet: the first call does that.
+    /// back-end yet: the first call, [`Breaker::refresh`] or [`Breaker::flush`] does that,
+    /// and until then [`Breaker::state`] says it does not know.
     pub fn build(self) -> Result<Breaker, BuildError> {
         let name = Name::new(&self.name)?;
         self.policy.validate()?;
@@ -99,6 +100,7 @@ impl BreakerBuilder {
                 record: Record::new(),
                 version: None,
                 loaded: false,
+                installs: 0,
                 health: Health::Healthy,
                 last_error: None,
                 last_sync: Timestamp::ZERO,
@@ -107,6 +109,7 @@ impl BreakerBuilder {
                 lost_forced: false,
             }),
             maintaining: AtomicBool::new(false),
+            draining: futures_util::lock::Mutex::new(()),
             events: EventHub::default(),
         };
         Ok(Breaker {
@@ -146,13 +149,38 @@ impl Breaker {
         &self.inner.policy
     }
 
-    /// The state in this agent's view (closed until the first call has read the record).
-    pub fn state(&self) -> State {
-        self.inner.lock().record.state
+    /// The effective state in this agent's view, at the breaker's clock: the state the
+    /// fleet's record says, except that an open breaker whose open period is over reads
+    /// half-open (at that very instant, too), since a call now would be its probe
+    /// ([`machine::effective_state`]). While the back-end is unreachable under the local
+    /// fallback, the local breaker's state.
+    ///
+    /// `None` until this agent has read the record (its first call, [`Breaker::refresh`] or
+    /// [`Breaker::flush`]): an agent never reports a state it has not read. Never waits;
+    /// a readiness check that must know calls [`Breaker::refresh`] first.
+    pub fn state(&self) -> Option<State> {
+        let now = self.inner.clock.now();
+        let s = self.inner.lock();
+        s.loaded.then(|| machine::effective_state(&s.record, now))
     }
 
-    /// A copy of this agent's view of the shared record (the local record while the
-    /// back-end is unreachable under the local fallback).
+    /// Reads the shared record now, within the back-end deadline, and returns the effective
+    /// state it gives (see [`Breaker::state`]): for readiness checks and operators, and for
+    /// an agent that must know its fleet's state before its first call. Writes nothing.
+    pub async fn refresh(&self) -> Result<State, BackendError> {
+        self.inner.refresh().await?;
+        let now = self.inner.clock.now();
+        Ok(machine::effective_state(&self.inner.lock().record, now))
+    }
+
+    /// [`Breaker::refresh`] for code without an async runtime.
+    pub fn refresh_blocking(&self) -> Result<State, BackendError> {
+        futures_executor::block_on(self.refresh())
+    }
+
+    /// A copy of this agent's view of the shared record as stored (the local record while
+    /// the back-end is unreachable under the local fallback); its `state` is the stored one,
+    /// which [`machine::effective_state`] turns into the one to report.
     pub fn snapshot(&self) -> Record {
         self.inner.lock().record.clone()
     }
@@ -313,7 +341,8 @@ impl Breaker {
         }
     }
 
-    /// Writes pending outcomes and reloads the shared record now (for shutdown and tests).
+    /// Writes pending outcomes and reloads the shared record now (for shutdown and tests;
+    /// [`Breaker::refresh`] only reads).
     pub async fn flush(&self) -> Result<(), BackendError> {
         self.inner.sync(true).await
     }
@@ -399,7 +428,14 @@ impl Breaker {
         if degraded && !inner.try_recover().await {
             return self.admit_degraded();
         }
-        if inner.ensure_ready().await.is_err() {
+        // Strict mode admits by the back-end's state as of this call's start: one read per
+        // admission, never the cached view.
+        let ready = if inner.policy.strict {
+            inner.refresh().await
+        } else {
+            inner.ensure_ready().await
+        };
+        if ready.is_err() {
             return self.admit_degraded();
         }
         let now = inner.clock.now();

@@ -30,6 +30,12 @@ pub(crate) struct Deferred {
     slow: bool,
 }
 
+impl Deferred {
+    fn is_probe(&self) -> bool {
+        matches!(self.admitted, Admitted::Probe { .. })
+    }
+}
+
 /// The breaker a permit reports to: borrowed on the hot path (no reference count touched),
 /// or owned, so that the permit can move into a spawned task.
 enum Holder<'a> {
@@ -207,10 +213,16 @@ impl Permit<'_> {
         } else {
             Outcome::Ignored
         };
-        // Drop cannot wait for the back-end: what must reach it is written at the next
-        // maintenance, which is due at once.
+        // Drop cannot wait for the back-end. A probe's slot is released from a thread of its
+        // own at once, so that other agents may claim it within a push of the drop (waiting
+        // for this agent's next call could take forever); anything else is written at the
+        // next maintenance, which is due at once.
         if let Some(deferred) = self.settle(outcome) {
+            let probe = deferred.is_probe();
             self.inner.queue(deferred);
+            if probe {
+                self.inner.drain_in_background();
+            }
         }
     }
 }
@@ -245,6 +257,26 @@ impl Inner {
     pub(crate) fn queue_failure(&self, generation: u64) {
         if let Some(deferred) = self.settle_closed(generation, Outcome::Failure, false) {
             self.queue(deferred);
+        }
+    }
+
+    /// Writes the queued outcomes now, from a thread of its own (the drivers run their I/O
+    /// on their own runtimes, so blocking on it there is safe). Should no thread start, the
+    /// next maintenance writes them, as for any queued outcome.
+    fn drain_in_background(self: &Arc<Self>) {
+        let inner = Arc::clone(self);
+        let _ = std::thread::Builder::new()
+            .name("breaker-release".into())
+            .spawn(move || futures_executor::block_on(inner.drain_queued()));
+    }
+
+    /// Writes every queued outcome, one drainer at a time, so that a `flush` that finds the
+    /// queue empty has also waited for a drain in progress to land.
+    pub(crate) async fn drain_queued(self: &Arc<Self>) {
+        let _one_at_a_time = self.draining.lock().await;
+        let queued = std::mem::take(&mut self.lock().queued);
+        for deferred in queued {
+            self.report(deferred).await;
         }
     }
 

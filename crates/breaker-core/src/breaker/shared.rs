@@ -24,6 +24,19 @@ use super::permit::Deferred;
 /// Compare-and-swap attempts before an update gives up under contention.
 const MAX_SWAP_ATTEMPTS: usize = 64;
 
+/// How a stored value reached the agent, which decides whether an absent one may replace
+/// the view: versions tell a stale value from a newer one, but an absence has no version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Pushed by the driver's watch (including the reload a watch makes when it starts,
+    /// which may have been read before this agent's own latest write).
+    Pushed,
+    /// Read by a load that began when the view was at install number `seq`.
+    Loaded { seq: u64 },
+    /// The store's value as a compare-and-swap found it: as of that write.
+    Conflict,
+}
+
 /// Whether the back-end answers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Health {
@@ -43,6 +56,8 @@ pub(crate) struct Shared {
     /// Its version in the back-end (`None`: absent there).
     pub(crate) version: Option<u64>,
     pub(crate) loaded: bool,
+    /// Counts installs, so that a load can tell whether the view changed while it ran.
+    pub(crate) installs: u64,
     pub(crate) health: Health,
     pub(crate) last_error: Option<BackendError>,
     pub(crate) last_sync: Timestamp,
@@ -84,6 +99,8 @@ pub(crate) struct Inner {
     pub(crate) pending: Pending,
     pub(crate) shared: Mutex<Shared>,
     pub(crate) maintaining: AtomicBool,
+    /// Held while queued outcomes are written (see `drain_queued`).
+    pub(crate) draining: futures_util::lock::Mutex<()>,
     pub(crate) events: EventHub,
 }
 
@@ -127,10 +144,16 @@ impl Inner {
     fn install(&self, s: &mut Shared, rec: Record, version: Option<u64>) {
         let (from, old_gen) = (s.record.state, s.record.generation);
         let announce = s.loaded && (rec.generation != old_gen || rec.state != from);
+        if rec.generation != old_gen {
+            // Successes counted locally belong to the generation that just ended, and an
+            // outcome of an older generation changes nothing: they are not written.
+            self.pending.take();
+        }
         let now = self.clock.now();
         s.record = rec;
         s.version = version;
         s.loaded = true;
+        s.installs = s.installs.wrapping_add(1);
         s.last_sync = now;
         self.hot.publish(&s.record, s.degraded());
         if announce {
@@ -158,10 +181,25 @@ impl Inner {
         }
     }
 
-    /// Installs a stored value if it is newer than the cached one. A corrupt value is
-    /// reported and replaced in the cache by a fresh closed record of a later generation,
-    /// carrying the corrupt value's version so that the next write overwrites it.
-    pub(crate) fn install_stored(&self, s: &mut Shared, stored: Option<Versioned>, adopt: bool) {
+    /// Installs a stored value if it is newer than the cached one, so that a view never goes
+    /// backwards: a value of a lower version is ignored, and so is an absence that may have
+    /// been read before the view was installed (pushed, or loaded while the view changed);
+    /// an absence found by a compare-and-swap, or by a load that nothing overtook, is the
+    /// store's word. A corrupt value is reported and replaced in the cache by a fresh closed
+    /// record of a later generation, carrying the corrupt value's version so that the next
+    /// write overwrites it.
+    pub(crate) fn install_stored(
+        &self,
+        s: &mut Shared,
+        stored: Option<Versioned>,
+        adopt: bool,
+        read: Read,
+    ) {
+        let overtaken = match read {
+            Read::Pushed => true,
+            Read::Loaded { seq } => seq != s.installs,
+            Read::Conflict => false,
+        };
         match stored {
             None if s.loaded && s.record.state.is_forced() => {
                 // Forced states never expire, so the back-end lost its data (a restart
@@ -170,6 +208,11 @@ impl Inner {
                 s.version = None;
                 s.lost_forced = true;
                 self.hot.schedule_maintenance(Timestamp::ZERO);
+            }
+            None if !adopt && overtaken && s.version.is_some() => {
+                // Perhaps read before the version this agent holds was written: a watch's
+                // first reload racing this agent's own first write. Should the record really
+                // be gone, the next write finds out by its conflict.
             }
             None => {
                 // Nothing stored (never written, expired or deleted): the breaker is closed.
@@ -254,6 +297,7 @@ impl Inner {
                 Err(e) => return Err(self.fail(Operation::Clock, e)),
             }
         }
+        let seq = self.lock().installs;
         let loaded = crate::observe::backend_op(
             self.name,
             self.backend,
@@ -269,7 +313,7 @@ impl Inner {
             let was_down = s.degraded();
             s.health = Health::Healthy;
             s.last_error = None;
-            self.install_stored(&mut s, stored, adopt);
+            self.install_stored(&mut s, stored, adopt, Read::Loaded { seq });
             self.hot.publish(&s.record, false);
             if was_down {
                 crate::observe::backend_recovered(self.name, self.backend);
@@ -311,7 +355,7 @@ impl Inner {
         }
         let mut s = self.lock();
         if !s.degraded() {
-            self.install_stored(&mut s, change.record, false);
+            self.install_stored(&mut s, change.record, false, Read::Pushed);
         }
     }
 
@@ -339,7 +383,7 @@ impl Inner {
             }
             Ok(Swap::Conflict { current }) => {
                 let mut s = self.lock();
-                self.install_stored(&mut s, current, false);
+                self.install_stored(&mut s, current, false, Read::Conflict);
                 Ok(())
             }
             Err(e) => {
@@ -349,9 +393,15 @@ impl Inner {
         }
     }
 
-    /// Reads the record again and installs it if newer.
+    /// Reads the record again and installs it if newer. On first use, the first load is
+    /// the read: it is not made twice.
     pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(), BackendError> {
+        let first = !self.lock().loaded;
         self.ensure_ready().await?;
+        if first {
+            return Ok(());
+        }
+        let seq = self.lock().installs;
         let loaded = crate::observe::backend_op(
             self.name,
             self.backend,
@@ -362,7 +412,7 @@ impl Inner {
         match loaded {
             Ok(stored) => {
                 let mut s = self.lock();
-                self.install_stored(&mut s, stored, false);
+                self.install_stored(&mut s, stored, false, Read::Loaded { seq });
                 s.last_sync = self.clock.now();
                 Ok(())
             }
@@ -422,7 +472,7 @@ impl Inner {
                 }
                 Ok(Swap::Conflict { current }) => {
                     let mut s = self.lock();
-                    self.install_stored(&mut s, current, false);
+                    self.install_stored(&mut s, current, false, Read::Conflict);
                 }
                 Err(e) => return Err(self.fail(Operation::CompareAndSwap, e)),
             }
@@ -509,10 +559,7 @@ impl Inner {
             }
         }
         self.restore_forced().await?;
-        let queued = std::mem::take(&mut self.lock().queued);
-        for deferred in queued {
-            self.report(deferred).await;
-        }
+        self.drain_queued().await;
         let successes = self.pending.take();
         if successes > 0 {
             let policy = &self.policy;

@@ -55,6 +55,17 @@ pub enum Admission {
     Probe,
 }
 
+/// The state a reader reports at `now`: the stored state, except that an open breaker whose
+/// open period is over is half-open (the end is inclusive), whether or not a probe was
+/// claimed yet, since a call made now would be admitted as a probe. Every reader of state
+/// (the API, the CLI, metrics) goes through this one function.
+pub fn effective_state(rec: &Record, now: Timestamp) -> State {
+    match rec.state {
+        State::Open if rec.open_period_over(now) => State::HalfOpen,
+        state => state,
+    }
+}
+
 /// Judges admission from a record (for example an agent's cached view).
 pub fn admission(rec: &Record, now: Timestamp) -> Admission {
     match rec.state {
@@ -238,10 +249,11 @@ pub fn window_counts(rec: &Record, policy: &Policy, now: Timestamp) -> Tally {
     rec.buckets
         .iter()
         .filter(|b| b.index >= oldest)
+        // Saturating: the counts come from a record, which any writer may have planted.
         .fold(Tally::default(), |t, b| Tally {
-            successes: t.successes + b.successes,
-            failures: t.failures + b.failures,
-            slow: t.slow + b.slow,
+            successes: t.successes.saturating_add(b.successes),
+            failures: t.failures.saturating_add(b.failures),
+            slow: t.slow.saturating_add(b.slow),
         })
 }
 
@@ -274,18 +286,26 @@ pub fn reset(rec: &mut Record, now: Timestamp) {
     rec.openings = 0;
 }
 
+/// The longest expiry or timer a breaker asks of a back-end: ten years. Every valid policy
+/// must work on every back-end, and back-ends have limits (Redis keeps expiry times as
+/// milliseconds in a signed 64-bit integer, etcd refuses leases over 9·10⁹ s), so a longer
+/// period, up to `Duration::MAX`, is asked for as this; a breaker open for ten years is open
+/// for good as far as anyone can tell.
+pub const MAX_BACKEND_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3_600);
+
 /// How long the back-end should keep the record: forced states forever, an open breaker at
-/// least until its open period ends, others for the idle expiry.
+/// least until its open period ends, others for the idle expiry; never longer than
+/// [`MAX_BACKEND_TTL`].
 pub fn record_ttl(rec: &Record, policy: &Policy, now: Timestamp) -> Option<Duration> {
-    match rec.state {
-        State::ForcedOpen | State::ForcedClosed => None,
-        State::Open => Some(
-            rec.open_until
-                .map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
-                .saturating_add(policy.record_ttl),
-        ),
-        State::Closed | State::HalfOpen => Some(policy.record_ttl),
-    }
+    let ttl = match rec.state {
+        State::ForcedOpen | State::ForcedClosed => return None,
+        State::Open => rec
+            .open_until
+            .map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
+            .saturating_add(policy.record_ttl),
+        State::Closed | State::HalfOpen => policy.record_ttl,
+    };
+    Some(ttl.min(MAX_BACKEND_TTL))
 }
 
 /// The jitter added to the open period of `generation`: the same for every agent.
@@ -335,7 +355,7 @@ fn trip(rec: &mut Record, policy: &Policy, now: Timestamp) {
 
 fn should_trip(rec: &Record, policy: &Policy, now: Timestamp) -> bool {
     let counts = window_counts(rec, policy, now);
-    let calls = counts.successes + counts.failures;
+    let calls = counts.successes.saturating_add(counts.failures);
     policy.trip_rules.iter().any(|rule| match *rule {
         TripRule::FailuresInWindow { failures } => counts.failures >= u64::from(failures),
         TripRule::ConsecutiveFailures { failures } => rec.consecutive_failures >= failures,
