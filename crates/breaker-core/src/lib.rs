@@ -41,6 +41,6 @@ pub use events::{Cause, Event, SUBSCRIPTION_CAPACITY, Subscription};
 pub use name::{MAX_NAME_LEN, Name, NameError};
 pub use outcome::{Classifier, ErrorsAreFailures, Outcome};
 pub use policy::{BackendFailure, Backoff, Policy, PolicyBuilder, PolicyError, SlowCall, TripRule};
-pub use record::{Bucket, Lease, Record, RecordError, SCHEMA_VERSION, State};
+pub use record::{Bucket, Lease, MAX_RECORD_BYTES, Record, RecordError, SCHEMA_VERSION, State};
 pub use time::{Clock, ManualClock, SYSTEM_CLOCK_TICK, SystemClock, Timestamp};
 pub use timers::{RunningTimers, Timer};

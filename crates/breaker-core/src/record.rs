@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 use crate::timers::RunningTimers;
 
+/// The largest stored record a driver hands to a breaker, in bytes. Records are a few hundred
+/// bytes; anything far larger is foreign, and a driver that can measure a value in the
+/// back-end reports it as corrupt without transferring it.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
 /// The record layout this build reads and writes. A record with another version is refused
 /// as corrupt rather than misread.
 pub const SCHEMA_VERSION: u32 = 1;

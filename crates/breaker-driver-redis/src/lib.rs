@@ -35,7 +35,8 @@ pub use breaker_core::{
     ManualClock, Outcome, Permit, Policy, PolicyError, Rejected, State, SystemClock,
 };
 use breaker_core::{
-    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Timestamp, Versioned, Watch,
+    ChangeSink, Driver, DriverError, DriverErrorKind, MAX_RECORD_BYTES, Name, Swap, Timestamp,
+    Versioned, Watch,
 };
 use redis::Value;
 
@@ -46,7 +47,7 @@ use conn::{Lazy, Target, error, redact};
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RedisOptions {
-    /// Namespace of this driver's keys: `{PREFIX:NAME}:r`. Default `breaker`.
+    /// Namespace of this driver's keys: `{PREFIX/NAME}:r`. Default `breaker`.
     pub prefix: String,
     /// Deadline for making a connection. Each operation's deadline comes from the breaker.
     pub connect_timeout: Duration,
@@ -191,8 +192,8 @@ impl RedisDriver {
                 tls_root_cert: options.tls_root_cert.clone(),
                 prefix: options.prefix,
                 conn: Lazy::new(target, options.connect_timeout),
-                load: redis::Script::new(script::LOAD),
-                swap: redis::Script::new(script::SWAP),
+                load: redis::Script::new(&script::load()),
+                swap: redis::Script::new(&script::swap()),
                 watches: Arc::default(),
             }),
         })
@@ -220,10 +221,24 @@ impl RedisDriver {
         .await
     }
 
-    /// The record key of `name`.
+    /// The record key and version-counter key of `name` under `prefix`:
+    /// `{PREFIX/NAME}:r` and `{PREFIX/NAME}:seq`. Neither a prefix nor a name may hold `/`
+    /// (both are validated as [`Name`]s), so the mapping is injective: `a` + `b:c` and `a:b`
+    /// + `c` are different keys.
     fn key(prefix: &str, name: &str) -> (String, String) {
-        let tag = format!("{{{prefix}:{name}}}");
+        let tag = format!("{{{prefix}/{name}}}");
         (format!("{tag}:r"), format!("{tag}:seq"))
+    }
+
+    /// The breaker name a record key under `prefix` belongs to: the inverse of
+    /// [`RedisDriver::key`], `None` for a key that is not a record key of this prefix.
+    fn name_of(prefix: &str, key: &str) -> Option<Name> {
+        let inside = key
+            .strip_prefix('{')?
+            .strip_prefix(prefix)?
+            .strip_prefix('/')?
+            .strip_suffix("}:r")?;
+        Name::new(inside).ok()
     }
 }
 
@@ -270,6 +285,7 @@ impl Inner {
         let reply: Value = self
             .load
             .key(&record)
+            .arg(MAX_RECORD_BYTES)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| error(&self.url, "load", e))?;
@@ -314,6 +330,7 @@ impl Driver for RedisDriver {
                 .arg(ttl_ms)
                 .arg(&inner.channel)
                 .arg(name.as_str())
+                .arg(MAX_RECORD_BYTES)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| error(&inner.url, "compare-and-swap", e))?;
@@ -341,7 +358,7 @@ impl Driver for RedisDriver {
     async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
         let inner = self.inner.clone();
         on_runtime("redis list", timeout, async move {
-            let pattern = format!("{{{}:*}}:r", inner.prefix);
+            let pattern = format!("{{{}/*}}:r", inner.prefix);
             let mut names = std::collections::BTreeSet::new();
             // A cluster's keys live on its several nodes: scan each.
             for node in &inner.nodes {
@@ -362,14 +379,10 @@ impl Driver for RedisDriver {
                         .query_async(&mut conn)
                         .await
                         .map_err(|e| error(&inner.url, "list", e))?;
-                    for key in keys {
-                        let inside = key
-                            .strip_prefix(&format!("{{{}:", inner.prefix))
-                            .and_then(|k| k.strip_suffix("}:r"));
-                        if let Some(name) = inside.and_then(|n| Name::new(n).ok()) {
-                            names.insert(name);
-                        }
-                    }
+                    names.extend(
+                        keys.iter()
+                            .filter_map(|k| RedisDriver::name_of(&inner.prefix, k)),
+                    );
                     if next == 0 {
                         break;
                     }

@@ -2,53 +2,88 @@
 //! for compare-and-swap (version check, new version, value, expiry and the change
 //! notification in one step) and one for load.
 //!
-//! A record is a hash `{PREFIX:NAME}:r` with fields `v` (version) and `d` (the encoded
-//! record). Versions come from a counter `{PREFIX:NAME}:seq` that never expires, so a
-//! version is never reused after the record expired. Both keys share the hash tag
-//! `{PREFIX:NAME}`, hence one Redis Cluster slot. A value of ours under another type, or a
-//! hash without our fields, reads as version 0 (which no write ever gets), so a breaker can
-//! report it as corrupt and overwrite it by expecting version 0.
+//! A record is a hash `{PREFIX/NAME}:r` with fields `v` (version) and `d` (the encoded
+//! record), and its version counter is `{PREFIX/NAME}:seq`; both share the hash tag
+//! `{PREFIX/NAME}`, hence one Redis Cluster slot, and neither a prefix nor a name can hold
+//! `/`, so no two breakers share a key. Every byte under these keys is untrusted: anything
+//! that is not exactly what the script writes (another type, a hash without our fields, a
+//! version that is not a canonical decimal, a value over the size limit, which is measured
+//! in the server and never transferred) reads as version 0 with no data, which no write ever
+//! gets, so a breaker reports it as corrupt and overwrites it by expecting version 0.
+//!
+//! Versions only grow and are never reused: the counter starts (and starts again after it
+//! expired with its record, or when it is not a counter of ours) from the server's clock in
+//! microseconds, above any version handed out before, and then counts writes.
 
-/// Reads the record: `{}` when absent, `{version, data}` otherwise.
-pub(crate) const LOAD: &str = r#"
-local t = redis.call('TYPE', KEYS[1])['ok']
-if t == 'none' then return {} end
-if t == 'hash' then
-  local f = redis.call('HMGET', KEYS[1], 'v', 'd')
-  if f[1] and f[2] then return {f[1], f[2]} end
-  return {'0', ''}
+/// Reads the record and its version as they are, or as version 0 with no data when they are
+/// not ours. Shared by both scripts. ARGV[1] is the size limit in bytes.
+const CURRENT: &str = r#"
+local function current(limit)
+  local t = redis.call('TYPE', KEYS[1])['ok']
+  if t == 'none' then return t, nil, nil end
+  if t ~= 'hash' then return t, '0', '' end
+  local v = redis.call('HGET', KEYS[1], 'v')
+  if not v or not string.match(v, '^[1-9]%d*$') or string.len(v) > 16
+    or tonumber(v) > 9007199254740991 then return t, '0', '' end
+  local size = redis.call('HSTRLEN', KEYS[1], 'd')
+  if size == 0 or size > limit then return t, v, '' end
+  return t, v, redis.call('HGET', KEYS[1], 'd')
 end
-if t == 'string' then return {'0', redis.call('GET', KEYS[1])} end
-return {'0', ''}
 "#;
+
+/// Reads the record: `{}` when absent, `{version, data}` otherwise. ARGV: size limit.
+pub(crate) fn load() -> String {
+    format!(
+        "{CURRENT}{}",
+        r#"
+local t, v, d = current(tonumber(ARGV[1]))
+if t == 'none' then return {} end
+return {v, d}
+"#
+    )
+}
 
 /// Compare-and-swap. ARGV: expected version ('' for none), data, ttl in ms ('' for none),
-/// change channel, breaker name. Publishes `NAME VERSION\nDATA` on the channel, so that
-/// watchers get the new record with no round trip of their own. Returns `{1, new_version}`, or on conflict `{0}` (absent)
-/// or `{0, version, data}`.
-pub(crate) const SWAP: &str = r#"
-local t = redis.call('TYPE', KEYS[1])['ok']
-local v, d = '', ''
-if t == 'hash' then
-  local f = redis.call('HMGET', KEYS[1], 'v', 'd')
-  if f[1] and f[2] then v, d = f[1], f[2] else v = '0' end
-elseif t == 'string' then
-  v, d = '0', redis.call('GET', KEYS[1])
-elseif t ~= 'none' then
-  v = '0'
+/// change channel, breaker name, size limit. Everything is checked before anything is
+/// written, so a write is all or nothing. Publishes `NAME VERSION\nDATA` on the channel, so
+/// that watchers get the new record with no round trip of their own. Returns
+/// `{1, new_version}`, or on conflict `{0}` (absent) or `{0, version, data}`.
+pub(crate) fn swap() -> String {
+    format!(
+        "{CURRENT}{}",
+        r#"
+local ttl = nil
+if ARGV[3] ~= '' then
+  ttl = tonumber(ARGV[3])
+  if not ttl or ttl < 1 or ttl > 281474976710656 then
+    return redis.error_reply('breaker: expiry out of range: ' .. ARGV[3])
+  end
 end
-if v ~= ARGV[1] then
-  if t == 'none' then return {0} end
+local t, v, d = current(tonumber(ARGV[6]))
+if t == 'none' then
+  if ARGV[1] ~= '' then return {0} end
+elseif v ~= ARGV[1] then
   return {0, v, d}
 end
-local nv = redis.call('INCR', KEYS[2])
-if t ~= 'hash' or v == '0' then redis.call('DEL', KEYS[1]) end
-redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2])
-if ARGV[3] == '' then
-  redis.call('PERSIST', KEYS[1])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local nv = redis.pcall('INCR', KEYS[2])
+if type(nv) ~= 'number' or nv == 1 or nv > 9007199254740991 then
+  -- A new counter, or one that is not ours: start above every version handed out before.
+  local now = redis.call('TIME')
+  nv = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  local held = tonumber(v) or 0
+  if nv <= held then nv = held + 1 end
+  redis.call('DEL', KEYS[2])
+  redis.call('SET', KEYS[2], string.format('%d', nv))
 end
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. nv .. '\n' .. ARGV[2])
-return {1, nv}
-"#;
+-- Lua would print a number this large as 1.7e+15: versions are written as integers.
+local version = string.format('%d', nv)
+if t ~= 'hash' or v == '0' then redis.call('DEL', KEYS[1]) end
+redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2])
+for _, key in ipairs(KEYS) do
+  if ttl then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. version .. '\n' .. ARGV[2])
+return {1, version}
+"#
+    )
+}

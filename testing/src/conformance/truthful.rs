@@ -207,12 +207,27 @@ pub async fn a_dropped_probe_frees_its_slot_promptly<H: Harness>(h: Arc<H>) {
     other.flush().await.unwrap();
     assert!(other.acquire().await.is_err(), "the slot is taken");
     drop(permit);
-    // The holder makes no further call; only time passes, in real time for the release and
-    // on the manual clock by `max_staleness` for a driver that cannot push.
+    // The holder makes no further call. A driver that pushes tells the other agent; for one
+    // that cannot, the release must reach the store by itself, and the other agent learns of
+    // it within `max_staleness` on its clock.
+    let deadline = Instant::now() + Duration::from_secs(10);
     if !pushes(&*h).await {
+        let reader = h.driver().await;
+        let key = Name::new(&name).unwrap();
+        loop {
+            let stored = reader.load(&key, T).await.unwrap().expect("the record");
+            let rec = breaker_core::Record::decode(&stored.value).unwrap();
+            if rec.leases.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the dropped probe's lease never left the store"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         clock.advance(policy.max_staleness);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match other.acquire().await {
             Ok(permit) => {
