@@ -189,6 +189,15 @@ impl Policy {
         Duration::try_from_secs_f64(capped).unwrap_or(backoff.max)
     }
 
+    /// The longest open period this policy can set: the backoff's maximum (or `open_for`),
+    /// plus the largest jitter.
+    pub fn longest_open_period(&self) -> Duration {
+        let base = self
+            .backoff
+            .map_or(self.open_for, |b| b.max.max(self.open_for));
+        base.saturating_add(self.jitter)
+    }
+
     /// Whether any rule needs the count of successes (rates and consecutive failures do; the
     /// failures-in-window rule does not).
     pub fn needs_successes(&self) -> bool {

@@ -81,6 +81,13 @@ pub struct Lease {
     pub expires_at: Timestamp,
 }
 
+impl Lease {
+    /// A lease `id` that lapses at `expires_at`.
+    pub fn new(id: u64, expires_at: Timestamp) -> Self {
+        Lease { id, expires_at }
+    }
+}
+
 /// The one shared record of a breaker. Drivers store it as opaque bytes; all logic over it
 /// lives in [`crate::machine`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -428,3 +428,29 @@ impl Driver for RedisDriver {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Names and prefixes as `Name` accepts them, `:` included, the separator of old.
+    fn part() -> impl Strategy<Value = String> {
+        "[a-z0-9_-][a-z0-9_.:-]{0,12}"
+    }
+
+    proptest! {
+        /// (prefix, name) → key is injective, and `name_of` inverts it for its own prefix
+        /// only: no breaker can read or list another's keys.
+        #[test]
+        fn keys_are_injective(p1 in part(), n1 in part(), p2 in part(), n2 in part()) {
+            let (k1, _) = RedisDriver::key(&p1, &n1);
+            let (k2, _) = RedisDriver::key(&p2, &n2);
+            prop_assert_eq!(k1 == k2, (p1.as_str(), n1.as_str()) == (p2.as_str(), n2.as_str()));
+            prop_assert_eq!(RedisDriver::name_of(&p1, &k1).map(|n| n.as_str()), Some(n1.as_str()));
+            if p1 != p2 {
+                prop_assert_eq!(RedisDriver::name_of(&p2, &k1), None);
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! store's own expiry may take real time, for back-ends whose expiry cannot be driven.
 
 pub mod behaviour;
+pub mod hostile;
 pub mod outage;
 pub mod store;
 pub mod timers;
@@ -157,6 +158,8 @@ macro_rules! conformance_tests {
             truthful::a_dropped_probe_frees_its_slot_promptly,
             truthful::the_longest_open_period_trips_and_stays_open,
             truthful::batched_successes_stay_in_their_generation,
+            hostile::insane_records_are_reported_and_repaired,
+            hostile::counts_that_overflow_saturate,
             outage::fail_open_admits_everything,
             outage::fail_closed_rejects_with_backend_error,
             outage::local_fallback_protects_and_shared_state_returns,

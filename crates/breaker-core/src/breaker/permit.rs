@@ -304,7 +304,7 @@ impl Inner {
                     Outcome::Ignored => return,
                 };
                 // Successes batched before this outcome go with it, in order.
-                tally.successes += self.pending.take();
+                tally.successes = tally.successes.saturating_add(self.pending.take());
                 self.apply(|rec, now| machine::record_tally(rec, policy, now, generation, tally))
                     .await;
             }

@@ -237,18 +237,28 @@ impl Inner {
                     }
                     return;
                 }
-                match Record::decode(&v.value) {
-                    Ok(mut rec) => {
+                let now = self.clock.now();
+                let decoded = Record::decode(&v.value)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut rec| {
                         rec.timers = self.judged_by(&rec, &v.timers);
-                        self.install(s, rec, Some(v.version));
-                    }
-                    Err(e) => {
+                        machine::check(&rec, &self.policy, now)
+                            .map(|()| rec)
+                            .map_err(|why| format!("insane record: {why}"))
+                    });
+                match decoded {
+                    Ok(rec) => self.install(s, rec, Some(v.version)),
+                    Err(reason) => {
                         let err = self.backend_error(
                             Operation::Load,
-                            DriverError::new(DriverErrorKind::Corrupt, e.to_string()),
+                            DriverError::new(DriverErrorKind::Corrupt, reason),
                         );
                         let mut fresh = Record::new();
-                        fresh.generation = s.record.generation.saturating_add(1);
+                        fresh.generation = s
+                            .record
+                            .generation
+                            .saturating_add(1)
+                            .min(machine::MAX_GENERATION);
                         fresh.timers = self.judged_by(&fresh, &[]);
                         self.install(s, fresh, Some(v.version));
                         crate::observe::backend_error(&err);

@@ -66,6 +66,94 @@ pub fn effective_state(rec: &Record, now: Timestamp) -> State {
     }
 }
 
+/// The highest generation a sane record holds: 2^50, which a breaker changing state a
+/// thousand times a second reaches in 35,000 years. Far inside what the hot path packs into
+/// its one word, so every generation of a sane record is represented exactly there.
+pub const MAX_GENERATION: u64 = 1 << 50;
+
+/// How far ahead of a reader's clock a sane record's deadlines and buckets may lie beyond
+/// what its policy allows, for clocks that differ a little between hosts.
+pub const CLOCK_MARGIN: Duration = Duration::from_secs(10);
+
+/// Checks the invariants that a record decoded from the back-end must hold for this policy
+/// at `now` before any agent acts on it; the error says which one it breaks. Every byte in
+/// the back-end is untrusted, and a record that decodes but breaks one of these would
+/// otherwise wedge the breaker (a half-open period that can never admit or close, an open
+/// period an hour too long written by a skewed writer, failures in buckets of the future) or
+/// defeat it (generations the hot path cannot represent). A record that fails the check is
+/// reported as corrupt and replaced, as one that cannot be decoded.
+pub fn check(rec: &Record, policy: &Policy, now: Timestamp) -> Result<(), String> {
+    if rec.generation > MAX_GENERATION {
+        return Err(format!(
+            "generation {} is beyond {MAX_GENERATION}",
+            rec.generation
+        ));
+    }
+    let judged_by_clock = rec.timers.is_none();
+    let latest = |period: Duration| now.saturating_add(period.saturating_add(CLOCK_MARGIN));
+    if rec.state == State::Open
+        && judged_by_clock
+        && let Some(until) = rec.open_until
+    {
+        let longest = policy.longest_open_period();
+        if until > latest(longest) {
+            return Err(format!(
+                "its open period ends {:?} from now, beyond the policy's longest ({longest:?})",
+                until.saturating_duration_since(now)
+            ));
+        }
+    }
+    if rec.state == State::HalfOpen {
+        let permits = usize::try_from(policy.half_open_permits).unwrap_or(usize::MAX);
+        if rec.leases.len() > permits {
+            return Err(format!(
+                "{} probe leases, more than the {permits} permits",
+                rec.leases.len()
+            ));
+        }
+        if rec.probe_successes >= policy.success_threshold {
+            return Err(format!(
+                "half-open with {} probe successes, enough to have closed",
+                rec.probe_successes
+            ));
+        }
+        if judged_by_clock
+            && let Some(lease) = rec
+                .leases
+                .iter()
+                .find(|l| l.expires_at > latest(policy.probe_lease))
+        {
+            return Err(format!(
+                "probe lease {} lapses {:?} from now, beyond the policy's lease",
+                lease.id,
+                lease.expires_at.saturating_duration_since(now)
+            ));
+        }
+    }
+    let current = now.as_millis() / bucket_millis(policy);
+    let margin = millis_of(CLOCK_MARGIN) / bucket_millis(policy);
+    if let Some(b) = rec
+        .buckets
+        .iter()
+        .find(|b| b.index > current.saturating_add(margin))
+    {
+        return Err(format!(
+            "window bucket {} lies in the future (now is bucket {current})",
+            b.index
+        ));
+    }
+    if rec.buckets.len() > MAX_BUCKETS {
+        return Err(format!(
+            "{} window buckets, more than a window holds",
+            rec.buckets.len()
+        ));
+    }
+    Ok(())
+}
+
+/// More buckets than any writer keeps (ten live ones, plus slack for clocks that differ).
+const MAX_BUCKETS: usize = 64;
+
 /// Judges admission from a record (for example an agent's cached view).
 pub fn admission(rec: &Record, now: Timestamp) -> Admission {
     match rec.state {
@@ -179,7 +267,7 @@ pub fn settle_probe(
     rec.leases.remove(pos);
     match outcome {
         crate::Outcome::Success => {
-            rec.probe_successes += 1;
+            rec.probe_successes = rec.probe_successes.saturating_add(1);
             if rec.probe_successes >= policy.success_threshold {
                 begin(rec, State::Closed, now);
                 rec.openings = 0;

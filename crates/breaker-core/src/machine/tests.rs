@@ -503,3 +503,121 @@ fn a_half_open_rejection_hints_at_the_next_probe_not_the_whole_lease() {
         }
     );
 }
+
+/// Any record a writer could plant: every field drawn from its whole range, extremes
+/// weighted in.
+fn hostile_record() -> impl Strategy<Value = Record> {
+    let wide = prop_oneof![
+        Just(0u64),
+        Just(u64::MAX),
+        Just(1u64 << 56),
+        any::<u64>(),
+        0u64..2_000_000
+    ];
+    let wide32 = prop_oneof![Just(0u32), Just(u32::MAX), any::<u32>(), 0u32..5];
+    let state = prop_oneof![
+        Just(State::Closed),
+        Just(State::Open),
+        Just(State::HalfOpen),
+        Just(State::ForcedOpen),
+        Just(State::ForcedClosed)
+    ];
+    let bucket = (wide.clone(), wide.clone(), wide.clone(), wide.clone()).prop_map(
+        |(index, successes, failures, slow)| Bucket {
+            index,
+            successes,
+            failures,
+            slow,
+        },
+    );
+    let lease = (wide.clone(), wide.clone())
+        .prop_map(|(id, at)| Lease::new(id, Timestamp::from_millis(at)));
+    (
+        (
+            wide.clone(),
+            state,
+            wide.clone(),
+            prop::option::of(wide.clone()),
+        ),
+        (wide32.clone(), wide32.clone(), wide32, wide.clone()),
+        prop::collection::vec(bucket, 0..12),
+        prop::collection::vec(lease, 0..6),
+    )
+        .prop_map(
+            |(
+                (generation, state, since, until),
+                (openings, consecutive, successes, next),
+                buckets,
+                leases,
+            )| {
+                let mut rec = Record::new();
+                rec.generation = generation;
+                rec.state = state;
+                rec.since = Timestamp::from_millis(since);
+                rec.open_until = until.map(Timestamp::from_millis);
+                rec.openings = openings;
+                rec.consecutive_failures = consecutive;
+                rec.probe_successes = successes;
+                rec.next_lease_id = next;
+                rec.buckets = buckets;
+                rec.leases = leases;
+                rec
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_048))]
+
+    /// The fuzz target of hostile records: decoding, the invariant check and every machine
+    /// step over any record, at any time, never panic and never overflow (tests build with
+    /// overflow checks), and whatever passes the check keeps generations the hot path holds.
+    #[test]
+    fn hostile_records_never_panic(
+        rec in hostile_record(),
+        policy in policy_strategy(),
+        now in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>(), 1_000_000u64..2_000_000],
+        steps in prop::collection::vec(step(), 0..20),
+    ) {
+        let bytes = rec.encode();
+        let mut rec = Record::decode(&bytes).expect("our own encoding decodes");
+        let mut now = Timestamp::from_millis(now);
+        let sane = check(&rec, &policy, now).is_ok();
+        if sane {
+            prop_assert!(rec.generation <= MAX_GENERATION);
+        }
+        let _ = effective_state(&rec, now);
+        let _ = window_counts(&rec, &policy, now);
+        let _ = record_ttl(&rec, &policy, now);
+        let _ = admission(&rec, now);
+        for s in steps {
+            match s {
+                Step::Advance(ms) => now = now.saturating_add(Duration::from_millis(ms)),
+                Step::Tally { successes, failures, .. } => {
+                    let g = rec.generation;
+                    record_tally(&mut rec, &policy, now, g, Tally::new(u64::from(successes), u64::from(failures), 1));
+                }
+                Step::Claim => { let _ = claim_probe(&mut rec, &policy, now); }
+                Step::Settle { pick, outcome, .. } => {
+                    let lease = rec.leases.get(pick).map_or(0, |l| l.id);
+                    let outcome = [Outcome::Success, Outcome::Failure, Outcome::Ignored][usize::from(outcome % 3)];
+                    let g = rec.generation;
+                    settle_probe(&mut rec, &policy, now, g, lease, outcome);
+                }
+                Step::ForceOpen => force(&mut rec, now, Forced::Open),
+                Step::ForceClosed => force(&mut rec, now, Forced::Closed),
+                Step::Reset => reset(&mut rec, now),
+            }
+            let _ = effective_state(&rec, now);
+            let _ = record_ttl(&rec, &policy, now);
+        }
+    }
+
+    /// Bytes that are not a record never panic the decoder or the check.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(rec) = Record::decode(&bytes) {
+            let _ = check(&rec, &Policy::default(), Timestamp::from_millis(1));
+        }
+    }
+}
