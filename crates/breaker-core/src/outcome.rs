@@ -1,4 +1,8 @@
-//! Call outcomes and the classifier that maps a call's result to one.
+//! Call outcomes, the classifier that maps a call's result to one, and the breaker's own
+//! default classifiers.
+
+use std::any::Any;
+use std::sync::Arc;
 
 /// How a protected call ended, as far as the breaker is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +48,49 @@ impl<T, E> Classifier<T, E> for ErrorsAreFailures {
     }
 }
 
+/// One default classifier, erased: it answers for results of its own type only.
+type Erased = Arc<dyn Fn(&dyn Any) -> Option<Outcome> + Send + Sync>;
+
+/// The classifiers a breaker was built with ([`crate::BreakerBuilder::classifier`]), used by
+/// `call` and `call_blocking`: each answers for results of one type, the first that does
+/// decides, and a result of a type none answers for is classified as [`ErrorsAreFailures`]
+/// does. `call_with` takes a classifier of its own instead.
+#[derive(Clone, Default)]
+pub(crate) struct DefaultClassifiers(Vec<Erased>);
+
+impl DefaultClassifiers {
+    /// Adds `classifier` for results of type `Result<T, E>`.
+    pub(crate) fn add<T: 'static, E: 'static>(
+        &mut self,
+        classifier: impl Classifier<T, E> + 'static,
+    ) {
+        self.0.push(Arc::new(move |result: &dyn Any| {
+            result
+                .downcast_ref::<Result<T, E>>()
+                .map(|r| classifier.classify(r))
+        }));
+    }
+}
+
+impl std::fmt::Debug for DefaultClassifiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DefaultClassifiers({})", self.0.len())
+    }
+}
+
+impl<T: 'static, E: 'static> Classifier<T, E> for DefaultClassifiers {
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        if self.0.is_empty() {
+            return ErrorsAreFailures.classify(result);
+        }
+        self.0
+            .iter()
+            .find_map(|c| c(result))
+            .unwrap_or_else(|| ErrorsAreFailures.classify(result))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +118,28 @@ mod tests {
         assert_eq!(status.classify(&Ok(503)), Outcome::Failure);
         assert_eq!(status.classify(&Ok(404)), Outcome::Ignored);
         assert_eq!(status.classify(&Ok(200)), Outcome::Success);
+    }
+
+    #[test]
+    fn default_classifiers_answer_for_their_own_type_only() {
+        let mut defaults = DefaultClassifiers::default();
+        defaults.add(|r: &Result<u16, std::io::Error>| match r {
+            Ok(s) if *s >= 500 => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Ignored,
+            Err(_) => Outcome::Failure,
+        });
+        assert_eq!(
+            defaults.classify(&Ok::<u16, std::io::Error>(503)),
+            Outcome::Failure
+        );
+        let not_found = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(
+            defaults.classify(&Err::<u16, _>(not_found)),
+            Outcome::Ignored
+        );
+        // Another result type: as `ErrorsAreFailures` would.
+        assert_eq!(defaults.classify(&Ok::<u8, ()>(1)), Outcome::Success);
+        assert_eq!(defaults.classify(&Err::<u8, ()>(())), Outcome::Failure);
     }
 }

@@ -18,7 +18,7 @@ use crate::error::{BackendError, BuildError, Error, Rejected};
 use crate::events::{Event, EventHub, Subscription};
 use crate::machine::{self, Admission, Claim, Forced};
 use crate::name::Name;
-use crate::outcome::{Classifier, ErrorsAreFailures, Outcome};
+use crate::outcome::{Classifier, DefaultClassifiers, Outcome};
 use crate::policy::{BackendFailure, Policy};
 use crate::record::{Record, State};
 use crate::time::{BreakerClock, Clock, OffsetClock, Timestamp};
@@ -58,6 +58,7 @@ pub struct BreakerBuilder {
     driver: Arc<dyn DynDriver>,
     policy: Policy,
     clock: Option<Arc<dyn Clock>>,
+    classifiers: DefaultClassifiers,
 }
 
 impl BreakerBuilder {
@@ -71,6 +72,41 @@ impl BreakerBuilder {
     /// breaker follows the back-end's clock where the driver offers it, else the host clock.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The breaker's own classifier for calls that return `Result<T, E>`, used by
+    /// [`Breaker::call`] and [`Breaker::call_blocking`] (so that a status 503, or an error
+    /// that says nothing of the service's health, is judged once, where the breaker is built,
+    /// rather than at every call). Several may be set, one per result type; a result of a
+    /// type none answers for is `Ok`: success, `Err`: failure. [`Breaker::call_with`] takes
+    /// a classifier of its own instead.
+    ///
+    /// ```
+    /// use breaker_core::{Breaker, Outcome};
+    /// # use breaker_core::{Driver, DriverError, Name, Swap, Versioned};
+    /// # #[derive(Clone)] struct NoDriver;
+    /// # impl Driver for NoDriver {
+    /// #     fn backend(&self) -> &'static str { "none" }
+    /// #     async fn load(&self, _: &Name, _: std::time::Duration) -> Result<Option<Versioned>, DriverError> { Ok(None) }
+    /// #     async fn compare_and_swap(&self, _: &Name, _: Option<u64>, _: Vec<u8>, _: Option<std::time::Duration>, _: std::time::Duration) -> Result<Swap, DriverError> { Ok(Swap::Swapped { version: 1 }) }
+    /// #     async fn list(&self, _: std::time::Duration) -> Result<Vec<(Name, Versioned)>, DriverError> { Ok(vec![]) }
+    /// # }
+    /// # let driver = NoDriver;
+    /// let breaker = Breaker::builder("search", driver)
+    ///     .classifier(|r: &Result<u16, std::io::Error>| match r {
+    ///         Ok(status) if *status >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), breaker_core::BuildError>(())
+    /// ```
+    pub fn classifier<T: 'static, E: 'static>(
+        mut self,
+        classifier: impl Classifier<T, E> + 'static,
+    ) -> Self {
+        self.classifiers.add(classifier);
         self
     }
 
@@ -90,6 +126,7 @@ impl BreakerBuilder {
             timers,
             name,
             policy: self.policy,
+            classifiers: self.classifiers,
             backend,
             driver: self.driver,
             clock,
@@ -136,6 +173,7 @@ impl Breaker {
             driver,
             policy: Policy::default(),
             clock: None,
+            classifiers: DefaultClassifiers::default(),
         }
     }
 
@@ -242,13 +280,15 @@ impl Breaker {
         futures_executor::block_on(self.acquire_slow())
     }
 
-    /// Runs `f` under the breaker: `Ok` is a success, `Err` a failure.
-    pub async fn call<T, E, F, Fut>(&self, f: F) -> Result<T, Error<E>>
+    /// Runs `f` under the breaker, classified by the breaker's own classifier for its result
+    /// type ([`BreakerBuilder::classifier`]); without one, `Ok` is a success, `Err` a
+    /// failure.
+    pub async fn call<T: 'static, E: 'static, F, Fut>(&self, f: F) -> Result<T, Error<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.call_with(&ErrorsAreFailures, f).await
+        self.call_with(&self.inner.classifiers, f).await
     }
 
     /// Runs `f` under the breaker, classifying its result with `classifier`. A panic in `f`
@@ -287,9 +327,12 @@ impl Breaker {
         result.map_err(Error::Call)
     }
 
-    /// Runs `f` under the breaker on this thread: `Ok` is a success, `Err` a failure.
-    pub fn call_blocking<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>> {
-        self.call_blocking_with(&ErrorsAreFailures, f)
+    /// Runs `f` under the breaker on this thread, classified as [`Breaker::call`] does.
+    pub fn call_blocking<T: 'static, E: 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, Error<E>> {
+        self.call_blocking_with(&self.inner.classifiers, f)
     }
 
     /// Runs `f` under the breaker on this thread, classifying its result with `classifier`.

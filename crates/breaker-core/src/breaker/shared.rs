@@ -87,6 +87,8 @@ impl Shared {
 pub(crate) struct Inner {
     pub(crate) name: Name,
     pub(crate) policy: Policy,
+    /// The classifiers of `call` and `call_blocking`.
+    pub(crate) classifiers: crate::outcome::DefaultClassifiers,
     pub(crate) driver: Arc<dyn DynDriver>,
     pub(crate) backend: &'static str,
     pub(crate) clock: BreakerClock,
