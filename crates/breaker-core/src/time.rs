@@ -64,13 +64,21 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now(&self) -> Timestamp;
 }
 
-/// The host's real-time clock, read in about a nanosecond.
+/// The host's clock, read in about a nanosecond.
 ///
 /// Reading the real-time clock costs a few dozen nanoseconds, too much for a breaker's hot
 /// path. This clock reads a timestamp that one background thread per process (started on
-/// first use, named `coarsetime`) refreshes from the real-time clock every
-/// [`SYSTEM_CLOCK_TICK`]: a resolution far finer than any breaker deadline needs. Should the
-/// thread fail to start, every read asks the operating system instead.
+/// first use, named `coarsetime`) refreshes every [`SYSTEM_CLOCK_TICK`]: a resolution far
+/// finer than any breaker deadline needs. Should the thread fail to start, every read asks
+/// the operating system instead.
+///
+/// Both readings are the host's wall-clock time when the process first read this clock plus
+/// the *monotonic* time elapsed since, so a step of the host's clock (an NTP correction, an
+/// operator's `date -s`) after that does not move any deadline. A thread that is not
+/// scheduled leaves the coarse reading behind (by hundreds of milliseconds on a loaded
+/// machine), so a breaker uses it only to decide admission from its cached view, where lagging
+/// time errs on the safe side; every deadline it writes or judges in the back-end's name is
+/// taken from [`SystemClock::precise`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
@@ -106,17 +114,43 @@ fn start_ticking() -> bool {
     running
 }
 
+/// The host clock's anchor: the wall-clock time at one monotonic instant, taken once per
+/// process, both as `std` reads it and as the coarse clock does.
+struct Anchor {
+    wall_millis: u64,
+    precise: std::time::Instant,
+    coarse: coarsetime::Instant,
+}
+
+fn anchor() -> &'static Anchor {
+    static ANCHOR: OnceLock<Anchor> = OnceLock::new();
+    ANCHOR.get_or_init(|| Anchor {
+        wall_millis: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, millis_of),
+        precise: std::time::Instant::now(),
+        coarse: coarsetime::Instant::now(),
+    })
+}
+
+impl SystemClock {
+    /// The host's time read exactly now (a few dozen nanoseconds), not from the refreshing
+    /// thread: what every deadline a breaker sets or judges for the fleet is taken from.
+    pub fn precise() -> Timestamp {
+        let a = anchor();
+        Timestamp(a.wall_millis.saturating_add(millis_of(a.precise.elapsed())))
+    }
+}
+
 impl Clock for SystemClock {
     #[inline]
     fn now(&self) -> Timestamp {
         if ticking() {
-            Timestamp(coarsetime::Clock::recent_since_epoch().as_millis())
+            let a = anchor();
+            let elapsed = coarsetime::Instant::recent().duration_since(a.coarse);
+            Timestamp(a.wall_millis.saturating_add(elapsed.as_millis()))
         } else {
-            Timestamp(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, millis_of),
-            )
+            SystemClock::precise()
         }
     }
 }
@@ -195,8 +229,21 @@ pub(crate) enum BreakerClock {
 }
 
 impl BreakerClock {
+    /// The time for every deadline the breaker sets or judges outside the hot path: exact,
+    /// whatever the refreshing thread is doing.
     #[inline]
     pub(crate) fn now(&self) -> Timestamp {
+        match self {
+            BreakerClock::Injected(clock) => clock.now(),
+            BreakerClock::Host(offset) => offset.shift(SystemClock::precise()),
+        }
+    }
+
+    /// The time for the hot path's admission from the cached view: read in a nanosecond,
+    /// possibly behind. Behind, an open breaker rejects a little longer and upkeep comes a
+    /// little later; no deadline is ever set from it.
+    #[inline]
+    pub(crate) fn recent(&self) -> Timestamp {
         match self {
             BreakerClock::Injected(clock) => clock.now(),
             BreakerClock::Host(offset) => offset.shift(SystemClock.now()),
@@ -253,6 +300,48 @@ mod tests {
         );
         clock.align(Timestamp::MAX, Timestamp::ZERO);
         assert_eq!(clock.shift(t), Timestamp::ZERO, "saturates");
+    }
+
+    #[test]
+    fn the_precise_clock_does_not_wait_for_the_refreshing_thread() {
+        // The coarse reading may lag when its thread is starved; the precise one follows the
+        // host at every read. Compared with the host's own clock around it.
+        for _ in 0..100 {
+            let before = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            let precise = SystemClock::precise().as_millis();
+            let after = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            // Anchored once, then monotonic: within a few milliseconds of the host, unless
+            // the host's clock was stepped while this test ran.
+            assert!(
+                precise + 5 >= before && precise <= after + 5,
+                "{before} <= {precise} <= {after}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_starved_refresher_leaves_only_the_hot_path_behind() {
+        let clock = BreakerClock::Host(OffsetClock::default());
+        let recent = clock.recent();
+        // Busy for 30 ms without yielding to anything: the refresher may or may not have
+        // run meanwhile, the precise reading has moved on regardless.
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::spin_loop();
+        }
+        let precise = clock.now();
+        assert!(
+            // The coarse reading may also run up to one coarse tick (4 ms) ahead.
+            precise.as_millis() >= recent.as_millis() + 25,
+            "{recent:?} then {precise:?}"
+        );
+        assert!(clock.recent() <= clock.now().saturating_add(Duration::from_millis(6)));
     }
 
     #[test]

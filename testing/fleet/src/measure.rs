@@ -174,6 +174,48 @@ pub fn round_trips_per_call(
     (used as f64 / f64::from(calls), rate)
 }
 
+/// Strict mode with several writers on one breaker: `writers` agents (threads, each over its
+/// own driver, as separate processes would be), each making `each` successful calls back to
+/// back. Returns the back-end's round trips per call, counted by `round_trips` before and
+/// after (a read per admission and a write per outcome, plus the retries that conflicts
+/// between the writers cost), and the calls per second of all writers together.
+pub fn strict_writers(
+    url: &str,
+    writers: usize,
+    each: u32,
+    round_trips: impl Fn() -> u64,
+) -> (f64, f64) {
+    let policy = Policy::builder().strict(true).build().expect("a policy");
+    let name = format!("strict-writers-{}-{writers}", std::process::id());
+    let agents: Vec<Breaker> = (0..writers)
+        .map(|_| {
+            let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
+            Breaker::builder_dyn(&name, driver)
+                .policy(policy.clone())
+                .build()
+                .expect("a breaker")
+        })
+        .collect();
+    for a in &agents {
+        let _ = a.call_blocking(|| Ok::<(), ()>(()));
+    }
+    let before = round_trips();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for a in &agents {
+            scope.spawn(move || {
+                for _ in 0..each {
+                    let _ = a.call_blocking(|| Ok::<(), ()>(()));
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let calls = f64::from(each) * writers as f64;
+    let used = round_trips().saturating_sub(before);
+    (used as f64 / calls, calls / elapsed)
+}
+
 /// How long an open period of `open_for` really lasts, seen by another agent: `runs` times,
 /// one breaker trips on a failure (a back-end that keeps timers starts the open period's
 /// timer with that write) and a second breaker over its own driver, polling every

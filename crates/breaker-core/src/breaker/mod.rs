@@ -144,6 +144,7 @@ impl BreakerBuilder {
                 watch: None,
                 queued: Vec::new(),
                 lost_forced: false,
+                clock_aligned: None,
             }),
             maintaining: AtomicBool::new(false),
             draining: futures_util::lock::Mutex::new(()),
@@ -424,7 +425,7 @@ impl Breaker {
     #[inline(always)]
     fn gate(&self) -> Gate {
         let inner = &self.inner;
-        let now = inner.clock.now();
+        let now = inner.clock.recent();
         match inner.hot.decide(inner.policy.strict, now) {
             Fast::Admit {
                 generation,

@@ -15,7 +15,7 @@ use crate::machine;
 use crate::name::Name;
 use crate::policy::{BackendFailure, Policy};
 use crate::record::Record;
-use crate::time::{BreakerClock, Clock, SystemClock, Timestamp};
+use crate::time::{BreakerClock, SystemClock, Timestamp};
 use crate::timers::{self, RunningTimers, Timer};
 
 use super::hot::{HotView, Pending};
@@ -23,6 +23,15 @@ use super::permit::Deferred;
 
 /// Compare-and-swap attempts before an update gives up under contention.
 const MAX_SWAP_ATTEMPTS: usize = 64;
+
+/// Readings of the back-end's clock taken to align with it.
+const CLOCK_SAMPLES: usize = 5;
+
+/// A reading whose round trip is this short is good enough to stop sampling.
+const GOOD_CLOCK_SAMPLE: Duration = Duration::from_millis(2);
+
+/// How often an agent aligns its clock with the back-end's again.
+const CLOCK_REALIGN: Duration = Duration::from_secs(300);
 
 /// How a stored value reached the agent, which decides whether an absent one may replace
 /// the view: versions tell a stale value from a newer one, but an absence has no version.
@@ -64,6 +73,9 @@ pub(crate) struct Shared {
     pub(crate) watch: Option<Watch>,
     /// The back-end lost the forced state this agent obeys: write it back.
     pub(crate) lost_forced: bool,
+    /// When the clock was last aligned with the back-end's (`None`: never, or the driver
+    /// has no clock).
+    pub(crate) clock_aligned: Option<Timestamp>,
     /// Outcomes that could not be written when they happened (a probe permit dropped
     /// unreported, a call that panicked inside a future), written at the next maintenance.
     pub(crate) queued: Vec<Deferred>,
@@ -295,19 +307,8 @@ impl Inner {
     /// First contact, or contact again after an outage (`adopt`: the shared record replaces
     /// whatever the agent had, the local fallback record included).
     pub(crate) async fn connect(self: &Arc<Self>, adopt: bool) -> Result<(), BackendError> {
-        if let BreakerClock::Host(offset) = &self.clock {
-            let before = SystemClock.now();
-            match self.driver.now(self.timeout()).await {
-                Ok(Some(reference)) => {
-                    // Take the back-end's reading as of the middle of the round trip.
-                    let after = SystemClock.now();
-                    let mid =
-                        Timestamp::from_millis(before.as_millis() / 2 + after.as_millis() / 2);
-                    offset.align(mid, reference);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(self.fail(Operation::Clock, e)),
-            }
+        if let Err(e) = self.align_clock().await {
+            return Err(self.fail(Operation::Clock, e));
         }
         let seq = self.lock().installs;
         let loaded = crate::observe::backend_op(
@@ -340,6 +341,50 @@ impl Inner {
         self.hot
             .schedule_maintenance(self.clock.now().saturating_add(self.policy.flush_interval));
         Ok(())
+    }
+
+    /// Aligns the host clock with the back-end's, where the driver offers one and no clock
+    /// was injected: the best of up to [`CLOCK_SAMPLES`] readings, the one whose round trip
+    /// was shortest (the first also opens a lazy connection, whose setup would otherwise
+    /// count as clock error), each taken as of the middle of its round trip.
+    async fn align_clock(self: &Arc<Self>) -> Result<(), DriverError> {
+        let BreakerClock::Host(offset) = &self.clock else {
+            return Ok(());
+        };
+        let mut best: Option<(Duration, Timestamp, Timestamp)> = None;
+        for _ in 0..CLOCK_SAMPLES {
+            let before = SystemClock::precise();
+            let Some(reference) = self.driver.now(self.timeout()).await? else {
+                return Ok(());
+            };
+            let after = SystemClock::precise();
+            let round_trip = after.saturating_duration_since(before);
+            let mid = before.saturating_add(round_trip / 2);
+            if best.is_none_or(|(rt, _, _)| round_trip < rt) {
+                best = Some((round_trip, mid, reference));
+            }
+            if round_trip <= GOOD_CLOCK_SAMPLE {
+                break;
+            }
+        }
+        if let Some((_, mid, reference)) = best {
+            offset.align(mid, reference);
+            self.lock().clock_aligned = Some(self.clock.now());
+        }
+        Ok(())
+    }
+
+    /// Re-aligns the clock once [`CLOCK_REALIGN`] has passed since the last alignment, so that
+    /// drift between the host and the back-end does not build up; a failure leaves the last
+    /// alignment in place (the next call's back-end errors will tell).
+    async fn realign_clock_if_due(self: &Arc<Self>) {
+        let due = self
+            .lock()
+            .clock_aligned
+            .is_some_and(|at| self.clock.now() >= at.saturating_add(CLOCK_REALIGN));
+        if due {
+            let _ = self.align_clock().await;
+        }
     }
 
     async fn ensure_watch(self: &Arc<Self>) {
@@ -571,6 +616,7 @@ impl Inner {
             }
         }
         self.restore_forced().await?;
+        self.realign_clock_if_due().await;
         self.drain_queued().await;
         let successes = self.pending.take();
         if successes > 0 {
