@@ -22,9 +22,10 @@ use view::Row;
 #[derive(Parser, Debug)]
 #[command(name = "breaker", version)]
 struct Cli {
-    /// The back-end: memory://, sqlite://PATH, redis://HOST:PORT, rediss://...,
-    /// redis-cluster://HOST:PORT,..., etcd://HOST:PORT,...
-    #[arg(long, env = "BREAKER_BACKEND")]
+    /// The back-end: memory://, sqlite://PATH, redis://[USER:PASSWORD@]HOST:PORT, rediss://...,
+    /// redis-cluster://HOST:PORT,..., etcd://[USER:PASSWORD@]HOST:PORT,..., etcds://...;
+    /// options in the query (?prefix=checkout). Passwords are never printed.
+    #[arg(long, env = "BREAKER_BACKEND", hide_env_values = true)]
     backend: String,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]

@@ -29,6 +29,7 @@ mod observe;
 mod outcome;
 mod policy;
 mod record;
+mod redact;
 mod time;
 pub mod timers;
 
@@ -42,5 +43,6 @@ pub use name::{MAX_NAME_LEN, Name, NameError};
 pub use outcome::{Classifier, ErrorsAreFailures, Outcome};
 pub use policy::{BackendFailure, Backoff, Policy, PolicyBuilder, PolicyError, SlowCall, TripRule};
 pub use record::{Bucket, Lease, MAX_RECORD_BYTES, Record, RecordError, SCHEMA_VERSION, State};
+pub use redact::redact_url;
 pub use time::{Clock, ManualClock, SYSTEM_CLOCK_TICK, SystemClock, Timestamp};
 pub use timers::{RunningTimers, Timer};

@@ -38,6 +38,7 @@ pub use breaker_core::{
 };
 use breaker_core::{
     ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Timer, Versioned, Watch,
+    redact_url,
 };
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
@@ -160,10 +161,35 @@ pub(crate) fn error(endpoints: &[String], what: &str, e: etcd_client::Error) -> 
         E::InvalidArgs(_) | E::InvalidUri(_) => DriverErrorKind::Config,
         _ => DriverErrorKind::Other,
     };
-    DriverError::new(kind, format!("etcd {}: {what}: {e}", endpoints.join(",")))
+    // A gRPC status prints as a debug dump of its fields; what the server said is enough.
+    let said = match &e {
+        E::GRpcStatus(status) => format!("{} ({:?})", status.message(), status.code()),
+        other => other.to_string(),
+    };
+    DriverError::new(
+        kind,
+        redact_url(&format!("etcd {}: {what}: {said}", endpoints.join(","))),
+    )
 }
 
 /// `[http://|https://]HOST:PORT`, with a host and a numeric port.
+/// An endpoint without its user information, and the user and password it held.
+fn split_credentials(endpoint: &str) -> (String, Option<(String, String)>) {
+    let (scheme, rest) = match endpoint.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), endpoint),
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let credentials = userinfo
+                .split_once(':')
+                .map(|(user, password)| (user.to_owned(), password.to_owned()));
+            (format!("{scheme}{host}"), credentials)
+        }
+        None => (endpoint.to_owned(), None),
+    }
+}
+
 fn valid_endpoint(endpoint: &str) -> bool {
     let rest = match endpoint.split_once("://") {
         Some(("http" | "https", rest)) => rest,
@@ -187,16 +213,27 @@ fn transient(e: &etcd_client::Error) -> bool {
 impl EtcdDriver {
     /// A driver for the cluster at `endpoints` (`http://host:2379`, ...). Nothing is sent
     /// until the first operation; see [`EtcdDriver::connect`] to check the cluster at once.
-    pub fn open(endpoints: &[&str], options: EtcdOptions) -> Result<Self, DriverError> {
+    ///
+    /// An endpoint may carry the user and password (`http://user:password@host:2379`): they
+    /// are taken out of it into the options' credentials (unless those are set already), so
+    /// that no address the driver keeps, shows or reports holds a secret.
+    pub fn open(endpoints: &[&str], mut options: EtcdOptions) -> Result<Self, DriverError> {
         if endpoints.is_empty() {
             return Err(config("etcd: no endpoint given".into()));
         }
+        let mut plain = Vec::with_capacity(endpoints.len());
         for e in endpoints {
-            if !valid_endpoint(e) {
+            let (endpoint, credentials) = split_credentials(e);
+            if !valid_endpoint(&endpoint) {
                 return Err(config(format!(
-                    "etcd: malformed endpoint {e:?}: expected http://HOST:PORT or https://HOST:PORT"
+                    "etcd: malformed endpoint {:?}: expected http://HOST:PORT or https://HOST:PORT",
+                    redact_url(e)
                 )));
             }
+            if options.credentials.is_none() {
+                options.credentials = credentials;
+            }
+            plain.push(endpoint);
         }
         if Name::new(&options.prefix).is_err() {
             return Err(config(format!(
@@ -206,7 +243,7 @@ impl EtcdDriver {
         }
         Ok(EtcdDriver {
             inner: Arc::new(Inner {
-                endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+                endpoints: plain,
                 dir: format!("{}/", options.prefix),
                 options,
                 client: OnceCell::new(),

@@ -124,4 +124,25 @@ async fn wrong_credentials_are_a_clear_error_without_the_password() {
     EtcdDriver::connect_with(&[endpoint.as_str()], right, T)
         .await
         .expect("the right password");
+
+    // User and password in the endpoint itself: taken out into the credentials, so neither
+    // the driver's `Debug` nor its errors show the password.
+    let host = endpoint.trim_start_matches("http://");
+    let in_url = format!("http://root:root-secret@{host}");
+    let driver = EtcdDriver::connect(&[in_url.as_str()], T)
+        .await
+        .expect("credentials from the endpoint");
+    let debug = format!("{driver:?}");
+    assert!(!debug.contains("root-secret"), "{debug}");
+    let wrong_in_url = format!("http://root:wrong-secret@{host}");
+    let err = EtcdDriver::connect(&[wrong_in_url.as_str()], T)
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("wrong-secret"), "{text}");
+    assert!(!text.contains("Status {"), "no gRPC debug dump: {text}");
+    let malformed = EtcdDriver::open(&["etcds://u:wrong-secret@host:"], EtcdOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(!malformed.contains("wrong-secret"), "{malformed}");
 }

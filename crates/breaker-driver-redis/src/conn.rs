@@ -120,23 +120,9 @@ impl Lazy {
     }
 }
 
-/// A URL with its password replaced, for messages and `Debug`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{user}@{host}")
-            }
-        }
-        None => url.to_owned(),
-    }
-}
+/// A URL with its password replaced, for messages and `Debug`: the one helper of the
+/// workspace, from `breaker-core`.
+pub(crate) use breaker_core::redact_url as redact;
 
 /// A driver error for a Redis error met while doing `what` against `url` (already
 /// redacted).

@@ -607,19 +607,8 @@ mod open {
     }
 }
 
-/// `url` with any password replaced.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) if userinfo.contains(':') => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:***@{host}")
-            }
-            _ => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
+/// `url` with any password replaced: the workspace's one helper, from `breaker-core`.
+use breaker_core::redact_url as redact;
 
 #[cfg(test)]
 mod tests {
