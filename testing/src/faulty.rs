@@ -1,5 +1,6 @@
 //! `Faulty`: a driver wrapper that makes any back-end unreachable or slow on demand, and
-//! counts the operations that reached it, for tests of the back-end failure policy.
+//! counts the operations that reached it and the time they were held, for tests of the
+//! back-end failure policy and of deadlines.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +25,10 @@ struct FaultState {
     timing_out: AtomicBool,
     no_push: AtomicBool,
     attempts: AtomicU64,
+    /// Added to every operation, in microseconds.
+    latency_micros: AtomicU64,
+    /// The time operations were held by the latency, in microseconds.
+    held_micros: AtomicU64,
 }
 
 impl<D: Driver> Faulty<D> {
@@ -50,13 +55,41 @@ impl<D: Driver> Faulty<D> {
         self.state.no_push.store(no_push, Ordering::SeqCst);
     }
 
+    /// Makes every operation take `latency` before it goes on (or, when its timeout is
+    /// shorter, take the whole timeout and fail as a timeout), as a slow back-end would. The
+    /// wait blocks the calling thread: fine for tests, which is all this wrapper is for.
+    pub fn set_latency(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.state.latency_micros.store(micros, Ordering::SeqCst);
+    }
+
+    /// The total time operations were held by the latency, through this wrapper and its
+    /// clones: since every operation waits at most the timeout it was given, this bounds
+    /// what the breaker let its callers wait.
+    pub fn held(&self) -> Duration {
+        Duration::from_micros(self.state.held_micros.load(Ordering::SeqCst))
+    }
+
     /// Operations attempted through this wrapper (and its clones), up or down.
     pub fn attempts(&self) -> u64 {
         self.state.attempts.load(Ordering::SeqCst)
     }
 
-    fn gate(&self, what: &str) -> Result<(), DriverError> {
+    fn gate(&self, what: &str, timeout: Duration) -> Result<(), DriverError> {
         self.state.attempts.fetch_add(1, Ordering::SeqCst);
+        let latency = Duration::from_micros(self.state.latency_micros.load(Ordering::SeqCst));
+        if !latency.is_zero() {
+            let wait = latency.min(timeout);
+            std::thread::sleep(wait);
+            let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+            self.state.held_micros.fetch_add(micros, Ordering::SeqCst);
+            if latency > timeout {
+                return Err(DriverError::new(
+                    DriverErrorKind::Timeout,
+                    format!("{what}: slower than the {timeout:?} deadline (injected)"),
+                ));
+            }
+        }
         if self.state.down.load(Ordering::SeqCst) {
             return Err(DriverError::new(
                 DriverErrorKind::Unavailable,
@@ -79,7 +112,7 @@ impl<D: Driver> Driver for Faulty<D> {
     }
 
     async fn load(&self, name: &Name, timeout: Duration) -> Result<Option<Versioned>, DriverError> {
-        self.gate("load")?;
+        self.gate("load", timeout)?;
         self.inner.load(name, timeout).await
     }
 
@@ -91,7 +124,7 @@ impl<D: Driver> Driver for Faulty<D> {
         ttl: Option<Duration>,
         timeout: Duration,
     ) -> Result<Swap, DriverError> {
-        self.gate("compare-and-swap")?;
+        self.gate("compare-and-swap", timeout)?;
         self.inner
             .compare_and_swap(name, expected, value, ttl, timeout)
             .await
@@ -110,14 +143,14 @@ impl<D: Driver> Driver for Faulty<D> {
         timers: Vec<(Timer, Duration)>,
         timeout: Duration,
     ) -> Result<Swap, DriverError> {
-        self.gate("compare-and-swap")?;
+        self.gate("compare-and-swap", timeout)?;
         self.inner
             .compare_and_swap_with_timers(name, expected, value, ttl, timers, timeout)
             .await
     }
 
     async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
-        self.gate("list")?;
+        self.gate("list", timeout)?;
         self.inner.list(timeout).await
     }
 
@@ -127,7 +160,7 @@ impl<D: Driver> Driver for Faulty<D> {
         sink: ChangeSink,
         timeout: Duration,
     ) -> Result<Option<Watch>, DriverError> {
-        self.gate("watch")?;
+        self.gate("watch", timeout)?;
         if self.state.no_push.load(Ordering::SeqCst) {
             return Ok(None);
         }
@@ -149,7 +182,7 @@ impl<D: Driver> Driver for Faulty<D> {
     }
 
     async fn now(&self, timeout: Duration) -> Result<Option<Timestamp>, DriverError> {
-        self.gate("clock")?;
+        self.gate("clock", timeout)?;
         self.inner.now(timeout).await
     }
 }

@@ -165,7 +165,8 @@ macro_rules! conformance_tests {
             outage::local_fallback_protects_and_shared_state_returns,
             outage::forced_open_survives_an_outage,
             outage::dead_backend_is_not_retried_on_every_call,
-            outage::timeouts_count_as_outages
+            outage::timeouts_count_as_outages,
+            outage::a_backend_just_under_the_deadline_holds_no_caller_past_it
         );
     };
     (@cases each $harness:expr; $($group:ident :: $case:ident),* $(,)?) => {

@@ -232,3 +232,42 @@ pub async fn timeouts_count_as_outages<H: Harness>(h: Arc<H>) {
         other => panic!("expected a timeout, got {other:?}"),
     }
 }
+
+/// A back-end that answers every operation just under the deadline: each caller-visible
+/// operation (a first call that connects, a failure's write, an operator action, a flush)
+/// shares one deadline among all its steps and retries, so no caller is held longer than
+/// `backend_timeout`, however many steps it takes. Measured as the time the back-end held
+/// the operations (each at most the timeout it was given), not by a clock in the test.
+pub async fn a_backend_just_under_the_deadline_holds_no_caller_past_it<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let budget = Duration::from_millis(200);
+    let policy = Policy::builder()
+        .failures_within(2, Duration::from_secs(10))
+        .backend_timeout(budget)
+        .build()
+        .unwrap();
+    let (a, faulty) = faulty_agent(&*h, &unique_name("slow"), &policy, &clock).await;
+    faulty.set_latency(budget.mul_f64(0.9));
+    // One millisecond per step is the floor each step is given once the budget is spent.
+    let slack = Duration::from_millis(10);
+    let steps: [(&str, _); 4] = [
+        ("the first call (clock, load, watch)", 0),
+        ("a failure's write", 1),
+        ("an operator's reset", 2),
+        ("a flush", 3),
+    ];
+    for (what, step) in steps {
+        let before = faulty.held();
+        match step {
+            0 => drop(succeed(&a).await),
+            1 => drop(fail(&a).await),
+            2 => drop(a.reset().await),
+            _ => drop(a.flush().await),
+        }
+        let held = faulty.held() - before;
+        assert!(
+            held <= budget + slack,
+            "{what} held the caller {held:?}, beyond the {budget:?} deadline"
+        );
+    }
+}

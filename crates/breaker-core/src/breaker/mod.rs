@@ -207,7 +207,7 @@ impl Breaker {
     /// state it gives (see [`Breaker::state`]): for readiness checks and operators, and for
     /// an agent that must know its fleet's state before its first call. Writes nothing.
     pub async fn refresh(&self) -> Result<State, BackendError> {
-        self.inner.refresh().await?;
+        self.inner.refresh(self.inner.deadline()).await?;
         let now = self.inner.clock.now();
         Ok(machine::effective_state(&self.inner.lock().record, now))
     }
@@ -312,7 +312,7 @@ impl Breaker {
                 let outcome = classifier.classify(&result);
                 let inner = call.finish();
                 if let Some(deferred) = inner.settle_closed(generation, outcome, false) {
-                    Box::pin(inner.report(deferred)).await;
+                    Box::pin(inner.report(deferred, inner.deadline())).await;
                 }
                 return result.map_err(Error::Call);
             }
@@ -388,7 +388,7 @@ impl Breaker {
     /// Writes pending outcomes and reloads the shared record now (for shutdown and tests;
     /// [`Breaker::refresh`] only reads).
     pub async fn flush(&self) -> Result<(), BackendError> {
-        self.inner.sync(true).await
+        self.inner.sync(true, self.inner.deadline()).await
     }
 
     /// [`Breaker::flush`] for code without an async runtime.
@@ -415,10 +415,11 @@ impl Breaker {
 
     /// An operator action: written to the back-end or not at all, never to a local fallback.
     async fn operator(&self, f: impl Fn(&mut Record, Timestamp)) -> Result<(), BackendError> {
+        let dl = self.inner.deadline();
         if self.inner.lock().degraded() {
-            self.inner.connect(true).await?;
+            self.inner.connect(true, dl).await?;
         }
-        self.inner.update(&mut |rec, now| f(rec, now)).await
+        self.inner.update(&mut |rec, now| f(rec, now), dl).await
     }
 
     /// The hot path: admission decided from the cached view, when it can be.
@@ -456,10 +457,12 @@ impl Breaker {
 
     async fn acquire_slow(&self) -> Result<Permit<'_>, AdmissionError> {
         let inner = &self.inner;
+        // One deadline for the whole admission: upkeep, reconnection, the read, the claim.
+        let dl = inner.deadline();
         // Upkeep rides on calls (the core has no runtime to schedule it): queued outcomes,
         // batched successes, and a refresh when the view may be stale.
         if inner.hot.maintenance_due(inner.clock.now()) {
-            inner.maintain().await;
+            inner.maintain(dl).await;
             match self.gate() {
                 Gate::Closed(generation) => {
                     return Ok(Permit::new(inner, Admitted::Closed { generation }));
@@ -469,15 +472,15 @@ impl Breaker {
             }
         }
         let degraded = inner.lock().degraded();
-        if degraded && !inner.try_recover().await {
+        if degraded && !inner.try_recover(dl).await {
             return self.admit_degraded();
         }
         // Strict mode admits by the back-end's state as of this call's start: one read per
         // admission, never the cached view.
         let ready = if inner.policy.strict {
-            inner.refresh().await
+            inner.refresh(dl).await
         } else {
-            inner.ensure_ready().await
+            inner.ensure_ready(dl).await
         };
         if ready.is_err() {
             return self.admit_degraded();
@@ -497,7 +500,7 @@ impl Breaker {
             Admission::Probe => {
                 let policy = &inner.policy;
                 match inner
-                    .update(&mut |rec, now| machine::claim_probe(rec, policy, now))
+                    .update(&mut |rec, now| machine::claim_probe(rec, policy, now), dl)
                     .await
                 {
                     Ok(claim) => self.admit_claim(claim),

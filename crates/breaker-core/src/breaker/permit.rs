@@ -8,7 +8,7 @@ use crate::time::Timestamp;
 use crate::machine::{self, Tally};
 use crate::outcome::Outcome;
 
-use super::shared::Inner;
+use super::shared::{Deadline, Inner};
 
 /// How a call was admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,7 +149,7 @@ impl<'a> Permit<'a> {
     pub async fn record(mut self, outcome: Outcome) {
         if let Some(deferred) = self.settle(outcome) {
             // Boxed so that the hot path's future stays small.
-            Box::pin(self.inner.report(deferred)).await;
+            Box::pin(self.inner.report(deferred, self.inner.deadline())).await;
         }
     }
 
@@ -267,16 +267,16 @@ impl Inner {
         let inner = Arc::clone(self);
         let _ = std::thread::Builder::new()
             .name("breaker-release".into())
-            .spawn(move || futures_executor::block_on(inner.drain_queued()));
+            .spawn(move || futures_executor::block_on(inner.drain_queued(inner.deadline())));
     }
 
     /// Writes every queued outcome, one drainer at a time, so that a `flush` that finds the
     /// queue empty has also waited for a drain in progress to land.
-    pub(crate) async fn drain_queued(self: &Arc<Self>) {
+    pub(crate) async fn drain_queued(self: &Arc<Self>, dl: Deadline) {
         let _one_at_a_time = self.draining.lock().await;
         let queued = std::mem::take(&mut self.lock().queued);
         for deferred in queued {
-            self.report(deferred).await;
+            self.report(deferred, dl).await;
         }
     }
 
@@ -289,11 +289,11 @@ impl Inner {
     #[cold]
     #[inline(never)]
     pub(crate) fn report_blocking(self: &Arc<Self>, d: Deferred) {
-        futures_executor::block_on(self.report(d));
+        futures_executor::block_on(self.report(d, self.deadline()));
     }
 
     /// Writes an outcome that could not be settled on the hot path.
-    pub(crate) async fn report(self: &Arc<Self>, d: Deferred) {
+    pub(crate) async fn report(self: &Arc<Self>, d: Deferred, dl: Deadline) {
         let policy = &self.policy;
         match d.admitted {
             Admitted::Closed { generation } => {
@@ -305,14 +305,20 @@ impl Inner {
                 };
                 // Successes batched before this outcome go with it, in order.
                 tally.successes = tally.successes.saturating_add(self.pending.take());
-                self.apply(|rec, now| machine::record_tally(rec, policy, now, generation, tally))
-                    .await;
+                self.apply(
+                    |rec, now| machine::record_tally(rec, policy, now, generation, tally),
+                    dl,
+                )
+                .await;
             }
             Admitted::Probe { generation, lease } => {
                 crate::observe::call(self.name, self.backend, d.outcome);
-                self.apply(|rec, now| {
-                    machine::settle_probe(rec, policy, now, generation, lease, d.outcome)
-                })
+                self.apply(
+                    |rec, now| {
+                        machine::settle_probe(rec, policy, now, generation, lease, d.outcome)
+                    },
+                    dl,
+                )
                 .await;
             }
             Admitted::Unprotected => {}

@@ -33,6 +33,34 @@ const GOOD_CLOCK_SAMPLE: Duration = Duration::from_millis(2);
 /// How often an agent aligns its clock with the back-end's again.
 const CLOCK_REALIGN: Duration = Duration::from_secs(300);
 
+/// The one deadline of a caller-visible operation (a call's admission, an outcome's write,
+/// an operator action, a flush), shared by all of its steps and retries: the clock
+/// alignment, the load, the write-back of a lost forced state, the watch, every
+/// compare-and-swap attempt. So a caller waits at most `backend_timeout` (and the drivers'
+/// scheduling slack), whatever the back-end does, rather than the timeout once per step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline(std::time::Instant);
+
+impl Deadline {
+    /// `budget` from now.
+    pub(crate) fn after(budget: Duration) -> Self {
+        let now = std::time::Instant::now();
+        // A budget too long to represent is as good as none.
+        Deadline(
+            now.checked_add(budget)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365)),
+        )
+    }
+
+    /// What is left for the next step: at least a millisecond, so that a step past the
+    /// deadline fails at once as a timeout, by the driver's own means.
+    pub(crate) fn left(&self) -> Duration {
+        self.0
+            .saturating_duration_since(std::time::Instant::now())
+            .max(Duration::from_millis(1))
+    }
+}
+
 /// How a stored value reached the agent, which decides whether an absent one may replace
 /// the view: versions tell a stale value from a newer one, but an absence has no version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,8 +152,9 @@ impl Inner {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn timeout(&self) -> Duration {
-        self.policy.backend_timeout
+    /// A new deadline for one caller-visible operation, `backend_timeout` from now.
+    pub(crate) fn deadline(&self) -> Deadline {
+        Deadline::after(self.policy.backend_timeout)
     }
 
     pub(crate) fn backend_error(&self, operation: Operation, source: DriverError) -> BackendError {
@@ -143,7 +172,7 @@ impl Inner {
             Health::Down { delay, .. } => delay.saturating_mul(2).min(self.policy.reconnect_max),
         };
         s.health = Health::Down {
-            retry_at: now.saturating_add(delay),
+            retry_at: now.saturating_add(jittered(delay, self.agent ^ now.as_millis())),
             delay,
         };
         s.last_error = Some(err.clone());
@@ -291,7 +320,7 @@ impl Inner {
     }
 
     /// Loads the record, aligns the clock and starts the watch on first use.
-    pub(crate) async fn ensure_ready(self: &Arc<Self>) -> Result<(), BackendError> {
+    pub(crate) async fn ensure_ready(self: &Arc<Self>, dl: Deadline) -> Result<(), BackendError> {
         {
             let s = self.lock();
             if s.degraded() {
@@ -301,13 +330,17 @@ impl Inner {
                 return Ok(());
             }
         }
-        self.connect(false).await
+        self.connect(false, dl).await
     }
 
     /// First contact, or contact again after an outage (`adopt`: the shared record replaces
     /// whatever the agent had, the local fallback record included).
-    pub(crate) async fn connect(self: &Arc<Self>, adopt: bool) -> Result<(), BackendError> {
-        if let Err(e) = self.align_clock().await {
+    pub(crate) async fn connect(
+        self: &Arc<Self>,
+        adopt: bool,
+        dl: Deadline,
+    ) -> Result<(), BackendError> {
+        if let Err(e) = self.align_clock(dl).await {
             return Err(self.fail(Operation::Clock, e));
         }
         let seq = self.lock().installs;
@@ -315,7 +348,7 @@ impl Inner {
             self.name,
             self.backend,
             Operation::Load,
-            self.driver.load(&self.name, self.timeout()),
+            self.driver.load(&self.name, dl.left()),
         );
         let stored = match loaded.await {
             Ok(stored) => stored,
@@ -336,8 +369,8 @@ impl Inner {
                 });
             }
         }
-        self.restore_forced().await?;
-        self.ensure_watch().await;
+        self.restore_forced(dl).await?;
+        self.ensure_watch(dl).await;
         self.hot
             .schedule_maintenance(self.clock.now().saturating_add(self.policy.flush_interval));
         Ok(())
@@ -347,14 +380,14 @@ impl Inner {
     /// was injected: the best of up to [`CLOCK_SAMPLES`] readings, the one whose round trip
     /// was shortest (the first also opens a lazy connection, whose setup would otherwise
     /// count as clock error), each taken as of the middle of its round trip.
-    async fn align_clock(self: &Arc<Self>) -> Result<(), DriverError> {
+    async fn align_clock(self: &Arc<Self>, dl: Deadline) -> Result<(), DriverError> {
         let BreakerClock::Host(offset) = &self.clock else {
             return Ok(());
         };
         let mut best: Option<(Duration, Timestamp, Timestamp)> = None;
         for _ in 0..CLOCK_SAMPLES {
             let before = SystemClock::precise();
-            let Some(reference) = self.driver.now(self.timeout()).await? else {
+            let Some(reference) = self.driver.now(dl.left()).await? else {
                 return Ok(());
             };
             let after = SystemClock::precise();
@@ -377,17 +410,17 @@ impl Inner {
     /// Re-aligns the clock once [`CLOCK_REALIGN`] has passed since the last alignment, so that
     /// drift between the host and the back-end does not build up; a failure leaves the last
     /// alignment in place (the next call's back-end errors will tell).
-    async fn realign_clock_if_due(self: &Arc<Self>) {
+    async fn realign_clock_if_due(self: &Arc<Self>, dl: Deadline) {
         let due = self
             .lock()
             .clock_aligned
             .is_some_and(|at| self.clock.now() >= at.saturating_add(CLOCK_REALIGN));
         if due {
-            let _ = self.align_clock().await;
+            let _ = self.align_clock(dl).await;
         }
     }
 
-    async fn ensure_watch(self: &Arc<Self>) {
+    async fn ensure_watch(self: &Arc<Self>, dl: Deadline) {
         if self.lock().watch.as_ref().is_some_and(Watch::is_alive) {
             return;
         }
@@ -397,7 +430,7 @@ impl Inner {
                 inner.on_change(change);
             }
         });
-        match self.driver.watch(&self.name, sink, self.timeout()).await {
+        match self.driver.watch(&self.name, sink, dl.left()).await {
             Ok(watch) => self.lock().watch = watch,
             // Not fatal: without a watch the agent polls within `max_staleness`.
             Err(e) => self
@@ -418,7 +451,7 @@ impl Inner {
 
     /// Writes back a forced state the back-end lost (see `install_stored`). Another agent
     /// may have written first; its record then stands.
-    async fn restore_forced(self: &Arc<Self>) -> Result<(), BackendError> {
+    async fn restore_forced(self: &Arc<Self>, dl: Deadline) -> Result<(), BackendError> {
         let forced = {
             let mut s = self.lock();
             if !std::mem::take(&mut s.lost_forced) {
@@ -428,7 +461,7 @@ impl Inner {
         };
         match self
             .driver
-            .compare_and_swap(&self.name, None, forced.encode(), None, self.timeout())
+            .compare_and_swap(&self.name, None, forced.encode(), None, dl.left())
             .await
         {
             Ok(Swap::Swapped { version }) => {
@@ -452,9 +485,9 @@ impl Inner {
 
     /// Reads the record again and installs it if newer. On first use, the first load is
     /// the read: it is not made twice.
-    pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(), BackendError> {
+    pub(crate) async fn refresh(self: &Arc<Self>, dl: Deadline) -> Result<(), BackendError> {
         let first = !self.lock().loaded;
-        self.ensure_ready().await?;
+        self.ensure_ready(dl).await?;
         if first {
             return Ok(());
         }
@@ -463,7 +496,7 @@ impl Inner {
             self.name,
             self.backend,
             Operation::Load,
-            self.driver.load(&self.name, self.timeout()),
+            self.driver.load(&self.name, dl.left()),
         )
         .await;
         match loaded {
@@ -482,8 +515,9 @@ impl Inner {
     pub(crate) async fn update<R>(
         self: &Arc<Self>,
         op: &mut impl FnMut(&mut Record, Timestamp) -> R,
+        dl: Deadline,
     ) -> Result<R, BackendError> {
-        self.ensure_ready().await?;
+        self.ensure_ready(dl).await?;
         for _ in 0..MAX_SWAP_ATTEMPTS {
             let (mut rec, version) = {
                 let s = self.lock();
@@ -515,7 +549,7 @@ impl Inner {
                     bytes,
                     ttl,
                     timers,
-                    self.timeout(),
+                    dl.left(),
                 ),
             )
             .await;
@@ -551,9 +585,10 @@ impl Inner {
     pub(crate) async fn apply(
         self: &Arc<Self>,
         mut op: impl FnMut(&mut Record, Timestamp) -> bool,
+        dl: Deadline,
     ) {
         let degraded = self.lock().degraded();
-        if !degraded && self.update(&mut op).await.is_ok() {
+        if !degraded && self.update(&mut op, dl).await.is_ok() {
             return;
         }
         if self.policy.on_backend_failure == BackendFailure::LocalFallback {
@@ -576,55 +611,62 @@ impl Inner {
 
     /// Tries the back-end again if the reconnect delay has passed, unless another caller is
     /// already at it. Returns whether it is healthy now.
-    pub(crate) async fn try_recover(self: &Arc<Self>) -> bool {
+    pub(crate) async fn try_recover(self: &Arc<Self>, dl: Deadline) -> bool {
         if self.maintaining.swap(true, Ordering::Acquire) {
             return !self.lock().degraded();
         }
         let _guard = ClearOnDrop(&self.maintaining);
-        self.recover_if_due().await
+        self.recover_if_due(dl).await
     }
 
     /// Reconnects if the back-end is down and its retry is due; the caller holds the
     /// maintenance flag.
-    async fn recover_if_due(self: &Arc<Self>) -> bool {
+    async fn recover_if_due(self: &Arc<Self>, dl: Deadline) -> bool {
         let due = match self.lock().health {
             Health::Healthy => return true,
             Health::Down { retry_at, .. } => self.clock.now() >= retry_at,
         };
-        due && self.connect(true).await.is_ok()
+        due && self.connect(true, dl).await.is_ok()
     }
 
     /// Periodic upkeep on the hot path's schedule, by one caller at a time.
-    pub(crate) async fn maintain(self: &Arc<Self>) {
+    pub(crate) async fn maintain(self: &Arc<Self>, dl: Deadline) {
         if self.maintaining.swap(true, Ordering::Acquire) {
             return;
         }
         let _guard = ClearOnDrop(&self.maintaining);
-        let _ = self.sync(false).await;
+        let _ = self.sync(false, dl).await;
     }
 
     /// Gives back dropped probe permits, writes pending successes, and reloads the record
     /// when the view may be stale (always, with `force`).
-    pub(crate) async fn sync(self: &Arc<Self>, force: bool) -> Result<(), BackendError> {
+    pub(crate) async fn sync(
+        self: &Arc<Self>,
+        force: bool,
+        dl: Deadline,
+    ) -> Result<(), BackendError> {
         self.hot
             .schedule_maintenance(self.clock.now().saturating_add(self.policy.flush_interval));
         if self.lock().degraded() {
             if force {
-                self.connect(true).await?;
-            } else if !self.recover_if_due().await {
+                self.connect(true, dl).await?;
+            } else if !self.recover_if_due(dl).await {
                 return Ok(());
             }
         }
-        self.restore_forced().await?;
-        self.realign_clock_if_due().await;
-        self.drain_queued().await;
+        self.restore_forced(dl).await?;
+        self.realign_clock_if_due(dl).await;
+        self.drain_queued(dl).await;
         let successes = self.pending.take();
         if successes > 0 {
             let policy = &self.policy;
             let generation = self.hot.generation();
             let tally = machine::Tally::new(successes, 0, 0);
-            self.apply(|rec, now| machine::record_tally(rec, policy, now, generation, tally))
-                .await;
+            self.apply(
+                |rec, now| machine::record_tally(rec, policy, now, generation, tally),
+                dl,
+            )
+            .await;
         }
         let stale = {
             let s = self.lock();
@@ -632,9 +674,9 @@ impl Inner {
             !pushed && self.clock.now() >= s.last_sync.saturating_add(self.policy.max_staleness)
         };
         if force || stale {
-            self.refresh().await?;
+            self.refresh(dl).await?;
             // The refresh may have found a forced state lost.
-            self.restore_forced().await?;
+            self.restore_forced(dl).await?;
         }
         match self.lock().last_error.clone() {
             Some(e) if force => Err(e),
@@ -643,11 +685,44 @@ impl Inner {
     }
 }
 
+/// `delay` shortened by a random part of up to a quarter, so that a fleet that lost its
+/// back-end together does not retry it together; `seed` differs between agents and retries.
+fn jittered(delay: Duration, seed: u64) -> Duration {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(seed);
+    // A fraction in [0, 1) from the top 53 bits.
+    let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
+    delay.mul_f64(1.0 - unit / 4.0)
+}
+
 /// Clears a flag when dropped, so a cancelled maintenance never leaves it set.
 pub(crate) struct ClearOnDrop<'a>(pub(crate) &'a AtomicBool);
 
 impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_are_spread_over_their_last_quarter() {
+        let delay = Duration::from_secs(4);
+        let delays: Vec<Duration> = (0..200).map(|seed| jittered(delay, seed)).collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d > Duration::from_secs(3) && *d <= delay),
+            "{delays:?}"
+        );
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        assert!(
+            distinct.len() > 100,
+            "spread, not one delay: {}",
+            distinct.len()
+        );
     }
 }
