@@ -122,8 +122,10 @@ pub struct Policy {
     pub reconnect_max: Duration,
     /// What to do while the back-end is unreachable.
     pub on_backend_failure: BackendFailure,
-    /// Strict mode: every outcome is written to the back-end at once (one round trip per
-    /// call) instead of batched.
+    /// Strict mode: every admission is decided by a read of the back-end (never the cached
+    /// view), so no call is admitted that the stored record, read at the call's start,
+    /// would reject; and every outcome is written at once instead of batched. Two round
+    /// trips per call (more when several writers contend; see BENCHMARKS.md).
     pub strict: bool,
 }
 
@@ -480,7 +482,8 @@ impl PolicyBuilder {
         self
     }
 
-    /// Strict mode: every outcome written at once (default off).
+    /// Strict mode (default off): admission by a read of the back-end at every call, and
+    /// every outcome written at once; see [`Policy::strict`].
     pub fn strict(mut self, strict: bool) -> Self {
         self.policy.base.strict = strict;
         self

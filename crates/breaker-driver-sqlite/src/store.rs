@@ -1,5 +1,12 @@
 //! The SQL of the store contract: load, compare-and-swap in one immediate transaction, list,
 //! and the sweep of expired rows. Times are milliseconds on the driver's clock.
+//!
+//! Every cell is untrusted: SQLite lets anyone store any type in any column. A row reads
+//! through [`ROW`]: a version that is not a positive integer reads as 0 (which no write ever
+//! gets, so the breaker reports the record as corrupt and replaces it by expecting 0), a
+//! value that is not a blob, or is larger than the record size limit, reads as empty (so
+//! corrupt; measured in SQLite, never copied out), and an expiry that is not an integer
+//! reads as expired. One foreign row never stops `list` for the others.
 
 use breaker_core::{Name, Swap, Versioned};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -13,10 +20,21 @@ struct Row {
     expires_at: Option<i64>,
 }
 
+/// The columns of a row as the driver trusts them (see the module's documentation); the
+/// size limit is the statement's first parameter.
+const ROW: &str = "CASE WHEN typeof(version) = 'integer' AND version > 0 THEN version ELSE 0 END,
+     CASE WHEN typeof(value) = 'blob' AND length(value) <= ?1 THEN value ELSE x'' END,
+     CASE WHEN expires_at IS NULL OR typeof(expires_at) = 'integer' THEN expires_at ELSE 0 END";
+
+/// The record size limit, as SQLite compares it.
+fn limit() -> i64 {
+    i64::try_from(breaker_core::MAX_RECORD_BYTES).unwrap_or(i64::MAX)
+}
+
 fn read(conn: &Connection, prefix: &str, name: &str) -> rusqlite::Result<Option<Row>> {
     conn.query_row(
-        "SELECT version, value, expires_at FROM breaker_records WHERE prefix = ?1 AND name = ?2",
-        params![prefix, name],
+        &format!("SELECT {ROW} FROM breaker_records WHERE prefix = ?2 AND name = ?3"),
+        params![limit(), prefix, name],
         |r| {
             Ok(Row {
                 version: r.get(0)?,
@@ -62,11 +80,31 @@ pub(crate) fn swap(
         tx.commit()?;
         return Ok(Swap::Conflict { current });
     }
-    let version: i64 = tx.query_row(
-        "UPDATE breaker_meta SET value = value + 1 WHERE key = 'last_version' RETURNING value",
-        [],
-        |r| r.get(0),
-    )?;
+    // The next version. A counter that is missing or not ours (not an integer, or so large
+    // that adding one would turn it into a float) starts again above every version stored
+    // and above the clock in microseconds, so versions still never repeat.
+    let bumped: Option<i64> = tx
+        .query_row(
+            "UPDATE breaker_meta SET value = value + 1
+             WHERE key = 'last_version' AND typeof(value) = 'integer'
+               AND value >= 0 AND value < 9007199254740991
+             RETURNING value",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let version = match bumped {
+        Some(version) => version,
+        None => {
+            let version = fresh_version(&tx)?;
+            tx.execute(
+                "INSERT INTO breaker_meta (key, value) VALUES ('last_version', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [version],
+            )?;
+            version
+        }
+    };
     tx.execute(
         "INSERT OR REPLACE INTO breaker_records (prefix, name, version, value, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -81,10 +119,26 @@ pub(crate) fn swap(
     })
 }
 
+/// A version above every one stored and above the clock in microseconds: where a counter
+/// that was lost or replaced by a foreign value starts again.
+fn fresh_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let stored: i64 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM breaker_records
+         WHERE typeof(version) = 'integer' AND version < 9007199254740991",
+        [],
+        |r| r.get(0),
+    )?;
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    Ok(stored.saturating_add(1).max(micros))
+}
+
 /// Deletes every expired row, of every prefix.
 pub(crate) fn sweep(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
     conn.execute(
-        "DELETE FROM breaker_records WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+        "DELETE FROM breaker_records WHERE expires_at IS NOT NULL
+         AND (typeof(expires_at) <> 'integer' OR expires_at <= ?1)",
         [now],
     )
 }
@@ -96,20 +150,24 @@ pub(crate) fn list(
     prefix: &str,
     now: i64,
 ) -> rusqlite::Result<Vec<(Name, Versioned)>> {
-    let mut stmt = conn.prepare(
-        "SELECT name, version, value FROM breaker_records
-         WHERE prefix = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
-    )?;
-    let rows = stmt.query_map(params![prefix, now], |r| {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT name, {ROW} FROM breaker_records
+         WHERE prefix = ?2 AND typeof(name) = 'text'"
+    ))?;
+    let rows = stmt.query_map(params![limit(), prefix], |r| {
         Ok((
             r.get::<_, String>(0)?,
-            Versioned::new(r.get::<_, i64>(1)? as u64, r.get(2)?),
+            Row {
+                version: r.get(1)?,
+                value: r.get(2)?,
+                expires_at: r.get(3)?,
+            },
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (name, v) = row?;
-        if let Ok(name) = Name::new(&name) {
+        let (name, row) = row?;
+        if let (Ok(name), Some(v)) = (Name::new(&name), live(Some(row), now)) {
             out.push((name, v));
         }
     }

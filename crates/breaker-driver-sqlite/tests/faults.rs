@@ -328,3 +328,100 @@ async fn expired_rows_are_swept_by_writers_without_a_background_process() {
     }
     assert_eq!(rows(), 0, "the writers swept the expired row");
 }
+
+/// Cells of any type in the rows a driver owns, and a version counter that is not ours:
+/// each breaker reports its row as corrupt (or, with a foreign expiry, as expired), goes on
+/// protecting, replaces it with its next write, and accepts operator actions; `list` keeps
+/// working for every other breaker in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_cells_and_counters_never_wedge_a_breaker() {
+    use breaker_core::{Driver, Record};
+    let (_dir, path) = db();
+    let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+    let good = agent(&path, &clock, BackendFailure::FailClosed);
+    good.force_open().await.unwrap();
+    let record = String::from_utf8(Record::new().encode()).unwrap();
+    let plants = [
+        ("text-value", format!("1, '{record}', NULL")),
+        ("real-value", "2, 1.5, NULL".to_owned()),
+        ("text-version", "'abc', x'7b7d', NULL".to_owned()),
+        ("real-version", "1.5, x'7b7d', NULL".to_owned()),
+        ("zero-version", "0, x'7b7d', NULL".to_owned()),
+        ("text-expiry", "3, x'7b7d', 'soon'".to_owned()),
+        (
+            "oversize",
+            format!("4, zeroblob({}), NULL", breaker_core::MAX_RECORD_BYTES + 1),
+        ),
+    ];
+    {
+        let conn = Connection::open(&path).unwrap();
+        for (name, cells) in &plants {
+            conn.execute(
+                &format!(
+                    "INSERT INTO breaker_records (prefix, name, version, value, expires_at)
+                     VALUES ('breaker', '{name}', {cells})"
+                ),
+                [],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO breaker_records (prefix, name, version, value, expires_at)
+             VALUES ('breaker', x'00ff', 5, x'00', NULL)",
+            [],
+        )
+        .unwrap();
+    }
+    let policy = policy(BackendFailure::FailClosed);
+    for (name, _) in &plants {
+        let driver = SqliteDriver::open_with(&path, SqliteOptions::default()).unwrap();
+        let b = Breaker::builder(name, driver)
+            .policy(policy.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        assert!(succeed(&b).await.is_ok(), "{name}: admitted");
+        let _ = fail(&b).await;
+        let _ = fail(&b).await;
+        assert_eq!(b.state(), Some(State::Open), "{name}: trips as usual");
+        b.reset().await.expect("an operator's reset succeeds");
+        assert_eq!(b.refresh().await.unwrap(), State::Closed, "{name}");
+    }
+    let listed = SqliteDriver::open(&path)
+        .unwrap()
+        .list(Duration::from_secs(2))
+        .await
+        .expect("one foreign row does not break the list");
+    assert!(
+        listed.iter().any(|(n, _)| n.as_str() == "orders"),
+        "{listed:?}"
+    );
+
+    // The version counter: at the largest integer (adding one would make it a float), as
+    // text, and deleted. Writes go on, with versions above every stored one.
+    for counter in ["9223372036854775807", "'many'", "DELETE"] {
+        let conn = Connection::open(&path).unwrap();
+        if counter == "DELETE" {
+            conn.execute("DELETE FROM breaker_meta WHERE key = 'last_version'", [])
+                .unwrap();
+        } else {
+            conn.execute(
+                &format!("UPDATE breaker_meta SET value = {counter} WHERE key = 'last_version'"),
+                [],
+            )
+            .unwrap();
+        }
+        let before = good.snapshot().generation;
+        good.reset().await.expect("a write despite the counter");
+        good.force_open().await.expect("and another");
+        assert!(good.snapshot().generation > before);
+        let kind: String = conn
+            .query_row(
+                "SELECT typeof(value) FROM breaker_meta WHERE key = 'last_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kind, "integer", "the counter is ours again after {counter}");
+    }
+}
