@@ -120,6 +120,11 @@ pub struct Record {
     /// as caused and every other agent as observed. Zero when unknown.
     #[serde(default)]
     pub writer: u64,
+    /// Whether an operator began this generation (a force or a reset), rather than the
+    /// breaker's own rules. An agent that obeyed a forced state which the store then lost
+    /// writes it back over a newcomer's record, but not over an operator's decision.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operator: bool,
     /// The back-end's word on which deadlines still run, when the back-end keeps them as
     /// timers (see [`crate::timers`]); `None`: the breaker's clock judges them. Attached when
     /// the record is loaded, never stored.
@@ -149,6 +154,7 @@ impl Record {
             probe_successes: 0,
             next_lease_id: 1,
             writer: 0,
+            operator: false,
             timers: None,
         }
     }

@@ -425,3 +425,55 @@ async fn foreign_cells_and_counters_never_wedge_a_breaker() {
         assert_eq!(kind, "integer", "the counter is ours again after {counter}");
     }
 }
+
+/// A database that went back (restored from an older backup): versions go backwards, and
+/// agents that hold a newer version still follow what the store says from then on, an
+/// operator's reset included, instead of ignoring every write until the versions catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restored_from_an_older_backup_is_followed() {
+    let (_dir, path) = db();
+    let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+    let old = agent(&path, &clock, BackendFailure::FailClosed);
+    let _ = fail(&old).await;
+    let _ = fail(&old).await;
+    assert_eq!(old.state(), Some(State::Open));
+    // The backup: the record and the counter as they are now.
+    let conn = Connection::open(&path).unwrap();
+    let (version, value): (i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT version, value FROM breaker_records WHERE name = 'orders'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    for _ in 0..5 {
+        old.force_open().await.unwrap();
+        old.force_closed().await.unwrap();
+    }
+    old.force_open().await.unwrap();
+    // The restore.
+    conn.execute(
+        "UPDATE breaker_records SET version = ?1, value = ?2 WHERE name = 'orders'",
+        rusqlite::params![version, value],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE breaker_meta SET value = ?1 WHERE key = 'last_version'",
+        [version],
+    )
+    .unwrap();
+    drop(conn);
+    // An operator resets the breaker on the restored database; the old agent, whose view is
+    // newer than anything stored now, follows it.
+    let operator = agent(&path, &clock, BackendFailure::FailClosed);
+    operator.reset().await.expect("the reset is written");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while old.state() != Some(State::Closed) {
+        assert!(
+            Instant::now() < deadline,
+            "the old agent never followed the restored store"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let _ = old.flush().await;
+    }
+}

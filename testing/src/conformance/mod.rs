@@ -160,6 +160,7 @@ macro_rules! conformance_tests {
             truthful::batched_successes_stay_in_their_generation,
             hostile::insane_records_are_reported_and_repaired,
             hostile::counts_that_overflow_saturate,
+            hostile::a_forced_state_outlives_a_store_that_lost_it,
             outage::fail_open_admits_everything,
             outage::fail_closed_rejects_with_backend_error,
             outage::local_fallback_protects_and_shared_state_returns,

@@ -145,6 +145,7 @@ impl BreakerBuilder {
                 queued: Vec::new(),
                 lost_forced: false,
                 clock_aligned: None,
+                verify: false,
             }),
             maintaining: AtomicBool::new(false),
             draining: futures_util::lock::Mutex::new(()),

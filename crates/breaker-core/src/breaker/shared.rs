@@ -101,6 +101,9 @@ pub(crate) struct Shared {
     pub(crate) watch: Option<Watch>,
     /// The back-end lost the forced state this agent obeys: write it back.
     pub(crate) lost_forced: bool,
+    /// A value older than the view arrived: read the record at the next upkeep, to tell a
+    /// stale push from a store that went back.
+    pub(crate) verify: bool,
     /// When the clock was last aligned with the back-end's (`None`: never, or the driver
     /// has no clock).
     pub(crate) clock_aligned: Option<Timestamp>,
@@ -243,6 +246,9 @@ impl Inner {
             Read::Loaded { seq } => seq != s.installs,
             Read::Conflict => false,
         };
+        // Whether the value is the store's word as of now: read by this agent, with nothing
+        // installed while the read ran.
+        let authoritative = !overtaken;
         match stored {
             None if s.loaded && s.record.state.is_forced() => {
                 // Forced states never expire, so the back-end lost its data (a restart
@@ -268,7 +274,14 @@ impl Inner {
                 }
             }
             Some(v) => {
-                if !adopt && s.version.is_some_and(|cur| cur > v.version) {
+                // An older version read now is a store that went back (restored from an
+                // older backup): its record is the fleet's now, and versions restart from
+                // it. An older version pushed is most likely a stale push overtaken by a
+                // newer one, but only a read can tell: make one at the next upkeep, which is
+                // due now.
+                if !adopt && !authoritative && s.version.is_some_and(|cur| cur > v.version) {
+                    s.verify = true;
+                    self.hot.schedule_maintenance(Timestamp::ZERO);
                     return;
                 }
                 if !adopt && s.version == Some(v.version) {
@@ -290,6 +303,22 @@ impl Inner {
                             .map_err(|why| format!("insane record: {why}"))
                     });
                 match decoded {
+                    Ok(rec)
+                        if s.loaded
+                            && s.record.state.is_forced()
+                            && rec.generation < s.record.generation
+                            && !rec.operator =>
+                    {
+                        // Generations never go back but when the store lost the record this
+                        // agent's forced state came from (restarted without its data, or
+                        // restored from a backup) and someone wrote since. An operator's
+                        // forced state is never lost silently: keep obeying it and write it
+                        // back over the newcomer, whose version the write expects; unless
+                        // the newcomer is an operator's own decision on the store as it is.
+                        s.version = Some(v.version);
+                        s.lost_forced = true;
+                        self.hot.schedule_maintenance(Timestamp::ZERO);
+                    }
                     Ok(rec) => self.install(s, rec, Some(v.version)),
                     Err(reason) => {
                         let err = self.backend_error(
@@ -449,19 +478,21 @@ impl Inner {
         }
     }
 
-    /// Writes back a forced state the back-end lost (see `install_stored`). Another agent
-    /// may have written first; its record then stands.
+    /// Writes back a forced state the back-end lost (see `install_stored`), over whatever
+    /// replaced it. Another agent may have written first: its record is then judged again
+    /// (a newer forced state or a reset stands; a newcomer's record is written over at the
+    /// next upkeep).
     async fn restore_forced(self: &Arc<Self>, dl: Deadline) -> Result<(), BackendError> {
-        let forced = {
+        let (forced, expected) = {
             let mut s = self.lock();
             if !std::mem::take(&mut s.lost_forced) {
                 return Ok(());
             }
-            s.record.clone()
+            (s.record.clone(), s.version)
         };
         match self
             .driver
-            .compare_and_swap(&self.name, None, forced.encode(), None, dl.left())
+            .compare_and_swap(&self.name, expected, forced.encode(), None, dl.left())
             .await
         {
             Ok(Swap::Swapped { version }) => {
@@ -669,9 +700,12 @@ impl Inner {
             .await;
         }
         let stale = {
-            let s = self.lock();
+            let mut s = self.lock();
             let pushed = s.watch.as_ref().is_some_and(Watch::is_alive);
-            !pushed && self.clock.now() >= s.last_sync.saturating_add(self.policy.max_staleness)
+            let verify = std::mem::take(&mut s.verify);
+            verify
+                || !pushed
+                    && self.clock.now() >= s.last_sync.saturating_add(self.policy.max_staleness)
         };
         if force || stale {
             self.refresh(dl).await?;

@@ -356,6 +356,7 @@ pub fn force(rec: &mut Record, now: Timestamp, state: Forced) {
         now,
     );
     rec.openings = 0;
+    rec.operator = true;
 }
 
 /// A state an operator can force.
@@ -372,6 +373,7 @@ pub enum Forced {
 pub fn reset(rec: &mut Record, now: Timestamp) {
     begin(rec, State::Closed, now);
     rec.openings = 0;
+    rec.operator = true;
 }
 
 /// The longest expiry or timer a breaker asks of a back-end: ten years. Every valid policy
@@ -422,6 +424,7 @@ fn begin(rec: &mut Record, state: State, now: Timestamp) {
     rec.buckets.clear();
     rec.leases.clear();
     rec.probe_successes = 0;
+    rec.operator = false;
     // A new generation has no timers running yet.
     if let Some(timers) = &mut rec.timers {
         *timers = RunningTimers::default();
