@@ -84,6 +84,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
+    check_backend(cli)?;
     let driver = shared_breaker::config::open_backend(&cli.backend).map_err(|e| e.to_string())?;
     match &cli.command {
         Command::List => {
@@ -100,6 +101,43 @@ fn run(cli: &Cli) -> Result<(), String> {
         Command::Close { name } => operate(cli, &driver, name, Action::Close),
         Command::Reset { name } => operate(cli, &driver, name, Action::Reset),
         Command::Watch { duration, every } => watch(cli, &driver, *duration, *every),
+    }
+}
+
+/// Refuses what the CLI cannot mean: the memory back-end (another process's memory is out of
+/// reach, so it would always look empty), and a SQLite file that does not exist (opening
+/// would create it, and a mistyped path would show an empty, healthy fleet).
+fn check_backend(cli: &Cli) -> Result<(), String> {
+    let url = cli.backend.as_str();
+    if url.starts_with("memory://") {
+        return Err(
+            "memory:// holds the breakers of one process; the CLI runs in another, so use the \
+             back-end the agents share (sqlite://, redis://, etcd://)"
+                .into(),
+        );
+    }
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+        if !std::path::Path::new(path).exists() {
+            return Err(format!(
+                "no database at {path}: the agents' SQLite file must exist (nothing was created)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `text` to standard output. A reader that went away (`breaker list | head -1`) ends
+/// the command quietly: there is no one left to tell.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("breaker: cannot write the output: {e}");
+        std::process::exit(1);
     }
 }
 
@@ -137,12 +175,12 @@ fn row(driver: &Arc<dyn DynDriver>, name: &str, timeout: Duration) -> Result<Row
 
 fn print_rows(cli: &Cli, rows: &[Row]) {
     if cli.json {
-        println!(
-            "{}",
+        emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(rows).expect("rows serialise")
-        );
+        ));
     } else {
-        print!("{}", view::table(rows));
+        emit(&view::table(rows));
     }
 }
 
@@ -196,15 +234,18 @@ fn watch(
             let seen = (r.state.clone(), r.generation);
             if last.get(&r.name) != Some(&seen) {
                 if cli.json {
-                    println!("{}", serde_json::to_string(&r).expect("a row serialises"));
+                    emit(&format!(
+                        "{}\n",
+                        serde_json::to_string(&r).expect("a row serialises")
+                    ));
                 } else {
-                    println!(
-                        "{:>8.1}s  {:<32} {:<13} generation {}",
+                    emit(&format!(
+                        "{:>8.1}s  {:<32} {:<13} generation {}\n",
                         started.elapsed().as_secs_f64(),
                         r.name,
                         r.state,
                         r.generation
-                    );
+                    ));
                 }
                 last.insert(r.name, seen);
             }

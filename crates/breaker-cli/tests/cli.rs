@@ -138,7 +138,9 @@ fn list_show_trip_close_reset_and_watch_on_sqlite_with_a_running_agent() {
 #[test]
 fn unknown_names_wrong_urls_and_unreachable_back_ends_are_clear_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = format!("sqlite://{}", dir.path().join("b.db").display());
+    let path = dir.path().join("b.db");
+    shared_breaker::sqlite::SqliteDriver::open(&path).expect("the agents' database");
+    let backend = format!("sqlite://{}", path.display());
     let err = failed(&cli(&backend, &["show", "nosuch"]));
     assert!(err.contains("no breaker named `nosuch`"), "{err}");
     let err = failed(&cli(&backend, &["trip", "nosuch"]));
@@ -162,4 +164,55 @@ fn lists_a_redis_server() {
         serde_json::from_str(&ok(&cli(&redis.url(), &["list", "--json"]))).unwrap();
     assert_eq!(listed[0]["name"], "search");
     assert_eq!(listed[0]["failures"], 1);
+}
+
+#[test]
+fn read_only_verbs_create_nothing_and_refuse_what_cannot_be_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", missing.display());
+    for args in [&["list"][..], &["show", "x"], &["watch", "--for", "10ms"]] {
+        let err = failed(&cli(&url, args));
+        assert!(err.contains("no database at"), "{args:?}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no database, -wal or -shm file was created"
+    );
+    let err = failed(&cli("memory://", &["list"]));
+    assert!(err.contains("one process"), "{err}");
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.db");
+    let driver = shared_breaker::sqlite::SqliteDriver::open(&path).unwrap();
+    for i in 0..300 {
+        let b = Breaker::builder(&format!("breaker-{i:03}"), driver.clone())
+            .build()
+            .unwrap();
+        futures_executor::block_on(b.force_closed()).unwrap();
+    }
+    let url = format!("sqlite://{}", path.display());
+    for _ in 0..5 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_breaker"))
+            .args(["--backend", &url, "list"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, as `head -1` would, then go away.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 16];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

@@ -26,7 +26,7 @@ fn processes_racing_on_one_record_add_up_exactly() {
             &redis.port().to_string(),
             "--scan",
             "--pattern",
-            "{breaker:hammer-*}:r",
+            "{breaker/hammer-*}:r",
         ])
         .output()
         .unwrap();
