@@ -1,7 +1,7 @@
 //! Time on the breaker's clock: the `Timestamp` type, the `Clock` trait and its two clocks.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -72,13 +72,16 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 /// finer than any breaker deadline needs. Should the thread fail to start, every read asks
 /// the operating system instead.
 ///
-/// Both readings are the host's wall-clock time when the process first read this clock plus
-/// the *monotonic* time elapsed since, so a step of the host's clock (an NTP correction, an
-/// operator's `date -s`) after that does not move any deadline. A thread that is not
-/// scheduled leaves the coarse reading behind (by hundreds of milliseconds on a loaded
-/// machine), so a breaker uses it only to decide admission from its cached view, where lagging
-/// time errs on the safe side; every deadline it writes or judges in the back-end's name is
-/// taken from [`SystemClock::precise`].
+/// The exact reading, [`SystemClock::precise`], is the host's wall-clock time when the
+/// process first read it plus the *monotonic* time elapsed since, so a step of the host's
+/// clock (an NTP correction, an operator's `date -s`) after that does not move any deadline.
+/// The coarse reading (`now`) is the wall clock as the refreshing thread last saw it, shifted
+/// by the difference the last exact reading found, so that after a step it agrees again as
+/// soon as an exact reading has been made. A thread that is not scheduled leaves the coarse
+/// reading behind (by hundreds of milliseconds on a loaded machine), so a breaker uses it only
+/// to decide admission from its cached view, where lagging time errs on the safe side (an open
+/// breaker rejects a little longer, upkeep comes a little later); every deadline it writes or
+/// judges in the back-end's name is taken from the exact reading.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
@@ -115,30 +118,48 @@ fn start_ticking() -> bool {
 }
 
 /// The host clock's anchor: the wall-clock time at one monotonic instant, taken once per
-/// process, both as `std` reads it and as the coarse clock does.
+/// process.
 struct Anchor {
     wall_millis: u64,
-    precise: std::time::Instant,
-    coarse: coarsetime::Instant,
+    monotonic: std::time::Instant,
 }
 
 fn anchor() -> &'static Anchor {
     static ANCHOR: OnceLock<Anchor> = OnceLock::new();
     ANCHOR.get_or_init(|| Anchor {
-        wall_millis: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, millis_of),
-        precise: std::time::Instant::now(),
-        coarse: coarsetime::Instant::now(),
+        wall_millis: wall_now(),
+        monotonic: std::time::Instant::now(),
     })
 }
+
+fn wall_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, millis_of)
+}
+
+/// How far the anchored, monotonic time is from the host's wall-clock time, in milliseconds,
+/// as of the last exact reading: what the coarse reading (the wall clock as the refreshing
+/// thread last saw it) is shifted by, so that both readings agree after a step of the host's
+/// clock once an exact reading has been made. Written only by exact readings, which are
+/// rare next to coarse ones, so the hot path's cache line stays shared.
+static STEP_CORRECTION: AtomicI64 = AtomicI64::new(0);
 
 impl SystemClock {
     /// The host's time read exactly now (a few dozen nanoseconds), not from the refreshing
     /// thread: what every deadline a breaker sets or judges for the fleet is taken from.
     pub fn precise() -> Timestamp {
         let a = anchor();
-        Timestamp(a.wall_millis.saturating_add(millis_of(a.precise.elapsed())))
+        let anchored = a
+            .wall_millis
+            .saturating_add(millis_of(a.monotonic.elapsed()));
+        let correction = i64::try_from(i128::from(anchored) - i128::from(wall_now())).unwrap_or(0);
+        // Milliseconds truncate differently on the two clocks: leave a difference of one
+        // alone, so that the shared line is written only when the host's clock stepped.
+        if STEP_CORRECTION.load(Ordering::Relaxed).abs_diff(correction) > 1 {
+            STEP_CORRECTION.store(correction, Ordering::Relaxed);
+        }
+        Timestamp(anchored)
     }
 }
 
@@ -146,9 +167,13 @@ impl Clock for SystemClock {
     #[inline]
     fn now(&self) -> Timestamp {
         if ticking() {
-            let a = anchor();
-            let elapsed = coarsetime::Instant::recent().duration_since(a.coarse);
-            Timestamp(a.wall_millis.saturating_add(elapsed.as_millis()))
+            let wall = coarsetime::Clock::recent_since_epoch().as_millis();
+            let correction = STEP_CORRECTION.load(Ordering::Relaxed);
+            Timestamp(if correction >= 0 {
+                wall.saturating_add(correction.unsigned_abs())
+            } else {
+                wall.saturating_sub(correction.unsigned_abs())
+            })
         } else {
             SystemClock::precise()
         }
