@@ -9,7 +9,8 @@
 //!   the demo built with a `protoc` that fails, and every publishable crate packaged;
 //! - `cargo xtask ci`: lint, then test;
 //! - `cargo xtask bench [local|backends]`: the benchmarks (figures in BENCHMARKS.md);
-//! - `cargo xtask coverage`: a line-coverage report (installs cargo-tarpaulin if missing).
+//! - `cargo xtask coverage`: a line-coverage report (installs cargo-tarpaulin if missing);
+//! - `cargo xtask mutants`: mutation testing of breaker-core (installs cargo-mutants).
 
 mod outside;
 mod tidy;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         "ci" => lint().and_then(|()| test(rest)),
         "bench" => bench(rest),
         "coverage" => coverage(),
+        "mutants" => mutants(rest),
         "help" | "--help" | "-h" => {
             println!("{}", HELP);
             Ok(())
@@ -62,7 +64,10 @@ const HELP: &str = "usage: cargo xtask <task>
             protoc, packaging (the default task)
   ci        lint, then test
   bench     run the benchmarks: `bench local [criterion args]`, `bench backends`, or both
-  coverage  line coverage of the workspace (cargo-tarpaulin)";
+  coverage  line coverage of the workspace (cargo-tarpaulin)
+  mutants   mutation testing of breaker-core's machine, record, policy, hot path and shared
+            view against the tests of core and the memory driver (cargo-mutants, configured
+            in .cargo/mutants.toml); extra args go to cargo-mutants (`-f FILE`, `--list`)";
 
 pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -250,6 +255,14 @@ fn bench(args: &[String]) -> Result<(), String> {
         run(cargo().args(["bench", "--package", "breaker-fleet", "--bench", "backends"]))?;
     }
     Ok(())
+}
+
+fn mutants(extra: &[String]) -> Result<(), String> {
+    ensure_installed("mutants", "cargo-mutants")?;
+    ensure_installed("nextest", "cargo-nextest")?;
+    run(cargo()
+        .args(["mutants", "--package", "breaker-core"])
+        .args(extra))
 }
 
 fn coverage() -> Result<(), String> {

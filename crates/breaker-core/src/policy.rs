@@ -633,4 +633,54 @@ mod tests {
                 .needs_successes()
         );
     }
+
+    #[test]
+    fn every_bound_itself_is_allowed() {
+        let edge = Policy::builder()
+            .window(Duration::from_millis(10))
+            .open_for(Duration::from_secs(2))
+            .backoff(1.0, Duration::from_secs(2))
+            .probe_lease(Duration::from_millis(1))
+            .flush_interval(Duration::from_millis(1))
+            .max_staleness(Duration::from_millis(1))
+            .backend_timeout(Duration::from_millis(1))
+            .reconnect(Duration::from_millis(1), Duration::from_millis(1))
+            .record_ttl(Duration::from_millis(10))
+            .build()
+            .expect("each bound is inclusive");
+        assert_eq!(edge.window, Duration::from_millis(10));
+        assert_eq!(edge.flush_interval, Duration::from_millis(1));
+        assert_eq!(edge.record_ttl, Duration::from_millis(10));
+        assert_eq!(edge.reconnect_max, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn the_same_window_twice_is_no_conflict() {
+        let p = Policy::builder()
+            .window(Duration::from_secs(30))
+            .window(Duration::from_secs(30))
+            .build()
+            .expect("the same window twice");
+        assert_eq!(p.window, Duration::from_secs(30));
+        let e = err(Policy::builder()
+            .window(Duration::from_secs(30))
+            .window(Duration::from_secs(20)));
+        assert_eq!(e.field, "window");
+    }
+
+    #[test]
+    fn the_longest_open_period_counts_backoff_and_jitter() {
+        let p = Policy::builder()
+            .open_for(Duration::from_secs(1))
+            .backoff(2.0, Duration::from_secs(8))
+            .jitter(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        assert_eq!(p.longest_open_period(), Duration::from_millis(8_500));
+        let flat = Policy::builder()
+            .open_for(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        assert_eq!(flat.longest_open_period(), Duration::from_secs(3));
+    }
 }

@@ -184,6 +184,12 @@ impl Record {
 
     /// Reads a record, refusing foreign bytes and other schema versions.
     pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(RecordError::Malformed {
+                reason: format!("larger than the {MAX_RECORD_BYTES} bytes a record may take"),
+                bytes: bytes.len(),
+            });
+        }
         #[derive(Deserialize)]
         struct Header {
             schema: Option<u32>,
@@ -255,6 +261,17 @@ mod tests {
             assert!(matches!(e, RecordError::Malformed { .. }), "{e}");
             assert!(e.to_string().starts_with("corrupt record"), "{e}");
         }
+    }
+
+    #[test]
+    fn refuses_what_is_over_the_size_limit() {
+        let mut padded = Record::new().encode();
+        padded.resize(MAX_RECORD_BYTES, b' ');
+        assert_eq!(Record::decode(&padded), Ok(Record::new()), "at the limit");
+        padded.push(b' ');
+        let e = Record::decode(&padded).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+        assert_eq!(MAX_RECORD_BYTES, 65_536);
     }
 
     #[test]

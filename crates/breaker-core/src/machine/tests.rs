@@ -621,3 +621,181 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_tally_is_empty_only_when_it_counts_nothing() {
+    assert!(Tally::new(0, 0, 0).is_empty());
+    for t in [
+        Tally::new(1, 0, 0),
+        Tally::new(0, 1, 0),
+        Tally::new(0, 0, 1),
+    ] {
+        assert!(!t.is_empty(), "{t:?}");
+    }
+    // An empty tally is applied and changes nothing: no bucket is made for it.
+    let p = policy();
+    let mut rec = Record::new();
+    assert!(record_tally(&mut rec, &p, at(0), 0, Tally::default()));
+    assert_eq!(rec, Record::new());
+}
+
+#[test]
+fn buckets_are_one_per_slice_ordered_and_fold_a_lagging_writer_in() {
+    // A window of ten seconds: slices of one second.
+    let p = policy();
+    let mut rec = Record::new();
+    let ok = |rec: &mut Record, ms: u64| {
+        assert!(record_tally(rec, &p, at(ms), 0, Tally::new(1, 0, 0)));
+    };
+    ok(&mut rec, 0);
+    ok(&mut rec, 100);
+    assert_eq!(rec.buckets.len(), 1, "one slice, one bucket");
+    assert_eq!(rec.buckets[0].successes, 2);
+    ok(&mut rec, 2_000);
+    assert_eq!(rec.buckets.len(), 2, "a new slice, a new bucket");
+    // A writer whose clock lags by a second writes into the slice between.
+    ok(&mut rec, 1_000);
+    let indices: Vec<u64> = rec.buckets.iter().map(|b| b.index).collect();
+    let first = rec.buckets[0].index;
+    assert_eq!(
+        indices,
+        vec![first, first + 1, first + 2],
+        "ordered, no duplicate"
+    );
+    // And into a slice that has a bucket already, not the newest.
+    ok(&mut rec, 1_500);
+    assert_eq!(rec.buckets.len(), 3);
+    assert_eq!(rec.buckets[1].successes, 2);
+    assert_eq!(window_counts(&rec, &p, at(2_000)).successes, 5);
+}
+
+#[test]
+fn a_slow_only_tally_leaves_the_consecutive_count_alone() {
+    let p = policy();
+    let mut rec = Record::new();
+    let g = rec.generation;
+    record_tally(&mut rec, &p, at(0), g, Tally::new(0, 2, 0));
+    assert_eq!(rec.consecutive_failures, 2);
+    record_tally(&mut rec, &p, at(1), g, Tally::new(0, 0, 1));
+    assert_eq!(
+        rec.consecutive_failures, 2,
+        "neither a success nor a failure"
+    );
+    record_tally(&mut rec, &p, at(2), g, Tally::new(1, 0, 0));
+    assert_eq!(rec.consecutive_failures, 0);
+}
+
+#[test]
+fn the_checks_bounds_are_exact() {
+    let p = policy();
+    let now = at(0);
+    let sane = |rec: &Record| check(rec, &p, now).is_ok();
+    let mut rec = Record::new();
+    rec.generation = MAX_GENERATION;
+    assert!(sane(&rec));
+    rec.generation = MAX_GENERATION + 1;
+    assert!(!sane(&rec));
+
+    let longest = p.longest_open_period().saturating_add(CLOCK_MARGIN);
+    let mut open = Record::new();
+    open.state = State::Open;
+    open.open_until = Some(now.saturating_add(longest));
+    assert!(sane(&open), "the latest allowed end");
+    open.open_until = Some(now.saturating_add(longest + Duration::from_millis(1)));
+    assert!(!sane(&open));
+
+    let mut half = Record::new();
+    half.state = State::HalfOpen;
+    half.leases = vec![Lease::new(
+        1,
+        now.saturating_add(p.probe_lease + CLOCK_MARGIN),
+    )];
+    assert!(sane(&half), "the latest allowed lease");
+    half.leases = vec![Lease::new(
+        1,
+        now.saturating_add(p.probe_lease + CLOCK_MARGIN + Duration::from_millis(1)),
+    )];
+    assert!(!sane(&half));
+    half.leases = (1..=2).map(|id| Lease::new(id, now)).collect();
+    assert!(sane(&half), "as many leases as permits (two)");
+    half.leases = (1..=3).map(|id| Lease::new(id, now)).collect();
+    assert!(!sane(&half));
+
+    // Buckets of one second; ten seconds of margin.
+    let current = now.as_millis() / 1_000;
+    let mut future = Record::new();
+    future.buckets = vec![Bucket {
+        index: current + 5,
+        ..Bucket::default()
+    }];
+    assert!(sane(&future), "within the margin");
+    future.buckets[0].index = current + 10;
+    assert!(sane(&future), "at the margin");
+    future.buckets[0].index = current + 11;
+    assert!(!sane(&future));
+    let mut many = Record::new();
+    many.buckets = vec![Bucket::default(); 64];
+    assert!(sane(&many));
+    many.buckets.push(Bucket::default());
+    assert!(!sane(&many));
+}
+
+#[test]
+fn the_longest_expiry_is_ten_years_and_fits_every_back_end() {
+    assert!(MAX_BACKEND_TTL >= Duration::from_secs(3_650 * 86_400));
+    // Redis keeps expiry times in milliseconds; the script refuses more than 2^48 ms.
+    assert!(MAX_BACKEND_TTL < Duration::from_millis(1 << 48));
+    let p = Policy::builder()
+        .open_for(Duration::from_millis(u64::MAX))
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    (rec.state, rec.open_until) = (State::Open, Some(Timestamp::MAX));
+    assert_eq!(record_ttl(&rec, &p, at(0)), Some(MAX_BACKEND_TTL));
+}
+
+#[test]
+fn jitter_reaches_both_of_its_bounds_and_is_the_reference_splitmix() {
+    // The published SplitMix64 sequence from seed 0 (Vigna): every agent, in every build,
+    // computes the same jitter for a generation.
+    assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
+    assert_eq!(splitmix64(0x9E37_79B9_7F4A_7C15), 0x6E78_9E6A_A1B9_65F4);
+    let one_ms = Policy::builder()
+        .jitter(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let seen: std::collections::BTreeSet<Duration> = (0..64).map(|g| jitter(&one_ms, g)).collect();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        vec![Duration::ZERO, Duration::from_millis(1)],
+        "0 and the maximum both occur"
+    );
+}
+
+#[test]
+fn buckets_that_left_the_window_are_dropped_from_the_record() {
+    let p = policy();
+    let mut rec = Record::new();
+    record_tally(&mut rec, &p, at(0), 0, Tally::new(1, 0, 0));
+    record_tally(&mut rec, &p, at(20_000), 0, Tally::new(1, 0, 0));
+    assert_eq!(
+        rec.buckets.len(),
+        1,
+        "the bucket of twenty seconds ago is gone"
+    );
+}
+
+#[test]
+fn the_slow_call_rate_trips_at_its_rate_not_below() {
+    let p = Policy::builder()
+        .slow_calls(Duration::from_millis(100), false)
+        .slow_call_rate(0.5, 4)
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    record_tally(&mut rec, &p, at(0), 0, Tally::new(4, 0, 1));
+    assert_eq!(rec.state, State::Closed, "one slow call in four is 25%");
+    let mut rec = Record::new();
+    record_tally(&mut rec, &p, at(0), 0, Tally::new(4, 0, 2));
+    assert_eq!(rec.state, State::Open, "two in four is the rate");
+}
