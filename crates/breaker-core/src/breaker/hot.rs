@@ -230,7 +230,155 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timers::RunningTimers;
     use std::sync::Arc;
+
+    const T: Timestamp = Timestamp::from_millis(1_000_000);
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_millis(T.as_millis() + ms)
+    }
+
+    fn rec(state: State, generation: u64, until: Option<u64>) -> Record {
+        let mut rec = Record::new();
+        (rec.state, rec.generation) = (state, generation);
+        rec.open_until = until.map(at);
+        rec
+    }
+
+    /// A view whose upkeep is not due for an hour.
+    fn view(rec: &Record, degraded: bool) -> HotView {
+        let v = HotView::new();
+        v.schedule_maintenance(at(3_600_000));
+        v.publish(rec, degraded);
+        v
+    }
+
+    #[test]
+    fn the_cache_decides_closed_and_open_without_the_slow_path() {
+        let unknown = HotView::new();
+        unknown.schedule_maintenance(at(3_600_000));
+        assert_eq!(unknown.decide(false, T), Fast::Slow, "nothing read yet");
+
+        for state in [State::Closed, State::ForcedClosed] {
+            let v = view(&rec(state, 7, None), false);
+            assert_eq!(
+                v.decide(false, T),
+                Fast::Admit {
+                    generation: 7,
+                    maintain: false
+                },
+                "{state}"
+            );
+            assert_eq!(
+                v.decide(true, T),
+                Fast::Slow,
+                "strict never decides from the cache"
+            );
+            assert_eq!(v.generation(), 7);
+            assert!(v.batches(7) && !v.batches(6));
+        }
+
+        let open = view(&rec(State::Open, 9, Some(1_000)), false);
+        assert_eq!(
+            open.decide(false, at(999)),
+            Fast::Reject {
+                state: State::Open,
+                until: Some(at(1_000))
+            }
+        );
+        assert_eq!(
+            open.decide(false, at(1_000)),
+            Fast::Slow,
+            "the end is inclusive"
+        );
+        assert!(!open.batches(9), "no batching while open");
+
+        let forced = view(&rec(State::ForcedOpen, 3, None), false);
+        assert_eq!(
+            forced.decide(false, T),
+            Fast::Reject {
+                state: State::ForcedOpen,
+                until: None
+            }
+        );
+        assert_eq!(
+            view(&rec(State::HalfOpen, 4, None), false).decide(false, T),
+            Fast::Slow
+        );
+    }
+
+    #[test]
+    fn degraded_upkeep_and_timers_send_calls_the_right_way() {
+        let closed = rec(State::Closed, 2, None);
+        let degraded = view(&closed, true);
+        assert_eq!(
+            degraded.decide(false, T),
+            Fast::Slow,
+            "the failure policy decides"
+        );
+        assert!(!degraded.batches(2));
+
+        let due = view(&closed, false);
+        due.schedule_maintenance(T);
+        assert_eq!(
+            due.decide(false, T),
+            Fast::Admit {
+                generation: 2,
+                maintain: true
+            }
+        );
+        let open_due = view(&rec(State::Open, 3, Some(1_000)), false);
+        open_due.schedule_maintenance(T);
+        assert_eq!(
+            open_due.decide(false, T),
+            Fast::Slow,
+            "a rejecting agent keeps up too"
+        );
+
+        // A back-end that keeps the open period's timer: held past the record's deadline
+        // while it runs, and decided by the slow path once it ran out, whatever the clock.
+        let mut held = rec(State::Open, 5, Some(1_000));
+        held.timers = Some(RunningTimers {
+            open_period: true,
+            leases: Vec::new(),
+        });
+        let v = view(&held, false);
+        assert!(matches!(
+            v.decide(false, at(5_000)),
+            Fast::Reject {
+                state: State::Open,
+                ..
+            }
+        ));
+        held.timers = Some(RunningTimers::default());
+        let v = view(&held, false);
+        assert_eq!(
+            v.decide(false, T),
+            Fast::Slow,
+            "the timer ran out before the deadline"
+        );
+    }
+
+    #[test]
+    fn generations_are_held_exactly_up_to_the_sane_bound() {
+        let g = crate::machine::MAX_GENERATION;
+        let v = view(&rec(State::Closed, g, None), false);
+        assert_eq!(v.generation(), g);
+        assert_eq!(
+            v.decide(false, T),
+            Fast::Admit {
+                generation: g,
+                maintain: false
+            }
+        );
+        let flags = view(&rec(State::Closed, 1, None), true);
+        assert_eq!(
+            flags.generation(),
+            1,
+            "flags never leak into the generation"
+        );
+    }
 
     #[test]
     fn takes_hand_out_each_success_once_across_threads() {
