@@ -158,6 +158,7 @@ macro_rules! conformance_tests {
             truthful::a_dropped_probe_frees_its_slot_promptly,
             truthful::the_longest_open_period_trips_and_stays_open,
             truthful::batched_successes_stay_in_their_generation,
+            truthful::transitions_are_announced_once_and_first_reads_never,
             hostile::insane_records_are_reported_and_repaired,
             hostile::counts_that_overflow_saturate,
             hostile::a_forced_state_outlives_a_store_that_lost_it,

@@ -301,3 +301,69 @@ pub async fn batched_successes_stay_in_their_generation<H: Harness>(h: Arc<H>) {
     let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());
     assert_eq!(counts.successes, 1, "the new generation counts its own");
 }
+
+/// Every transition is announced once to each agent, as caused by the agent whose write it
+/// was and observed by the others, and a first read announces nothing: an agent that joins
+/// reads the fleet's state, it does not see it change. An agent that did not look while a
+/// probe ran sees the breaker go from open to open, in a later generation.
+pub async fn transitions_are_announced_once_and_first_reads_never<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = one_failure_trips().build().unwrap();
+    let name = unique_name("announced");
+    let (a, b) = (
+        agent(&*h, &name, &policy, &clock).await,
+        agent(&*h, &name, &policy, &clock).await,
+    );
+    let (mut ea, mut eb) = (a.subscribe(), b.subscribe());
+    b.refresh().await.unwrap();
+    let transitions = |events: Vec<Event>| -> Vec<(State, State, u64, Cause)> {
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Transition {
+                    from,
+                    to,
+                    generation,
+                    cause,
+                    ..
+                } => Some((from, to, generation, cause)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(transitions(eb.drain()), [], "a first read is no transition");
+    let _ = fail(&a).await;
+    b.flush().await.unwrap();
+    assert_eq!(
+        transitions(ea.drain()),
+        [(State::Closed, State::Open, 1, Cause::Caused)]
+    );
+    assert_eq!(
+        transitions(eb.drain()),
+        [(State::Closed, State::Open, 1, Cause::Observed)]
+    );
+    clock.advance(Duration::from_secs(5));
+    let _ = fail(&a).await;
+    b.flush().await.unwrap();
+    assert_eq!(
+        transitions(ea.drain()),
+        [
+            (State::Open, State::HalfOpen, 2, Cause::Caused),
+            (State::HalfOpen, State::Open, 3, Cause::Caused)
+        ]
+    );
+    let seen = transitions(eb.drain());
+    assert!(
+        seen == [(State::Open, State::Open, 3, Cause::Observed)]
+            || seen
+                == [
+                    (State::Open, State::HalfOpen, 2, Cause::Observed),
+                    (State::HalfOpen, State::Open, 3, Cause::Observed)
+                ],
+        "each transition once, or the two as one reopening: {seen:?}"
+    );
+    let late = agent(&*h, &name, &policy, &clock).await;
+    let mut el = late.subscribe();
+    assert_eq!(late.refresh().await.unwrap(), State::Open);
+    assert_eq!(transitions(el.drain()), [], "joining is no transition");
+}

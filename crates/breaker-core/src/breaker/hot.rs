@@ -381,6 +381,16 @@ mod tests {
     }
 
     #[test]
+    fn slots_of_ended_threads_are_handed_out_again() {
+        // Far more threads than slots, one after another: each finds an owned slot, since
+        // every ended thread gave its slot back.
+        for _ in 0..(OWNED_SLOTS * 3) {
+            let slot = std::thread::spawn(|| SLOT.with(|s| s.0)).join().unwrap();
+            assert_ne!(slot, NO_SLOT, "an ended thread's slot was not given back");
+        }
+    }
+
+    #[test]
     fn takes_hand_out_each_success_once_across_threads() {
         let pending = Arc::new(Pending::default());
         let threads: Vec<_> = (0..100)

@@ -743,6 +743,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_deadline_gives_each_step_what_is_left_and_at_least_a_millisecond() {
+        let d = Deadline::after(Duration::from_secs(1));
+        let left = d.left();
+        assert!(
+            left <= Duration::from_secs(1) && left > Duration::from_millis(500),
+            "{left:?}"
+        );
+        assert_eq!(
+            Deadline::after(Duration::ZERO).left(),
+            Duration::from_millis(1)
+        );
+        // A budget too long to represent is a year, not a panic and not nothing.
+        assert!(Deadline::after(Duration::MAX).left() > Duration::from_secs(300 * 86_400));
+    }
+
+    #[test]
     fn reconnect_delays_are_spread_over_their_last_quarter() {
         let delay = Duration::from_secs(4);
         let delays: Vec<Duration> = (0..200).map(|seed| jittered(delay, seed)).collect();
