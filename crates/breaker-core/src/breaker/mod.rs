@@ -4,6 +4,8 @@
 mod hot;
 mod permit;
 mod shared;
+#[cfg(test)]
+mod tests;
 
 use std::collections::hash_map::RandomState;
 use std::convert::Infallible;

@@ -1,0 +1,238 @@
+//! Unit tests of how an agent's view follows the stored record (`install_stored`): which
+//! values may replace it and which may not, fed directly, in the orders that races and
+//! back-ends that lose data produce, which a driver that pushes in order never shows.
+
+use std::time::Duration;
+
+use crate::driver::{Driver, DriverError, Swap, Versioned};
+use crate::machine;
+use crate::name::Name;
+use crate::record::{Record, State};
+use crate::time::{ManualClock, Timestamp};
+use crate::timers::Timer;
+
+use super::Breaker;
+use super::shared::Read;
+
+/// A driver that stores nothing: the tests feed the view themselves.
+#[derive(Clone)]
+struct Silent {
+    timers: bool,
+}
+
+impl Driver for Silent {
+    fn backend(&self) -> &'static str {
+        "silent"
+    }
+    async fn load(&self, _: &Name, _: Duration) -> Result<Option<Versioned>, DriverError> {
+        Ok(None)
+    }
+    async fn compare_and_swap(
+        &self,
+        _: &Name,
+        _: Option<u64>,
+        _: Vec<u8>,
+        _: Option<Duration>,
+        _: Duration,
+    ) -> Result<Swap, DriverError> {
+        Ok(Swap::Swapped { version: 1 })
+    }
+    async fn list(&self, _: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
+        Ok(Vec::new())
+    }
+    fn keeps_timers(&self) -> bool {
+        self.timers
+    }
+}
+
+const T0: Timestamp = Timestamp::from_millis(1_000_000);
+
+fn breaker() -> Breaker {
+    Breaker::builder("view", Silent { timers: false })
+        .clock(ManualClock::new(T0))
+        .build()
+        .unwrap()
+}
+
+fn stored(version: u64, rec: &Record) -> Option<Versioned> {
+    Some(Versioned::new(version, rec.encode()))
+}
+
+fn record(state: State, generation: u64) -> Record {
+    let mut rec = Record::new();
+    (rec.state, rec.generation) = (state, generation);
+    if state == State::Open {
+        rec.open_until = Some(T0.saturating_add(Duration::from_secs(5)));
+    }
+    rec
+}
+
+/// Feeds `value` as read by `read` (a load's `seq` is taken from the view now, so that it
+/// counts as not overtaken unless the caller says otherwise).
+fn feed(b: &Breaker, value: Option<Versioned>, adopt: bool, read: Read) {
+    let inner = &b.inner;
+    let mut s = inner.lock();
+    inner.install_stored(&mut s, value, adopt, read);
+}
+
+fn fresh_load(b: &Breaker) -> Read {
+    Read::Loaded {
+        seq: b.inner.lock().installs,
+    }
+}
+
+fn view(b: &Breaker) -> (State, u64, Option<u64>, bool) {
+    let s = b.inner.lock();
+    (s.record.state, s.record.generation, s.version, s.verify)
+}
+
+#[test]
+fn a_lower_version_pushed_is_checked_by_a_read_not_installed() {
+    let b = breaker();
+    feed(&b, stored(10, &record(State::Open, 3)), false, Read::Pushed);
+    feed(
+        &b,
+        stored(9, &record(State::Closed, 2)),
+        false,
+        Read::Pushed,
+    );
+    assert_eq!(
+        view(&b),
+        (State::Open, 3, Some(10), true),
+        "kept, and a read asked for"
+    );
+}
+
+#[test]
+fn a_lower_version_read_now_is_a_store_that_went_back() {
+    let b = breaker();
+    feed(&b, stored(10, &record(State::Open, 3)), false, Read::Pushed);
+    let read = fresh_load(&b);
+    feed(&b, stored(4, &record(State::Closed, 5)), false, read);
+    assert_eq!(view(&b), (State::Closed, 5, Some(4), false));
+    // Adopting after an outage takes the store's record whatever its version.
+    feed(&b, stored(2, &record(State::Open, 6)), true, Read::Pushed);
+    assert_eq!(view(&b).2, Some(2));
+}
+
+#[test]
+fn a_load_overtaken_by_an_install_is_not_the_stores_word() {
+    let b = breaker();
+    let before = fresh_load(&b);
+    feed(&b, stored(7, &record(State::Open, 1)), false, Read::Pushed);
+    // The load began before the push was installed; its (absent) answer is older.
+    feed(&b, None, false, before);
+    assert_eq!(view(&b), (State::Open, 1, Some(7), false));
+    feed(&b, None, false, Read::Pushed);
+    assert_eq!(
+        view(&b).0,
+        State::Open,
+        "an absence pushed may be a watch's first reload"
+    );
+    // A load that nothing overtook, or a conflict, is the store's word: the record is gone.
+    let now = fresh_load(&b);
+    feed(&b, None, false, now);
+    assert_eq!(
+        view(&b),
+        (State::Closed, 1, None, false),
+        "gone; the generation is kept"
+    );
+    feed(&b, stored(8, &record(State::Open, 2)), false, Read::Pushed);
+    feed(&b, None, false, Read::Conflict);
+    assert_eq!(view(&b).2, None);
+}
+
+#[test]
+fn an_absent_record_under_a_forced_state_is_a_lost_one() {
+    let b = breaker();
+    feed(
+        &b,
+        stored(3, &record(State::ForcedOpen, 4)),
+        false,
+        Read::Pushed,
+    );
+    let now = fresh_load(&b);
+    feed(&b, None, false, now);
+    let s = b.inner.lock();
+    assert_eq!(s.record.state, State::ForcedOpen, "still obeyed");
+    assert!(s.lost_forced, "and to be written back");
+    assert_eq!(s.version, None, "over nothing");
+}
+
+#[test]
+fn an_older_lineage_under_a_forced_state_is_written_over_unless_an_operator_wrote_it() {
+    let b = breaker();
+    feed(
+        &b,
+        stored(3, &record(State::ForcedOpen, 4)),
+        false,
+        Read::Pushed,
+    );
+    feed(
+        &b,
+        stored(5, &record(State::Closed, 1)),
+        false,
+        Read::Pushed,
+    );
+    {
+        let s = b.inner.lock();
+        assert_eq!(
+            (s.record.state, s.version, s.lost_forced),
+            (State::ForcedOpen, Some(5), true)
+        );
+    }
+    b.inner.lock().lost_forced = false;
+    let mut reset = record(State::Closed, 1);
+    reset.operator = true;
+    feed(&b, stored(6, &reset), false, Read::Pushed);
+    let s = b.inner.lock();
+    assert_eq!(
+        (s.record.state, s.lost_forced),
+        (State::Closed, false),
+        "the operator decides"
+    );
+}
+
+#[test]
+fn the_same_version_only_updates_the_backends_timers() {
+    let b = Breaker::builder("timers", Silent { timers: true })
+        .build()
+        .unwrap();
+    let open = record(State::Open, 2);
+    let running =
+        Versioned::new(4, open.encode()).with_timers(vec![Timer::OpenPeriod { generation: 2 }]);
+    feed(&b, Some(running), false, Read::Pushed);
+    assert!(b.inner.lock().record.timers.as_ref().unwrap().open_period);
+    // The same version again, now with the timer run out: the view learns it.
+    feed(&b, stored(4, &open), false, Read::Pushed);
+    let s = b.inner.lock();
+    assert!(!s.record.timers.as_ref().unwrap().open_period);
+    assert_eq!(s.version, Some(4));
+}
+
+#[test]
+fn a_corrupt_value_is_replaced_by_a_later_generation_within_the_bound() {
+    let b = breaker();
+    feed(&b, stored(3, &record(State::Open, 7)), false, Read::Pushed);
+    feed(
+        &b,
+        Some(Versioned::new(4, b"garbage".to_vec())),
+        false,
+        Read::Pushed,
+    );
+    assert_eq!(view(&b), (State::Closed, 8, Some(4), false));
+    let mut top = record(State::Closed, machine::MAX_GENERATION);
+    top.generation = machine::MAX_GENERATION;
+    feed(&b, stored(5, &top), false, Read::Pushed);
+    feed(
+        &b,
+        Some(Versioned::new(6, b"garbage".to_vec())),
+        false,
+        Read::Pushed,
+    );
+    assert_eq!(
+        view(&b).1,
+        machine::MAX_GENERATION,
+        "never beyond the sane bound"
+    );
+}
