@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use breaker_core::{Bucket, Clock, Driver, Event, Lease, ManualClock, Name, Policy, Record, State};
 
-use super::{Harness, START, agent};
+use super::{Harness, START, agent, stored_record};
 use crate::calls::{fail, succeed};
 use crate::unique_name;
 
@@ -97,14 +97,7 @@ pub async fn insane_records_are_reported_and_repaired<H: Harness>(h: Arc<H>) {
             Some(State::Open),
             "{what}: then it trips as usual"
         );
-        let stored = h
-            .driver()
-            .await
-            .load(&Name::new(&name).unwrap(), T)
-            .await
-            .unwrap()
-            .expect("a record");
-        let repaired = Record::decode(&stored.value).unwrap();
+        let repaired = stored_record(&*h, &name).await.expect("a record");
         assert!(
             repaired.generation < 1 << 50,
             "{what}: generation {}",
@@ -181,14 +174,7 @@ pub async fn a_forced_state_outlives_a_store_that_lost_it<H: Harness>(h: Arc<H>)
         State::ForcedOpen,
         "written back for the whole fleet"
     );
-    let stored = h
-        .driver()
-        .await
-        .load(&Name::new(&name).unwrap(), T)
-        .await
-        .unwrap()
-        .expect("a record");
-    let rec = Record::decode(&stored.value).unwrap();
+    let rec = stored_record(&*h, &name).await.expect("a record");
     assert_eq!(rec.state, State::ForcedOpen);
     assert!(rec.generation >= forced_generation);
     // An operator's reset after it is a reset, as ever.

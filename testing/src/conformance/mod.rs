@@ -89,6 +89,19 @@ pub async fn faulty_agent<H: Harness>(
     (breaker, driver)
 }
 
+/// The record stored under `name`, read through a new driver of the harness: what the
+/// fleet's next reader would find. `None` when nothing is stored.
+pub async fn stored_record<H: Harness>(h: &H, name: &str) -> Option<breaker_core::Record> {
+    let name = breaker_core::Name::new(name).expect("a valid name");
+    let stored = h
+        .driver()
+        .await
+        .load(&name, Duration::from_secs(5))
+        .await
+        .expect("the store answers")?;
+    Some(breaker_core::Record::decode(&stored.value).expect("a record of ours"))
+}
+
 /// Ages the back-end's stored values by `d`, by the harness's means.
 pub async fn age_store(expiry: &Expiry, d: Duration) {
     match expiry {

@@ -75,6 +75,18 @@ fn feed(b: &Breaker, value: Option<Versioned>, adopt: bool, read: Read) {
     inner.install_stored(&mut s, value, adopt, read);
 }
 
+/// A breaker whose view is an operator's force-open, generation 4, version 3.
+fn forced_open() -> Breaker {
+    let b = breaker();
+    feed(
+        &b,
+        stored(3, &record(State::ForcedOpen, 4)),
+        false,
+        Read::Pushed,
+    );
+    b
+}
+
 fn fresh_load(b: &Breaker) -> Read {
     Read::Loaded {
         seq: b.inner.lock().installs,
@@ -144,13 +156,7 @@ fn a_load_overtaken_by_an_install_is_not_the_stores_word() {
 
 #[test]
 fn an_absent_record_under_a_forced_state_is_a_lost_one() {
-    let b = breaker();
-    feed(
-        &b,
-        stored(3, &record(State::ForcedOpen, 4)),
-        false,
-        Read::Pushed,
-    );
+    let b = forced_open();
     let now = fresh_load(&b);
     feed(&b, None, false, now);
     let s = b.inner.lock();
@@ -161,13 +167,7 @@ fn an_absent_record_under_a_forced_state_is_a_lost_one() {
 
 #[test]
 fn an_older_lineage_under_a_forced_state_is_written_over_unless_an_operator_wrote_it() {
-    let b = breaker();
-    feed(
-        &b,
-        stored(3, &record(State::ForcedOpen, 4)),
-        false,
-        Read::Pushed,
-    );
+    let b = forced_open();
     feed(
         &b,
         stored(5, &record(State::Closed, 1)),
