@@ -280,8 +280,11 @@ impl Inner {
                 // newer one, but only a read can tell: make one at the next upkeep, which is
                 // due now.
                 if !adopt && !authoritative && s.version.is_some_and(|cur| cur > v.version) {
-                    s.verify = true;
-                    self.hot.schedule_maintenance(Timestamp::ZERO);
+                    // Strict mode reads at its next admission anyway: no extra read.
+                    if !self.policy.strict {
+                        s.verify = true;
+                        self.hot.schedule_maintenance(Timestamp::ZERO);
+                    }
                     return;
                 }
                 if !adopt && s.version == Some(v.version) {

@@ -236,3 +236,24 @@ fn a_corrupt_value_is_replaced_by_a_later_generation_within_the_bound() {
         "never beyond the sane bound"
     );
 }
+
+#[test]
+fn strict_mode_needs_no_extra_read_for_a_stale_push() {
+    let b = Breaker::builder("strict-view", Silent { timers: false })
+        .policy(crate::Policy::builder().strict(true).build().unwrap())
+        .clock(ManualClock::new(T0))
+        .build()
+        .unwrap();
+    feed(&b, stored(10, &record(State::Open, 3)), false, Read::Pushed);
+    feed(
+        &b,
+        stored(9, &record(State::Closed, 2)),
+        false,
+        Read::Pushed,
+    );
+    assert_eq!(
+        view(&b),
+        (State::Open, 3, Some(10), false),
+        "its next admission reads anyway"
+    );
+}
