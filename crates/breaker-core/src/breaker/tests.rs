@@ -257,3 +257,73 @@ fn strict_mode_needs_no_extra_read_for_a_stale_push() {
         "its next admission reads anyway"
     );
 }
+
+/// The transitions announced for a sequence of stored values.
+fn announced(b: &Breaker, values: Vec<(u64, Record)>) -> Vec<(State, State, u64)> {
+    let mut events = b.subscribe();
+    for (version, rec) in values {
+        feed(b, stored(version, &rec), false, Read::Pushed);
+    }
+    events
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            crate::Event::Transition {
+                from,
+                to,
+                generation,
+                ..
+            } => Some((from, to, generation)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_transition_is_a_new_generation_or_state_and_a_first_read_is_none() {
+    let b = breaker();
+    let mut counted = record(State::Closed, 0);
+    counted.consecutive_failures = 1;
+    let mut reset = record(State::Closed, 1);
+    reset.operator = true;
+    assert_eq!(
+        announced(
+            &b,
+            vec![
+                (1, record(State::Closed, 0)),
+                (2, counted),
+                (3, reset),
+                (4, record(State::Open, 2)),
+            ]
+        ),
+        vec![
+            (State::Closed, State::Closed, 1),
+            (State::Closed, State::Open, 2)
+        ],
+        "the first read and a write of counts are no transitions; a reset and a trip are"
+    );
+}
+
+#[test]
+fn adopting_the_shared_record_replaces_the_local_one_even_at_the_same_version() {
+    let b = breaker();
+    feed(
+        &b,
+        stored(5, &record(State::Closed, 0)),
+        false,
+        Read::Pushed,
+    );
+    {
+        // The local fallback tripped while the back-end was away; the version is unchanged.
+        let inner = &b.inner;
+        let mut s = inner.lock();
+        inner.install_local(&mut s, record(State::Open, 1));
+    }
+    assert_eq!(view(&b).0, State::Open);
+    feed(&b, stored(5, &record(State::Closed, 0)), true, Read::Pushed);
+    assert_eq!(
+        view(&b).0,
+        State::Closed,
+        "the shared record wins once it answers"
+    );
+}
