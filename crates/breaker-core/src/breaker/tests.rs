@@ -327,3 +327,21 @@ fn adopting_the_shared_record_replaces_the_local_one_even_at_the_same_version() 
         "the shared record wins once it answers"
     );
 }
+
+#[test]
+fn a_newer_write_of_the_same_forced_generation_is_no_loss() {
+    let b = breaker();
+    feed(
+        &b,
+        stored(3, &record(State::ForcedClosed, 4)),
+        false,
+        Read::Pushed,
+    );
+    // Another agent counted calls while the breaker is disabled: same generation, new version.
+    let mut counted = record(State::ForcedClosed, 4);
+    counted.consecutive_failures = 2;
+    feed(&b, stored(5, &counted), false, Read::Pushed);
+    let s = b.inner.lock();
+    assert!(!s.lost_forced, "nothing was lost");
+    assert_eq!((s.version, s.record.consecutive_failures), (Some(5), 2));
+}
