@@ -345,3 +345,71 @@ fn a_newer_write_of_the_same_forced_generation_is_no_loss() {
     assert!(!s.lost_forced, "nothing was lost");
     assert_eq!((s.version, s.record.consecutive_failures), (Some(5), 2));
 }
+
+/// A driver with a clock of its own, ten seconds ahead of the host, whose every reading takes
+/// 100 ms and is taken in the middle of that time; it counts its readings.
+#[derive(Clone, Default)]
+struct SlowClock {
+    readings: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Driver for SlowClock {
+    fn backend(&self) -> &'static str {
+        "slow-clock"
+    }
+    async fn load(&self, _: &Name, _: Duration) -> Result<Option<Versioned>, DriverError> {
+        Ok(None)
+    }
+    async fn compare_and_swap(
+        &self,
+        _: &Name,
+        _: Option<u64>,
+        _: Vec<u8>,
+        _: Option<Duration>,
+        _: Duration,
+    ) -> Result<Swap, DriverError> {
+        Ok(Swap::Swapped { version: 1 })
+    }
+    async fn list(&self, _: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
+        Ok(Vec::new())
+    }
+    async fn now(&self, _: Duration) -> Result<Option<Timestamp>, DriverError> {
+        self.readings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        let reading = crate::SystemClock::precise().saturating_add(Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(Some(reading))
+    }
+}
+
+#[test]
+fn the_clock_offset_is_taken_at_the_middle_of_the_round_trip_and_realigned() {
+    let driver = SlowClock::default();
+    let b = Breaker::builder("aligned", driver.clone()).build().unwrap();
+    b.refresh_blocking().unwrap();
+    let expected = crate::SystemClock::precise().saturating_add(Duration::from_secs(10));
+    let error = b.now().as_millis().abs_diff(expected.as_millis());
+    // Taken as of the end of the round trip it would be 50 ms off; with twice its length,
+    // 150 ms. The margin is for sleeps that overrun on a loaded machine.
+    assert!(error < 30, "{error} ms from the back-end's clock");
+    let sampled = driver.readings.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(sampled, 5, "no sample was good enough to stop early");
+    // Five minutes later (the alignment is moved back), the next upkeep aligns again.
+    b.flush_blocking().unwrap();
+    assert_eq!(
+        driver.readings.load(std::sync::atomic::Ordering::SeqCst),
+        sampled,
+        "not due yet"
+    );
+    {
+        let mut s = b.inner.lock();
+        let at = s.clock_aligned.expect("aligned");
+        s.clock_aligned = Some(Timestamp::from_millis(at.as_millis() - 301_000));
+    }
+    b.flush_blocking().unwrap();
+    assert!(
+        driver.readings.load(std::sync::atomic::Ordering::SeqCst) > sampled,
+        "realigned"
+    );
+}
