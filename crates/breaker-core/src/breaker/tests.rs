@@ -14,10 +14,14 @@ use crate::timers::Timer;
 use super::Breaker;
 use super::shared::Read;
 
-/// A driver that stores nothing: the tests feed the view themselves.
-#[derive(Clone)]
+/// A driver that stores nothing: the tests feed the view themselves. With `slow_clock` it
+/// has a clock of its own, ten seconds ahead of the host, whose every reading takes 100 ms
+/// and is taken in the middle of that time; `readings` counts them.
+#[derive(Clone, Default)]
 struct Silent {
     timers: bool,
+    slow_clock: bool,
+    readings: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Driver for Silent {
@@ -43,15 +47,32 @@ impl Driver for Silent {
     fn keeps_timers(&self) -> bool {
         self.timers
     }
+    async fn now(&self, _: Duration) -> Result<Option<Timestamp>, DriverError> {
+        if !self.slow_clock {
+            return Ok(None);
+        }
+        self.readings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        let reading = crate::SystemClock::precise().saturating_add(Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(Some(reading))
+    }
 }
 
 const T0: Timestamp = Timestamp::from_millis(1_000_000);
 
 fn breaker() -> Breaker {
-    Breaker::builder("view", Silent { timers: false })
-        .clock(ManualClock::new(T0))
-        .build()
-        .unwrap()
+    Breaker::builder(
+        "view",
+        Silent {
+            timers: false,
+            ..Silent::default()
+        },
+    )
+    .clock(ManualClock::new(T0))
+    .build()
+    .unwrap()
 }
 
 fn stored(version: u64, rec: &Record) -> Option<Versioned> {
@@ -195,9 +216,15 @@ fn an_older_lineage_under_a_forced_state_is_written_over_unless_an_operator_wrot
 
 #[test]
 fn the_same_version_only_updates_the_backends_timers() {
-    let b = Breaker::builder("timers", Silent { timers: true })
-        .build()
-        .unwrap();
+    let b = Breaker::builder(
+        "timers",
+        Silent {
+            timers: true,
+            ..Silent::default()
+        },
+    )
+    .build()
+    .unwrap();
     let open = record(State::Open, 2);
     let running =
         Versioned::new(4, open.encode()).with_timers(vec![Timer::OpenPeriod { generation: 2 }]);
@@ -239,11 +266,17 @@ fn a_corrupt_value_is_replaced_by_a_later_generation_within_the_bound() {
 
 #[test]
 fn strict_mode_needs_no_extra_read_for_a_stale_push() {
-    let b = Breaker::builder("strict-view", Silent { timers: false })
-        .policy(crate::Policy::builder().strict(true).build().unwrap())
-        .clock(ManualClock::new(T0))
-        .build()
-        .unwrap();
+    let b = Breaker::builder(
+        "strict-view",
+        Silent {
+            timers: false,
+            ..Silent::default()
+        },
+    )
+    .policy(crate::Policy::builder().strict(true).build().unwrap())
+    .clock(ManualClock::new(T0))
+    .build()
+    .unwrap();
     feed(&b, stored(10, &record(State::Open, 3)), false, Read::Pushed);
     feed(
         &b,
@@ -346,46 +379,12 @@ fn a_newer_write_of_the_same_forced_generation_is_no_loss() {
     assert_eq!((s.version, s.record.consecutive_failures), (Some(5), 2));
 }
 
-/// A driver with a clock of its own, ten seconds ahead of the host, whose every reading takes
-/// 100 ms and is taken in the middle of that time; it counts its readings.
-#[derive(Clone, Default)]
-struct SlowClock {
-    readings: std::sync::Arc<std::sync::atomic::AtomicU32>,
-}
-
-impl Driver for SlowClock {
-    fn backend(&self) -> &'static str {
-        "slow-clock"
-    }
-    async fn load(&self, _: &Name, _: Duration) -> Result<Option<Versioned>, DriverError> {
-        Ok(None)
-    }
-    async fn compare_and_swap(
-        &self,
-        _: &Name,
-        _: Option<u64>,
-        _: Vec<u8>,
-        _: Option<Duration>,
-        _: Duration,
-    ) -> Result<Swap, DriverError> {
-        Ok(Swap::Swapped { version: 1 })
-    }
-    async fn list(&self, _: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
-        Ok(Vec::new())
-    }
-    async fn now(&self, _: Duration) -> Result<Option<Timestamp>, DriverError> {
-        self.readings
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(50));
-        let reading = crate::SystemClock::precise().saturating_add(Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(50));
-        Ok(Some(reading))
-    }
-}
-
 #[test]
 fn the_clock_offset_is_taken_at_the_middle_of_the_round_trip_and_realigned() {
-    let driver = SlowClock::default();
+    let driver = Silent {
+        slow_clock: true,
+        ..Silent::default()
+    };
     let b = Breaker::builder("aligned", driver.clone()).build().unwrap();
     b.refresh_blocking().unwrap();
     let expected = crate::SystemClock::precise().saturating_add(Duration::from_secs(10));
