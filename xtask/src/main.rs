@@ -63,7 +63,8 @@ const HELP: &str = "usage: cargo xtask <task>
   lint      fmt, clippy -D warnings, docs, each facade feature alone, the demo without
             protoc, packaging (the default task)
   ci        lint, then test
-  bench     run the benchmarks: `bench local [criterion args]`, `bench backends`, or both
+  bench     run the benchmarks: `bench local [criterion args]`, `bench backends [sqlite
+            redis etcd clock]`, or both
   coverage  line coverage of the workspace (cargo-tarpaulin)
   mutants   mutation testing of breaker-core's machine, record, policy, hot path and shared
             view against the tests of core and the memory driver (cargo-mutants, configured
@@ -233,7 +234,8 @@ fn lint() -> Result<(), String> {
     outside::package()
 }
 
-/// `bench` runs both suites; `bench local [criterion args]` or `bench backends` one of them.
+/// `bench` runs both suites; `bench local [criterion args]` or `bench backends [sections]`
+/// one of them.
 fn bench(args: &[String]) -> Result<(), String> {
     let (which, extra) = match args.split_first() {
         Some((w, rest)) if w == "local" || w == "backends" => (w.as_str(), rest),
@@ -252,7 +254,17 @@ fn bench(args: &[String]) -> Result<(), String> {
             .args(extra))?;
     }
     if which != "local" {
-        run(cargo().args(["bench", "--package", "breaker-fleet", "--bench", "backends"]))?;
+        let sections = if which == "backends" { extra } else { &[] };
+        run(cargo()
+            .args([
+                "bench",
+                "--package",
+                "breaker-fleet",
+                "--bench",
+                "backends",
+                "--",
+            ])
+            .args(sections))?;
     }
     Ok(())
 }

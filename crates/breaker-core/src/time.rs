@@ -153,7 +153,7 @@ impl SystemClock {
         let anchored = a
             .wall_millis
             .saturating_add(millis_of(a.monotonic.elapsed()));
-        let correction = i64::try_from(i128::from(anchored) - i128::from(wall_now())).unwrap_or(0);
+        let correction = step_correction(anchored, wall_now());
         // Milliseconds truncate differently on the two clocks: leave a difference of one
         // alone, so that the shared line is written only when the host's clock stepped.
         if STEP_CORRECTION.load(Ordering::Relaxed).abs_diff(correction) > 1 {
@@ -163,17 +163,27 @@ impl SystemClock {
     }
 }
 
+/// How far the anchored time is ahead of the host's wall clock `wall` (negative: behind).
+fn step_correction(anchored: u64, wall: u64) -> i64 {
+    i64::try_from(i128::from(anchored) - i128::from(wall)).unwrap_or(0)
+}
+
+/// The wall-clock reading `wall` shifted by a [`step_correction`], saturating.
+#[inline]
+fn corrected(wall: u64, correction: i64) -> u64 {
+    if correction >= 0 {
+        wall.saturating_add(correction.unsigned_abs())
+    } else {
+        wall.saturating_sub(correction.unsigned_abs())
+    }
+}
+
 impl Clock for SystemClock {
     #[inline]
     fn now(&self) -> Timestamp {
         if ticking() {
             let wall = coarsetime::Clock::recent_since_epoch().as_millis();
-            let correction = STEP_CORRECTION.load(Ordering::Relaxed);
-            Timestamp(if correction >= 0 {
-                wall.saturating_add(correction.unsigned_abs())
-            } else {
-                wall.saturating_sub(correction.unsigned_abs())
-            })
+            Timestamp(corrected(wall, STEP_CORRECTION.load(Ordering::Relaxed)))
         } else {
             SystemClock::precise()
         }
@@ -348,6 +358,25 @@ mod tests {
                 "{before} <= {precise} <= {after}"
             );
         }
+    }
+
+    #[test]
+    fn a_host_clock_step_is_undone_for_the_coarse_reading() {
+        // Anchored at wall 10,000 s; 5 s of monotonic time later the host's clock is stepped
+        // an hour forward (then, separately, an hour back): the exact reading is the anchor
+        // plus the monotonic time, and the coarse reading, shifted by the correction the
+        // exact reading found, agrees with it.
+        let anchored = 10_005_000;
+        for stepped in [anchored + 3_600_000, anchored - 3_600_000] {
+            let correction = step_correction(anchored, stepped);
+            assert_eq!(corrected(stepped, correction), anchored);
+            // 2 ms later, on the refreshing thread's reading of the stepped clock.
+            assert_eq!(corrected(stepped + 2, correction), anchored + 2);
+        }
+        assert_eq!(step_correction(7, 7), 0);
+        assert_eq!(corrected(5, -10), 0, "saturates at the epoch");
+        assert_eq!(corrected(u64::MAX - 1, 10), u64::MAX, "saturates at the end");
+        assert_eq!(step_correction(u64::MAX, 0), 0, "out of range: no correction");
     }
 
     #[test]

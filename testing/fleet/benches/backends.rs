@@ -3,15 +3,20 @@
 //! wait percentiles); Redis round trips per call counted by Redis itself, in default and
 //! strict mode, and calls per second through one breaker from four processes; etcd round
 //! trips per call counted by etcd itself; and for each, the time from one process's trip to
-//! another process's first rejection.
+//! another process's first rejection. Then how far a breaker's clock is from Redis's own (and
+//! the host's coarse clock from its exact one), idle and with every core loaded.
 //!
 //! Run with `cargo xtask bench backends` (or `cargo bench -p breaker-fleet --bench
-//! backends`). Figures go to BENCHMARKS.md.
+//! backends`); `-- NAME…` runs only the sections named (`sqlite`, `redis`, `etcd`, `clock`).
+//! Figures go to BENCHMARKS.md.
 
 use breaker_fleet::measure::{self, Spread};
 use breaker_fleet::scenario::Bins;
 use breaker_testing::servers::{EtcdCluster, RedisServer};
 use std::time::Duration;
+
+/// The pause between calls where round trips per call are counted at a steady rate.
+const GAP: Duration = Duration::from_micros(100);
 
 fn show(what: &str, s: Spread) {
     println!("{what}: p50 {:?}, p99 {:?}, max {:?}", s.p50, s.p99, s.max);
@@ -41,29 +46,48 @@ fn redis_round_trips(port: u16) -> u64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; there are no other options.
+    // `cargo bench` passes `--bench`; any other argument names a section to run.
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let bins: Bins = breaker_fleet::bins!();
+    let sections: [(&str, fn(&Bins)); 4] = [
+        ("sqlite", sqlite),
+        ("redis", redis),
+        ("etcd", etcd),
+        ("clock", clock),
+    ];
+    for (name, run) in sections {
+        if wanted.is_empty() || wanted.iter().any(|w| w == name) {
+            run(&bins);
+        }
+    }
+}
+
+fn sqlite(bins: &Bins) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     println!("sqlite ({url})");
-    let (ops, spread) = measure::swap_throughput(&bins, &url, 1, 2_000);
+    let (ops, spread) = measure::swap_throughput(bins, &url, 1, 2_000);
     println!("compare-and-swap, 1 process: {ops:.0} ops/s");
     show("  wait per increment", spread);
-    let (ops, spread) = measure::swap_throughput(&bins, &url, 4, 1_000);
+    let (ops, spread) = measure::swap_throughput(bins, &url, 4, 1_000);
     println!("compare-and-swap, 4 processes on one record: {ops:.0} ops/s in all");
     show("  wait per increment (worst process)", spread);
-    let latency = measure::trip_to_rejection(&bins, &url, 50);
+    let latency = measure::trip_to_rejection(bins, &url, 50);
     show(
         "trip to another process's first rejection (poll every 25 ms)",
         latency,
     );
+}
 
+fn redis(bins: &Bins) {
     let redis = RedisServer::start();
     let url = redis.url();
     println!("\nredis ({url})");
-    let gap = Duration::from_micros(100);
     for strict in [false, true] {
-        let (per_call, rate) = measure::round_trips_per_call(&url, strict, 20_000, gap, || {
+        let (per_call, rate) = measure::round_trips_per_call(&url, strict, 20_000, GAP, || {
             redis_round_trips(redis.port())
         });
         let mode = if strict { "strict" } else { "default" };
@@ -77,14 +101,16 @@ fn main() {
              {rate:.0} calls/s in all"
         );
     }
-    let calls = measure::fleet_throughput(&bins, &url, 4, 2_000_000);
+    let calls = measure::fleet_throughput(bins, &url, 4, 2_000_000);
     println!("calls through one breaker from 4 agent processes: {calls:.0} calls/s in all");
-    let latency = measure::trip_to_rejection(&bins, &url, 50);
+    let latency = measure::trip_to_rejection(bins, &url, 50);
     show(
         "trip to another process's first rejection (pub/sub)",
         latency,
     );
+}
 
+fn etcd(bins: &Bins) {
     let etcd = EtcdCluster::single();
     let url = format!(
         "etcd://{}",
@@ -93,7 +119,7 @@ fn main() {
     println!("\netcd ({url}, one member)");
     for strict in [false, true] {
         let (per_call, rate) =
-            measure::round_trips_per_call(&url, strict, 10_000, gap, || etcd.unary_requests(0));
+            measure::round_trips_per_call(&url, strict, 10_000, GAP, || etcd.unary_requests(0));
         let mode = if strict { "strict" } else { "default" };
         println!("round trips per call, {mode} mode, closed, {rate:.0} calls/s: {per_call:.4}");
     }
@@ -105,7 +131,7 @@ fn main() {
              {rate:.0} calls/s in all"
         );
     }
-    let latency = measure::trip_to_rejection(&bins, &url, 50);
+    let latency = measure::trip_to_rejection(bins, &url, 50);
     show("trip to another process's first rejection (watch)", latency);
     let (seen, per_trip) =
         measure::open_period_as_seen(&url, Duration::from_secs(2), 10, || etcd.unary_requests(0));
@@ -114,4 +140,25 @@ fn main() {
         "open period of 2 s (an etcd lease), trip to another agent's probe",
         seen,
     );
+}
+
+/// Deadlines are judged within a few milliseconds of the back-end's time, however loaded the
+/// host is; the coarse clock that only the cached hot path reads may lag.
+fn clock(_: &Bins) {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    println!("\nclocks ({url})");
+    for (load, threads) in [("idle", 0), ("loaded: 4 busy threads on 2 cores", 4)] {
+        let _load = measure::Load::start(threads);
+        let (error, uncertainty) = measure::clock_error(&url, 20, 50);
+        show(
+            &format!("breaker clock against Redis TIME, 20 fresh agents, {load}"),
+            error,
+        );
+        show("  (half the best sample's round trip)", uncertainty);
+        show(
+            &format!("coarse host clock behind the exact one, {load}"),
+            measure::coarse_clock_lag(500, Duration::from_millis(3)),
+        );
+    }
 }

@@ -269,3 +269,97 @@ pub fn open_period_as_seen(
     }
     (Spread::of(sample), trip_round_trips as f64 / runs as f64)
 }
+
+/// Busy threads that keep every core of the machine loaded while they live, so that a
+/// measurement sees the scheduling delays of a loaded host.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `threads` threads that spin until the load is dropped.
+    pub fn start(threads: usize) -> Load {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How far from the back-end's own clock a breaker judges deadlines: `agents` times, a fresh
+/// breaker over its own driver makes one call (which aligns its clock with the back-end's),
+/// then `samples` times a second driver reads the back-end's clock between two readings of the
+/// breaker's. Per agent, the sample with the shortest round trip estimates the breaker's error
+/// (the back-end's reading against the middle of the two); the second spread is that sample's
+/// half round trip, the estimate's own uncertainty. Both are in whole milliseconds, the
+/// resolution of breaker time.
+pub fn clock_error(url: &str, agents: usize, samples: usize) -> (Spread, Spread) {
+    let reference = shared_breaker::config::open_backend(url).expect("the back-end opens");
+    let read_reference = || {
+        futures_executor::block_on(reference.now(Duration::from_secs(1)))
+            .expect("the back-end's clock")
+            .expect("a back-end with a clock")
+    };
+    read_reference();
+    let (mut errors, mut uncertainty) = (Vec::new(), Vec::new());
+    for agent in 0..agents {
+        let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
+        let b = Breaker::builder_dyn(&format!("clock-{}-{agent}", std::process::id()), driver)
+            .build()
+            .expect("a breaker");
+        let _ = b.call_blocking(|| Ok::<(), ()>(()));
+        let mut best: Option<(u64, u64)> = None;
+        for _ in 0..samples {
+            let before = b.now().as_millis();
+            let theirs = read_reference().as_millis();
+            let after = b.now().as_millis();
+            let round_trip = after.saturating_sub(before);
+            let error = theirs.abs_diff(before + round_trip / 2);
+            if best.is_none_or(|(rt, _)| round_trip < rt) {
+                best = Some((round_trip, error));
+            }
+        }
+        let (round_trip, error) = best.expect("at least one sample");
+        errors.push(Duration::from_millis(error));
+        uncertainty.push(Duration::from_millis(round_trip.div_ceil(2)));
+    }
+    (Spread::of(errors), Spread::of(uncertainty))
+}
+
+/// How far the host's coarse clock ([`shared_breaker::SystemClock`]'s `now`, which a breaker
+/// uses to admit from its cached view) lags behind its exact reading: `samples` readings of
+/// both, one every `gap`.
+pub fn coarse_clock_lag(samples: usize, gap: Duration) -> Spread {
+    use shared_breaker::{Clock, SystemClock};
+    let _ = SystemClock.now();
+    let lag = (0..samples)
+        .map(|_| {
+            std::thread::sleep(gap);
+            let coarse = SystemClock.now();
+            SystemClock::precise().saturating_duration_since(coarse)
+        })
+        .collect();
+    Spread::of(lag)
+}
