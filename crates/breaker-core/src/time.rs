@@ -375,8 +375,16 @@ mod tests {
         }
         assert_eq!(step_correction(7, 7), 0);
         assert_eq!(corrected(5, -10), 0, "saturates at the epoch");
-        assert_eq!(corrected(u64::MAX - 1, 10), u64::MAX, "saturates at the end");
-        assert_eq!(step_correction(u64::MAX, 0), 0, "out of range: no correction");
+        assert_eq!(
+            corrected(u64::MAX - 1, 10),
+            u64::MAX,
+            "saturates at the end"
+        );
+        assert_eq!(
+            step_correction(u64::MAX, 0),
+            0,
+            "out of range: no correction"
+        );
     }
 
     #[test]

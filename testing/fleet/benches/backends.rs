@@ -18,6 +18,9 @@ use std::time::Duration;
 /// The pause between calls where round trips per call are counted at a steady rate.
 const GAP: Duration = Duration::from_micros(100);
 
+/// A named part of the benchmark, run alone with `-- NAME`.
+type Section = (&'static str, fn(&Bins));
+
 fn show(what: &str, s: Spread) {
     println!("{what}: p50 {:?}, p99 {:?}, max {:?}", s.p50, s.p99, s.max);
 }
@@ -52,7 +55,7 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let bins: Bins = breaker_fleet::bins!();
-    let sections: [(&str, fn(&Bins)); 4] = [
+    let sections: [Section; 4] = [
         ("sqlite", sqlite),
         ("redis", redis),
         ("etcd", etcd),
