@@ -47,21 +47,31 @@ struct Entry {
     expires_at: Option<Timestamp>,
 }
 
-struct Watcher {
-    id: u64,
-    name: Name,
-    sink: ChangeSink,
+/// The records and watchers of the names that hash to one shard. Watchers are kept by name,
+/// so that a write reaches its own watchers without looking at anyone else's.
+#[derive(Default)]
+struct Shard {
+    records: HashMap<Name, Entry>,
+    watchers: HashMap<Name, Vec<(u64, ChangeSink)>>,
 }
 
 struct Store {
-    shards: [Mutex<HashMap<Name, Entry>>; SHARDS],
+    shards: [Mutex<Shard>; SHARDS],
     /// One counter for every name, so a version is never reused, even after expiry.
     versions: AtomicU64,
     clock: Arc<dyn Clock>,
-    watchers: Mutex<Vec<Watcher>>,
     watch_ids: AtomicU64,
     /// While true every operation fails as unavailable (for outage tests).
     down: AtomicBool,
+}
+
+impl Store {
+    fn shard(&self, name: &Name) -> MutexGuard<'_, Shard> {
+        let mut h = DefaultHasher::new();
+        name.hash(&mut h);
+        let i = (h.finish() % SHARDS as u64) as usize;
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -88,10 +98,9 @@ impl MemoryDriver {
     pub fn with_clock(clock: impl Clock) -> Self {
         MemoryDriver {
             store: Arc::new(Store {
-                shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+                shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
                 versions: AtomicU64::new(0),
                 clock: Arc::new(clock),
-                watchers: Mutex::new(Vec::new()),
                 watch_ids: AtomicU64::new(0),
                 down: AtomicBool::new(false),
             }),
@@ -122,13 +131,8 @@ impl MemoryDriver {
         }
     }
 
-    fn shard(&self, name: &Name) -> MutexGuard<'_, HashMap<Name, Entry>> {
-        let mut h = DefaultHasher::new();
-        name.hash(&mut h);
-        let i = (h.finish() % SHARDS as u64) as usize;
-        self.store.shards[i]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    fn shard(&self, name: &Name) -> MutexGuard<'_, Shard> {
+        self.store.shard(name)
     }
 
     /// The live entry of `name`, dropping it if expired.
@@ -143,17 +147,9 @@ impl MemoryDriver {
         map.get(name)
     }
 
-    fn notify(&self, change: Change) {
-        let sinks: Vec<ChangeSink> = self
-            .store
-            .watchers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|w| w.name == change.name)
-            .map(|w| w.sink.clone())
-            .collect();
-        // Called with no lock of ours held, so a sink may call back into the driver.
+    /// Tells `sinks`, the watchers of the changed name, of `change`: with no lock of ours
+    /// held, so that a sink may call back into the driver.
+    fn notify(sinks: Vec<ChangeSink>, change: Change) {
         for sink in sinks {
             sink(change.clone());
         }
@@ -168,9 +164,10 @@ impl MemoryDriver {
     ) -> Result<Swap, DriverError> {
         self.check_up()?;
         let now = self.store.clock.now();
-        let written = {
-            let mut map = self.shard(name);
-            let current = self.live(&mut map, name).map(|e| e.version);
+        let (written, sinks) = {
+            let mut shard = self.shard(name);
+            let map = &mut shard.records;
+            let current = self.live(map, name).map(|e| e.version);
             if current != expected {
                 let current = map
                     .get(name)
@@ -185,13 +182,19 @@ impl MemoryDriver {
             };
             let stored = Versioned::new(version, entry.value.clone());
             map.insert(*name, entry);
-            stored
+            let sinks = shard.watchers.get(name).map_or_else(Vec::new, |w| {
+                w.iter().map(|(_, sink)| sink.clone()).collect()
+            });
+            (stored, sinks)
         };
         let version = written.version;
-        self.notify(Change {
-            name: *name,
-            record: Some(written),
-        });
+        Self::notify(
+            sinks,
+            Change {
+                name: *name,
+                record: Some(written),
+            },
+        );
         Ok(Swap::Swapped { version })
     }
 }
@@ -207,9 +210,9 @@ impl Driver for MemoryDriver {
         _timeout: Duration,
     ) -> Result<Option<Versioned>, DriverError> {
         self.check_up()?;
-        let mut map = self.shard(name);
+        let mut shard = self.shard(name);
         Ok(self
-            .live(&mut map, name)
+            .live(&mut shard.records, name)
             .map(|e| Versioned::new(e.version, e.value.clone())))
     }
 
@@ -229,7 +232,8 @@ impl Driver for MemoryDriver {
         let now = self.store.clock.now();
         let mut out = Vec::new();
         for shard in &self.store.shards {
-            let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let map = &mut shard.records;
             map.retain(|_, e| e.expires_at.is_none_or(|t| t > now));
             out.extend(
                 map.iter()
@@ -247,20 +251,20 @@ impl Driver for MemoryDriver {
     ) -> Result<Option<Watch>, DriverError> {
         self.check_up()?;
         let id = self.store.watch_ids.fetch_add(1, Ordering::Relaxed);
-        self.store
+        self.shard(name)
             .watchers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Watcher {
-                id,
-                name: *name,
-                sink,
-            });
+            .entry(*name)
+            .or_default()
+            .push((id, sink));
         let store = Arc::downgrade(&self.store);
         let down = self.clone();
         Ok(Some(Watch::new(
             move || !down.store.down.load(Ordering::SeqCst),
-            Unwatch { store, id },
+            Unwatch {
+                store,
+                name: *name,
+                id,
+            },
         )))
     }
 }
@@ -268,17 +272,20 @@ impl Driver for MemoryDriver {
 /// Removes a watcher when its [`Watch`] is dropped.
 struct Unwatch {
     store: std::sync::Weak<Store>,
+    name: Name,
     id: u64,
 }
 
 impl Drop for Unwatch {
     fn drop(&mut self) {
         if let Some(store) = self.store.upgrade() {
-            store
-                .watchers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|w| w.id != self.id);
+            let mut shard = store.shard(&self.name);
+            if let Some(watchers) = shard.watchers.get_mut(&self.name) {
+                watchers.retain(|(id, _)| *id != self.id);
+                if watchers.is_empty() {
+                    shard.watchers.remove(&self.name);
+                }
+            }
         }
     }
 }

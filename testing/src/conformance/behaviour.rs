@@ -353,13 +353,14 @@ pub async fn forced_states_bind_every_agent<H: Harness>(h: Arc<H>) {
 }
 
 /// Successes are counted locally without a round trip, and reach the shared record in
-/// batches.
+/// batches, once a rule reads them (a failure rate, with a failure in the window).
 pub async fn batched_successes_reach_the_record<H: Harness>(h: Arc<H>) {
     let clock = clock();
     let policy = Policy::builder().failure_rate(0.5, 4).build().unwrap();
     let name = unique_name("batched");
     let (a, faulty) = faulty_agent(&*h, &name, &policy, &clock).await;
     let b = agent(&*h, &name, &policy, &clock).await;
+    fail(&a).await.unwrap_err();
     succeed(&a).await.unwrap();
     a.flush().await.unwrap();
     let before = faulty.attempts();
@@ -383,6 +384,40 @@ pub async fn batched_successes_reach_the_record<H: Harness>(h: Arc<H>) {
     a.flush().await.unwrap();
     let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());
     assert_eq!(counts.successes, 42);
+}
+
+/// Under a rule that counts failures alone, a healthy agent's successes are never written:
+/// flush intervals pass, upkeep runs, and the back-end sees no operation at all.
+pub async fn a_healthy_fleet_writes_nothing<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = Policy::default();
+    let name = unique_name("healthy");
+    let (a, faulty) = faulty_agent(&*h, &name, &policy, &clock).await;
+    let b = agent(&*h, &name, &policy, &clock).await;
+    succeed(&a).await.unwrap();
+    a.flush().await.unwrap();
+    let before = faulty.attempts();
+    // Within `max_staleness`, so that a driver without push need not poll either.
+    for _ in 0..4 {
+        for _ in 0..10 {
+            succeed(&a).await.unwrap();
+            succeed(&b).await.unwrap();
+        }
+        clock.advance(policy.flush_interval);
+    }
+    succeed(&a).await.unwrap();
+    assert_eq!(
+        faulty.attempts(),
+        before,
+        "successes that no rule reads were written"
+    );
+    // The rule still trips on failures, with nothing of the successes in the record.
+    for _ in 0..5 {
+        let _ = fail(&a).await;
+    }
+    assert_eq!(a.state(), Some(State::Open));
+    b.flush().await.unwrap();
+    assert_eq!(b.state(), Some(State::Open));
 }
 
 /// A success from any agent resets the fleet's consecutive-failure count.

@@ -281,8 +281,10 @@ pub async fn the_longest_open_period_trips_and_stays_open<H: Harness>(h: Arc<H>)
 /// transition) leaves the new generation's counts empty.
 pub async fn batched_successes_stay_in_their_generation<H: Harness>(h: Arc<H>) {
     let clock = clock();
-    let policy = Policy::default();
+    // A rule that reads successes once the window holds a failure.
+    let policy = Policy::builder().failure_rate(0.9, 100).build().unwrap();
     let a = agent(&*h, &unique_name("successes-gen"), &policy, &clock).await;
+    fail(&a).await.unwrap_err();
     a.flush().await.unwrap();
     for _ in 0..3 {
         succeed(&a).await.unwrap();
@@ -294,6 +296,7 @@ pub async fn batched_successes_stay_in_their_generation<H: Harness>(h: Arc<H>) {
         counts.successes, 0,
         "successes of the old generation leaked"
     );
+    fail(&a).await.unwrap_err();
     succeed(&a).await.unwrap();
     a.flush().await.unwrap();
     let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());

@@ -692,7 +692,14 @@ impl Inner {
         self.realign_clock_if_due(dl).await;
         self.drain_queued(dl).await;
         let successes = self.pending.take();
-        if successes > 0 {
+        // Successes that no rule would read are counted and dropped: a healthy fleet writes
+        // nothing (judged on the cached view; a failure still in flight from another agent
+        // may make the next flush's successes count).
+        let matter = successes > 0 && {
+            let s = self.lock();
+            machine::successes_matter(&s.record, &self.policy, self.clock.now())
+        };
+        if matter {
             let policy = &self.policy;
             let generation = self.hot.generation();
             let tally = machine::Tally::new(successes, 0, 0);

@@ -331,6 +331,24 @@ pub fn record_tally(
     true
 }
 
+/// Whether writing successes to `rec` at `now` could change what a trip rule decides: a
+/// success resets a run of consecutive failures, and it lowers a failure (or slow-call) rate
+/// once the window holds failures (slow calls). Under a rule that counts failures alone, or
+/// with nothing for a success to dilute, successes change nothing and a healthy fleet need
+/// not write them. Only a closed breaker's successes count at all.
+pub fn successes_matter(rec: &Record, policy: &Policy, now: Timestamp) -> bool {
+    if rec.state != State::Closed {
+        return false;
+    }
+    let window = window_counts(rec, policy, now);
+    policy.trip_rules.iter().any(|rule| match rule {
+        TripRule::FailuresInWindow { .. } => false,
+        TripRule::ConsecutiveFailures { .. } => rec.consecutive_failures > 0,
+        TripRule::FailureRate { .. } => window.failures > 0,
+        TripRule::SlowCallRate { .. } => window.slow > 0,
+    })
+}
+
 /// Counts in the sliding window at `now`.
 pub fn window_counts(rec: &Record, policy: &Policy, now: Timestamp) -> Tally {
     let oldest = oldest_live_index(now.as_millis() / bucket_millis(policy));

@@ -799,3 +799,59 @@ fn the_slow_call_rate_trips_at_its_rate_not_below() {
     record_tally(&mut rec, &p, at(0), 0, Tally::new(4, 0, 2));
     assert_eq!(rec.state, State::Open, "two in four is the rate");
 }
+
+#[test]
+fn successes_matter_only_to_rules_that_read_them() {
+    let counting = policy();
+    let mut rec = Record::new();
+    assert!(!successes_matter(&rec, &counting, T0), "failures alone");
+    fail(&mut rec, &counting, T0);
+    assert!(
+        !successes_matter(&rec, &counting, T0),
+        "still failures alone"
+    );
+
+    let consecutive = Policy::builder().consecutive_failures(3).build().unwrap();
+    let mut rec = Record::new();
+    assert!(!successes_matter(&rec, &consecutive, T0), "no run to reset");
+    fail(&mut rec, &consecutive, T0);
+    assert!(successes_matter(&rec, &consecutive, T0), "a run to reset");
+
+    let rate = Policy::builder().failure_rate(0.5, 10).build().unwrap();
+    let mut rec = Record::new();
+    assert!(!successes_matter(&rec, &rate, T0), "nothing to dilute");
+    fail(&mut rec, &rate, T0);
+    assert!(successes_matter(&rec, &rate, T0), "a failure to dilute");
+    let later = T0.saturating_add(rate.window + Duration::from_secs(1));
+    assert!(
+        !successes_matter(&rec, &rate, later),
+        "the failure left the window"
+    );
+
+    let slow = Policy::builder()
+        .slow_calls(Duration::from_millis(100), false)
+        .slow_call_rate(0.5, 10)
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    let g = rec.generation;
+    record_tally(&mut rec, &slow, T0, g, Tally::new(0, 1, 0));
+    assert!(
+        !successes_matter(&rec, &slow, T0),
+        "a failure, but no slow call"
+    );
+    record_tally(&mut rec, &slow, T0, g, Tally::new(1, 0, 1));
+    assert!(successes_matter(&rec, &slow, T0), "a slow call to dilute");
+
+    // Any rule that reads them is enough; and only a closed breaker's count.
+    let both = Policy::builder()
+        .failures_within(3, Duration::from_secs(10))
+        .consecutive_failures(3)
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    fail(&mut rec, &both, T0);
+    assert!(successes_matter(&rec, &both, T0));
+    rec.state = State::ForcedClosed;
+    assert!(!successes_matter(&rec, &both, T0));
+}
