@@ -4,12 +4,14 @@
 //!
 //! For each count: nanoseconds per successful call, nanoseconds per call when every other
 //! call fails (a rule that never trips, so the failure path is measured, not the open one),
-//! and the memory each breaker holds (resident set growth while creating and warming them).
+//! and the heap each breaker holds once created and called (counted by the allocator; for
+//! breaker this includes the shared store's record and the driver's watch).
 //! Each figure is the median of three passes, with the lowest and highest beside it.
 //!
 //! Run with `cargo xtask bench scale` (or `cargo bench -p breaker-benches --bench scale`);
 //! `-- COUNT…` runs only those breaker counts. Figures go to BENCHMARKS.md.
 
+use std::alloc::System;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use failsafe::{CircuitBreaker as _, Config, StateMachine, backoff, failure_polic
 use recloser::Recloser;
 use shared_breaker::memory::MemoryDriver;
 use shared_breaker::{Breaker, Policy};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 /// Calls per pass: enough that every breaker is called several times, and at least a
 /// second's worth of the fastest library.
@@ -25,15 +28,16 @@ fn calls_per_pass(breakers: usize) -> usize {
     (breakers * 5).max(2_000_000)
 }
 
-/// The process's resident set, in bytes (Linux).
-fn resident_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
+/// Counts every allocation, so that memory per breaker is the heap it holds, exactly.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Heap bytes allocated and not freed since `region` began.
+fn held_bytes(region: &Region<'_, System>) -> usize {
+    let change = region.change();
+    change
+        .bytes_allocated
+        .saturating_sub(change.bytes_deallocated)
 }
 
 /// A library under test: builds `n` breakers, then calls them round-robin.
@@ -128,12 +132,12 @@ fn spread(mut passes: [f64; 3]) -> String {
 }
 
 fn measure<S: Subject>(n: usize) {
-    let before = resident_bytes();
+    let region = Region::new(GLOBAL);
     let subject = S::build(n);
     for i in 0..n {
         subject.call(i, false);
     }
-    let per_breaker = resident_bytes().saturating_sub(before) / n;
+    let per_breaker = held_bytes(&region) / n;
     let calls = calls_per_pass(n);
     let pass = |failing: bool| {
         let started = Instant::now();

@@ -141,7 +141,9 @@ impl HotView {
 }
 
 /// Threads that get a counter of their own in every breaker; further threads share one.
-const OWNED_SLOTS: usize = 64;
+const OWNED_SLOTS: usize = 16;
+/// The slot of the counter that threads without one of their own share.
+const SHARED_SLOT: usize = OWNED_SLOTS;
 const NO_SLOT: usize = usize::MAX;
 
 /// One counter on its own cache line (128 bytes covers adjacent-line prefetching).
@@ -153,11 +155,12 @@ struct Padded(AtomicU64);
 ///
 /// Each thread holding a slot is the only writer of its slot's counter, so it counts with a
 /// plain load and store instead of a locked read-modify-write, and no two threads touch one
-/// cache line. Counters only grow; `take` hands out the growth since the last take.
-#[derive(Debug)]
+/// cache line. A slot's counter is allocated when its thread first counts here, so an idle
+/// breaker, or one called from a single thread, holds one line, not one per possible
+/// thread. Counters only grow; `take` hands out the growth since the last take.
+#[derive(Debug, Default)]
 pub(crate) struct Pending {
-    owned: [Padded; OWNED_SLOTS],
-    shared: Padded,
+    slots: [OnceLock<Box<Padded>>; OWNED_SLOTS + 1],
     taken: AtomicU64,
 }
 
@@ -187,38 +190,31 @@ thread_local! {
     );
 }
 
-impl Default for Pending {
-    fn default() -> Self {
-        Pending {
-            owned: std::array::from_fn(|_| Padded::default()),
-            shared: Padded::default(),
-            taken: AtomicU64::new(0),
-        }
-    }
-}
-
 impl Pending {
+    #[inline]
+    fn counter(&self, slot: usize) -> &AtomicU64 {
+        &self.slots[slot].get_or_init(Box::default).0
+    }
+
     #[inline]
     pub(crate) fn add_success(&self) {
         let slot = SLOT.try_with(|s| s.0).unwrap_or(NO_SLOT);
-        match self.owned.get(slot) {
+        if slot < OWNED_SLOTS {
             // Single writer: a plain increment. The slot's previous owner, if any, has ended,
             // and the free list's lock ordered its last write before this one.
-            Some(counter) => counter
-                .0
-                .store(counter.0.load(Ordering::Relaxed) + 1, Ordering::Release),
-            None => {
-                self.shared.0.fetch_add(1, Ordering::Release);
-            }
+            let counter = self.counter(slot);
+            counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
+        } else {
+            self.counter(SHARED_SLOT).fetch_add(1, Ordering::Release);
         }
     }
 
     /// Takes every success counted since the last take.
     pub(crate) fn take(&self) -> u64 {
         let total: u64 = self
-            .owned
+            .slots
             .iter()
-            .chain(std::iter::once(&self.shared))
+            .filter_map(OnceLock::get)
             .map(|c| c.0.load(Ordering::Acquire))
             .sum();
         // Concurrent takers each get a disjoint share: the counters only grow, so the
@@ -388,6 +384,21 @@ mod tests {
             let slot = std::thread::spawn(|| SLOT.with(|s| s.0)).join().unwrap();
             assert_ne!(slot, NO_SLOT, "an ended thread's slot was not given back");
         }
+    }
+
+    #[test]
+    fn counters_are_allocated_for_the_threads_that_count() {
+        let pending = Pending::default();
+        let allocated = |p: &Pending| p.slots.iter().filter(|s| s.get().is_some()).count();
+        assert_eq!(allocated(&pending), 0, "an idle breaker holds no counter");
+        pending.add_success();
+        pending.add_success();
+        assert_eq!(allocated(&pending), 1, "one thread, one counter");
+        std::thread::scope(|s| {
+            s.spawn(|| pending.add_success());
+        });
+        assert_eq!(allocated(&pending), 2);
+        assert_eq!(pending.take(), 3);
     }
 
     #[test]
