@@ -68,7 +68,7 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 ///
 /// Reading the real-time clock costs a few dozen nanoseconds, too much for a breaker's hot
 /// path. This clock reads a timestamp that one background thread per process (started on
-/// first use, named `coarsetime`) refreshes every [`SYSTEM_CLOCK_TICK`]: a resolution far
+/// first use, named `breaker-clock`) refreshes every [`SYSTEM_CLOCK_TICK`]: a resolution far
 /// finer than any breaker deadline needs. Should the thread fail to start, every read asks
 /// the operating system instead.
 ///
@@ -104,14 +104,20 @@ fn ticking() -> bool {
 fn start_ticking() -> bool {
     static START: OnceLock<bool> = OnceLock::new();
     let running = *START.get_or_init(|| {
-        match coarsetime::Updater::new(millis_of(SYSTEM_CLOCK_TICK)).start() {
-            Ok(updater) => {
-                // The thread serves the whole process for its lifetime.
-                std::mem::forget(updater);
-                true
-            }
-            Err(_) => false,
-        }
+        // A thread of our own rather than coarsetime's unnamed updater: an unnamed thread
+        // takes the name of whichever thread first read the clock (a driver's worker, say),
+        // which misleads anyone counting threads by name. The first reading is taken here, so
+        // that no read sees the clock before the thread has run.
+        coarsetime::Clock::update();
+        std::thread::Builder::new()
+            .name("breaker-clock".into())
+            .spawn(|| {
+                loop {
+                    coarsetime::Clock::update();
+                    std::thread::sleep(SYSTEM_CLOCK_TICK);
+                }
+            })
+            .is_ok()
     });
     TICKING.store(if running { 1 } else { 2 }, Ordering::Relaxed);
     running

@@ -126,9 +126,8 @@ async fn run(inner: Weak<Inner>) {
                     }
                     touched.insert(name);
                 }
-                let watched = watches.names();
                 for name in touched {
-                    if !watched.contains(&name) {
+                    if !watches.watches(&name) {
                         known.remove(&name);
                         continue;
                     }

@@ -78,7 +78,7 @@ async fn subscribe(inner: Weak<Inner>, client: redis::Client) {
                     continue;
                 }
                 if let Some(change) = parse(message.get_payload_bytes())
-                    && watches.names().contains(&change.name)
+                    && watches.watches(&change.name)
                 {
                     watches.deliver(change.name, change.record);
                 }

@@ -167,10 +167,11 @@ impl std::fmt::Debug for BreakerConfig {
 }
 
 impl BreakerConfig {
-    /// Opens the back-end and builds the breaker.
+    /// Opens the back-end (or reuses the driver this process has open for the same URL) and
+    /// builds the breaker.
     pub fn build(self) -> Result<breaker_core::Breaker, ConfigError> {
         let policy = self.policy.into_policy()?;
-        let driver = open_backend(&self.backend)?;
+        let driver = shared_backend(&self.backend)?;
         Ok(breaker_core::Breaker::builder_dyn(&self.name, driver)
             .policy(policy)
             .build()?)
@@ -456,7 +457,8 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn DynDriver>, ConfigError> {
 }
 
 /// A breaker called `name` with `policy`, on the back-end that `url` names (see
-/// [`open_backend`]): the one-call form of configuration without a TOML file.
+/// [`open_backend`]): the one-call form of configuration without a TOML file. Breakers of
+/// one URL in this process share one driver.
 ///
 /// ```
 /// let policy = shared_breaker::Policy::default();
@@ -469,10 +471,16 @@ pub fn breaker(
     name: &str,
     policy: Policy,
 ) -> Result<breaker_core::Breaker, ConfigError> {
-    let driver = open_backend(url)?;
+    let driver = shared_backend(url)?;
     Ok(breaker_core::Breaker::builder_dyn(name, driver)
         .policy(policy)
         .build()?)
+}
+
+/// The driver this process already has open for `url`, or a new one ([`open_backend`]),
+/// kept for the next breaker of that URL.
+fn shared_backend(url: &str) -> Result<Arc<dyn DynDriver>, ConfigError> {
+    crate::reuse::get_or_open(format!("url:{url}"), || open_backend(url))
 }
 
 /// The driver options given in a back-end URL's query.

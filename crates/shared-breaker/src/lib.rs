@@ -50,6 +50,13 @@ pub mod config;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod layer;
+#[cfg(any(
+    feature = "sqlite",
+    feature = "redis",
+    feature = "etcd",
+    feature = "config"
+))]
+mod reuse;
 
 /// Every Rust snippet of the workspace README, compiled (and run unless marked `no_run`) as a
 /// doc test, so that none can rot.
@@ -85,7 +92,8 @@ pub mod sqlite {
     use breaker_core::{Breaker, BuildError, Policy};
 
     /// A breaker called `name` with `policy`, shared through the SQLite database at `path`
-    /// (created if missing) with every process of the host that opens it.
+    /// (created if missing) with every process of the host that opens it. Breakers of one
+    /// path in this process share one driver (one worker thread).
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
@@ -99,8 +107,11 @@ pub mod sqlite {
         name: &str,
         policy: Policy,
     ) -> Result<Breaker, BuildError> {
-        let driver = SqliteDriver::open(path)?;
-        Breaker::builder(name, driver).policy(policy).build()
+        let path = path.as_ref();
+        let driver = crate::reuse::get_or_open(format!("sqlite:{}", path.display()), || {
+            Ok::<_, BuildError>(std::sync::Arc::new(SqliteDriver::open(path)?) as _)
+        })?;
+        Breaker::builder_dyn(name, driver).policy(policy).build()
     }
 }
 
@@ -117,11 +128,19 @@ pub mod redis {
     /// A breaker called `name` with `policy`, shared through the Redis server at `url` with
     /// every agent that uses the same name. The server is checked at once (within the
     /// policy's back-end deadline), so a wrong URL, password or address fails here with an
-    /// error that says so.
+    /// error that says so. Breakers of one URL in this process share one driver (its
+    /// connections and subscription), checked when the first of them is built.
     pub async fn breaker(url: &str, name: &str, policy: Policy) -> Result<Breaker, BuildError> {
-        let timeout = policy.backend_timeout.max(Duration::from_secs(1));
-        let driver = RedisDriver::connect(url, timeout).await?;
-        Breaker::builder(name, driver).policy(policy).build()
+        let key = format!("redis:{url}");
+        let driver = match crate::reuse::get(&key) {
+            Some(driver) => driver,
+            None => {
+                let timeout = policy.backend_timeout.max(Duration::from_secs(1));
+                let driver = RedisDriver::connect(url, timeout).await?;
+                crate::reuse::keep(key, std::sync::Arc::new(driver))
+            }
+        };
+        Breaker::builder_dyn(name, driver).policy(policy).build()
     }
 }
 
@@ -138,13 +157,21 @@ pub mod etcd {
     /// A breaker called `name` with `policy`, shared through the etcd cluster at
     /// `endpoints`. The cluster is asked at once (within the policy's back-end deadline),
     /// since the client connects lazily: a wrong or dead endpoint fails here, clearly.
+    /// Breakers of the same endpoints in this process share one driver.
     pub async fn breaker(
         endpoints: &[&str],
         name: &str,
         policy: Policy,
     ) -> Result<Breaker, BuildError> {
-        let timeout = policy.backend_timeout.max(Duration::from_secs(1));
-        let driver = EtcdDriver::connect(endpoints, timeout).await?;
-        Breaker::builder(name, driver).policy(policy).build()
+        let key = format!("etcd:{}", endpoints.join(","));
+        let driver = match crate::reuse::get(&key) {
+            Some(driver) => driver,
+            None => {
+                let timeout = policy.backend_timeout.max(Duration::from_secs(1));
+                let driver = EtcdDriver::connect(endpoints, timeout).await?;
+                crate::reuse::keep(key, std::sync::Arc::new(driver))
+            }
+        };
+        Breaker::builder_dyn(name, driver).policy(policy).build()
     }
 }
