@@ -5,8 +5,13 @@ use std::time::{Duration, Instant};
 use breaker_core::{Breaker, Error};
 
 /// A call whose callee fails with `"boom"`.
+///
+/// The call itself does not wait for its failure's write; this helper then waits for it
+/// ([`Breaker::written`]), so that the kit's cases read the fleet's state after it.
 pub async fn fail(b: &Breaker) -> Result<(), Error<&'static str>> {
-    b.call(|| async { Err::<(), _>("boom") }).await
+    let result = b.call(|| async { Err::<(), _>("boom") }).await;
+    b.written().await;
+    result
 }
 
 /// A call whose callee succeeds.

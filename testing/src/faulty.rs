@@ -29,6 +29,10 @@ struct FaultState {
     latency_micros: AtomicU64,
     /// The time operations were held by the latency, in microseconds.
     held_micros: AtomicU64,
+    /// While set, writes wait (up to their timeout) until it is cleared.
+    hold_writes: AtomicBool,
+    /// Writes waiting on `hold_writes` right now.
+    writes_waiting: AtomicU64,
 }
 
 impl<D: Driver> Faulty<D> {
@@ -68,6 +72,37 @@ impl<D: Driver> Faulty<D> {
     /// what the breaker let its callers wait.
     pub fn held(&self) -> Duration {
         Duration::from_micros(self.state.held_micros.load(Ordering::SeqCst))
+    }
+
+    /// Makes every compare-and-swap wait until released (`false`), or until its timeout has
+    /// passed, when it fails as a timeout: a write in flight for as long as a test needs.
+    pub fn hold_writes(&self, hold: bool) {
+        self.state.hold_writes.store(hold, Ordering::SeqCst);
+    }
+
+    /// Writes waiting on [`Faulty::hold_writes`] right now.
+    pub fn writes_waiting(&self) -> u64 {
+        self.state.writes_waiting.load(Ordering::SeqCst)
+    }
+
+    /// Waits while writes are held, up to `timeout`.
+    fn write_gate(&self, timeout: Duration) -> Result<(), DriverError> {
+        if !self.state.hold_writes.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.state.writes_waiting.fetch_add(1, Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        while self.state.hold_writes.load(Ordering::SeqCst) && started.elapsed() < timeout {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.state.writes_waiting.fetch_sub(1, Ordering::SeqCst);
+        if self.state.hold_writes.load(Ordering::SeqCst) {
+            return Err(DriverError::new(
+                DriverErrorKind::Timeout,
+                "compare-and-swap: held past the deadline (injected)",
+            ));
+        }
+        Ok(())
     }
 
     /// Operations attempted through this wrapper (and its clones), up or down.
@@ -125,6 +160,7 @@ impl<D: Driver> Driver for Faulty<D> {
         timeout: Duration,
     ) -> Result<Swap, DriverError> {
         self.gate("compare-and-swap", timeout)?;
+        self.write_gate(timeout)?;
         self.inner
             .compare_and_swap(name, expected, value, ttl, timeout)
             .await
@@ -144,6 +180,7 @@ impl<D: Driver> Driver for Faulty<D> {
         timeout: Duration,
     ) -> Result<Swap, DriverError> {
         self.gate("compare-and-swap", timeout)?;
+        self.write_gate(timeout)?;
         self.inner
             .compare_and_swap_with_timers(name, expected, value, ttl, timers, timeout)
             .await

@@ -160,6 +160,7 @@ fn lists_a_redis_server() {
     let driver = shared_breaker::redis::RedisDriver::open(&redis.url()).unwrap();
     let agent = Breaker::builder("search", driver).build().unwrap();
     let _ = agent.call_blocking(|| Err::<(), _>("down"));
+    agent.written_blocking();
     let listed: serde_json::Value =
         serde_json::from_str(&ok(&cli(&redis.url(), &["list", "--json"]))).unwrap();
     assert_eq!(listed[0]["name"], "search");

@@ -109,7 +109,8 @@ pub struct Policy {
     pub probe_lease: Duration,
     /// An idle breaker's record expires from the back-end after this long.
     pub record_ttl: Duration,
-    /// How often an agent writes its batched successes and checks for staleness.
+    /// How often an agent writes its batched successes (where a trip rule reads them) and
+    /// checks for staleness.
     pub flush_interval: Duration,
     /// The oldest an agent's view of the shared state may get when the back-end pushes no
     /// changes.
@@ -124,8 +125,9 @@ pub struct Policy {
     pub on_backend_failure: BackendFailure,
     /// Strict mode: every admission is decided by a read of the back-end (never the cached
     /// view), so no call is admitted that the stored record, read at the call's start,
-    /// would reject; and every outcome is written at once instead of batched. Two round
-    /// trips per call (more when several writers contend; see BENCHMARKS.md).
+    /// would reject; and every outcome is written before the call returns, instead of
+    /// batched (successes) or sent to the background writer (failures). Two round trips per
+    /// call (more when several writers contend; see BENCHMARKS.md).
     pub strict: bool,
 }
 
@@ -450,7 +452,8 @@ impl PolicyBuilder {
         self
     }
 
-    /// How often batched successes are written (default 200 ms).
+    /// How often batched successes are written (default 200 ms), where a trip rule reads
+    /// them: see [`machine::successes_matter`](crate::machine::successes_matter).
     pub fn flush_interval(mut self, d: Duration) -> Self {
         self.policy.base.flush_interval = d;
         self

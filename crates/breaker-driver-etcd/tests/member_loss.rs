@@ -72,6 +72,8 @@ async fn losing_the_leader_is_invisible_and_losing_quorum_applies_the_policy() {
             Err(Error::Call(_)) | Err(Error::Rejected(_)) => failures += 1,
             other => panic!("with quorum, no back-end error reaches the caller: {other:?}"),
         }
+        // The failure's write, which the call did not wait for, may land on the dead member.
+        a.written().await;
         if a.is_degraded() {
             // A request may land on the dead member once; the agent retries after its delay.
             clock.advance(Duration::from_secs(1));

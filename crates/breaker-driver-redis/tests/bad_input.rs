@@ -67,6 +67,7 @@ async fn survives(server: &RedisServer, name: &str, plants: &[&[&str]]) {
         b.call(|| async { Err::<(), _>("boom") }).await,
         Err(Error::Call(_))
     ));
+    b.written().await;
     let stored = breaker_core::Driver::load(&driver, &breaker_core::Name::new(name).unwrap(), T)
         .await
         .unwrap()

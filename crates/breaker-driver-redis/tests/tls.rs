@@ -36,6 +36,7 @@ async fn a_breaker_works_over_tls_and_an_untrusted_server_is_refused() {
         .build()
         .unwrap();
     assert!(b.call(|| async { Err::<(), _>("boom") }).await.is_err());
+    b.written().await;
     other.flush().await.unwrap();
     assert_eq!(
         other.state(),

@@ -51,6 +51,8 @@ fn the_builders_classifier_judges_plain_calls() {
         b.call_blocking(|| Ok::<u16, std::io::Error>(503)).unwrap(),
         503
     );
+    // The failures went to the back-end without the calls waiting; wait for them here.
+    b.written_blocking();
     assert_eq!(b.state(), Some(State::Open));
     // A result of another type is judged as by default.
     assert!(
@@ -69,6 +71,7 @@ async fn an_owned_permit_moves_into_a_spawned_task() {
             .await
             .unwrap();
     }
+    b.written().await;
     assert_eq!(
         b.state(),
         Some(State::Open),

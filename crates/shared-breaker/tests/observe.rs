@@ -1,6 +1,10 @@
 //! Metrics and tracing, with the `metrics` and `tracing` features: what a breaker reports
 //! about calls, rejections, transitions and back-end trouble, each labelled with the breaker
 //! and the back-end.
+//!
+//! The recorder and the subscriber are installed process-wide, as an application does: a
+//! breaker writes its failures (and reports what follows from them) on its background
+//! writer's thread as well as on the caller's.
 #![cfg(all(feature = "metrics", feature = "tracing", feature = "memory"))]
 
 use std::sync::{Arc, Mutex};
@@ -17,11 +21,16 @@ type Snapshot = Vec<(
     DebugValue,
 )>;
 
-/// The counters called `name`, with their labels.
+/// The counters called `name` of this file's metrics test's breaker, with their labels.
 fn counters(snapshot: &Snapshot, name: &str) -> Vec<(Vec<(String, String)>, u64)> {
+    let of_this_test = |k: &metrics_util::CompositeKey| {
+        k.key()
+            .labels()
+            .any(|l| l.key() == "breaker" && l.value() == "observed")
+    };
     snapshot
         .iter()
-        .filter(|(k, _, _, _)| k.key().name() == name)
+        .filter(|(k, _, _, _)| k.key().name() == name && of_this_test(k))
         .filter_map(|(k, _, _, v)| match v {
             DebugValue::Counter(n) => Some((
                 k.key()
@@ -39,7 +48,8 @@ fn counters(snapshot: &Snapshot, name: &str) -> Vec<(Vec<(String, String)>, u64)
 fn metrics_count_calls_rejections_transitions_and_backend_errors() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
+    metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
+    {
         let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
         let driver = MemoryDriver::new();
         let policy = Policy::builder()
@@ -61,7 +71,7 @@ fn metrics_count_calls_rejections_transitions_and_backend_errors() {
         );
         driver.set_unavailable(true);
         let _ = b.flush_blocking();
-    });
+    }
     let snapshot: Snapshot = snapshotter.snapshot().into_vec();
     let calls = counters(&snapshot, "breaker_calls_total");
     let by = |outcome: &str| {
@@ -113,7 +123,8 @@ fn tracing_reports_transitions_and_backend_trouble() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    {
         let driver = MemoryDriver::new();
         let policy = Policy::builder()
             .failures_within(1, Duration::from_secs(60))
@@ -124,9 +135,10 @@ fn tracing_reports_transitions_and_backend_trouble() {
             .build()
             .unwrap();
         let _ = b.call_blocking(|| Err::<(), ()>(()));
+        b.written_blocking();
         driver.set_unavailable(true);
         let _ = b.flush_blocking();
-    });
+    }
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         text.contains("breaker transition")

@@ -250,6 +250,7 @@ pub fn open_period_as_seen(
         let before = round_trips();
         let started = Instant::now();
         let _ = tripper.call_blocking(|| Err::<(), ()>(()));
+        tripper.written_blocking();
         trip_round_trips += round_trips().saturating_sub(before);
         assert_eq!(
             tripper.state(),

@@ -233,6 +233,7 @@ pub fn run_probe_holder_dies(bins: &Bins, backend_url: &str) {
         .build()
         .expect("a breaker");
     let _ = survivor.call_blocking(|| Err::<(), _>("down"));
+    survivor.written_blocking();
     assert_eq!(survivor.state(), Some(State::Open));
     let args = [
         "--backend",

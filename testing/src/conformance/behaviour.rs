@@ -10,7 +10,7 @@ use breaker_core::{
     Subscription, Swap, machine,
 };
 
-use super::{Harness, START, agent, faulty_agent};
+use super::{Harness, START, agent, faulty_agent, stored_record};
 use crate::{IntermittentFailer, unique_name};
 
 const T: Duration = Duration::from_secs(5);
@@ -384,6 +384,41 @@ pub async fn batched_successes_reach_the_record<H: Harness>(h: Arc<H>) {
     a.flush().await.unwrap();
     let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());
     assert_eq!(counts.successes, 42);
+}
+
+/// In the cached mode a failing call returns without waiting for its write: while the
+/// back-end holds every write, the call has come back and its write is still waiting; once
+/// writes flow, the failure is in the shared record.
+pub async fn a_failing_call_does_not_wait_for_its_write<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = Policy::builder()
+        .failures_within(3, Duration::from_secs(60))
+        .backend_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let name = unique_name("unwaited");
+    let (a, faulty) = faulty_agent(&*h, &name, &policy, &clock).await;
+    a.flush().await.unwrap();
+    faulty.hold_writes(true);
+    let r = a.call(|| async { Err::<(), _>("boom") }).await;
+    assert!(matches!(r, Err(Error::Call("boom"))), "{r:?}");
+    // Had the call waited for its write, it would have come back only once the write gave
+    // up (30 s), and no write would be waiting now.
+    let waiting = (0..10_000).any(|_| {
+        std::thread::sleep(Duration::from_millis(1));
+        faulty.writes_waiting() == 1
+    });
+    assert!(waiting, "the call returned, but its write never started");
+    assert_eq!(a.state(), Some(State::Closed), "nothing written yet");
+    faulty.hold_writes(false);
+    a.written().await;
+    let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());
+    assert_eq!(counts.failures, 1, "the failure reached the record");
+    let stored = stored_record(&*h, &name).await.expect("a stored record");
+    assert_eq!(
+        machine::window_counts(&stored, &policy, clock.now()).failures,
+        1
+    );
 }
 
 /// Under a rule that counts failures alone, a healthy agent's successes are never written:

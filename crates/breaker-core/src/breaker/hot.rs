@@ -21,6 +21,11 @@ const DEGRADED: u64 = 1 << 3;
 /// Set while the back-end runs the open period's timer: reject whatever the clock says, until
 /// the back-end reports that it ran out.
 const HELD: u64 = 1 << 4;
+/// Set while a failure of this agent's is on its way to the back-end: its caller did not
+/// wait for the write, but the agent's next call does (on the slow path), so that no agent
+/// ever has more than one round of unwritten failures and the fleet trips as promptly as if
+/// every failure were written before its call returned.
+const WRITE_IN_FLIGHT: u64 = 1 << 5;
 const GENERATION_SHIFT: u32 = 8;
 
 /// What the hot path decided.
@@ -54,7 +59,8 @@ impl HotView {
         }
     }
 
-    /// Publishes a new cached record.
+    /// Publishes a new cached record (under the breaker's lock, as every change of the
+    /// word is, so that a write in flight stays marked until it has landed).
     pub(crate) fn publish(&self, rec: &Record, degraded: bool) {
         let code = match rec.state {
             State::Closed => CLOSED,
@@ -72,7 +78,8 @@ impl HotView {
         };
         // The deadline first: a reader that sees the new state also sees its deadline.
         self.open_until.store(until, Ordering::Release);
-        let flags = held | if degraded { DEGRADED } else { 0 };
+        let in_flight = self.word.load(Ordering::Relaxed) & WRITE_IN_FLIGHT;
+        let flags = held | in_flight | if degraded { DEGRADED } else { 0 };
         self.word.store(
             code | flags | (rec.generation << GENERATION_SHIFT),
             Ordering::Release,
@@ -84,7 +91,7 @@ impl HotView {
     #[inline]
     pub(crate) fn decide(&self, strict: bool, now: Timestamp) -> Fast {
         let word = self.word.load(Ordering::Acquire);
-        if strict || word & DEGRADED != 0 {
+        if strict || word & (DEGRADED | WRITE_IN_FLIGHT) != 0 {
             return Fast::Slow;
         }
         match word & STATE_MASK {
@@ -112,6 +119,20 @@ impl HotView {
             },
             _ => Fast::Slow,
         }
+    }
+
+    /// Marks a failure as on its way (`true`) or landed (`false`); under the breaker's lock.
+    pub(crate) fn set_write_in_flight(&self, in_flight: bool) {
+        if in_flight {
+            self.word.fetch_or(WRITE_IN_FLIGHT, Ordering::AcqRel);
+        } else {
+            self.word.fetch_and(!WRITE_IN_FLIGHT, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether a failure is on its way to the back-end.
+    pub(crate) fn write_in_flight(&self) -> bool {
+        self.word.load(Ordering::Acquire) & WRITE_IN_FLIGHT != 0
     }
 
     /// The generation of the cached view, to tell stale outcomes on the hot path.

@@ -6,6 +6,7 @@ mod permit;
 mod shared;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
@@ -145,12 +146,15 @@ impl BreakerBuilder {
                 last_sync: Timestamp::ZERO,
                 watch: None,
                 queued: Vec::new(),
+                unsent: None,
                 lost_forced: false,
                 clock_aligned: None,
                 verify: false,
             }),
             maintaining: AtomicBool::new(false),
             draining: futures_util::lock::Mutex::new(()),
+            write_queued: AtomicBool::new(false),
+            writer: std::sync::OnceLock::new(),
             events: EventHub::default(),
         };
         Ok(Breaker {
@@ -399,6 +403,19 @@ impl Breaker {
         futures_executor::block_on(self.flush())
     }
 
+    /// Waits until what this agent's calls handed to the background writer is written
+    /// (within the back-end deadline): in the cached mode a failing or slow call returns
+    /// without waiting for its write, and a dropped probe permit is given back the same way.
+    /// Batched successes wait for their flush; [`Breaker::flush`] writes those too.
+    pub async fn written(&self) {
+        self.inner.drain_queued(self.inner.deadline()).await;
+    }
+
+    /// [`Breaker::written`] for code without an async runtime.
+    pub fn written_blocking(&self) {
+        futures_executor::block_on(self.written());
+    }
+
     /// Opens the breaker for the whole fleet until [`Breaker::reset`].
     pub async fn force_open(&self) -> Result<(), BackendError> {
         self.operator(|rec, now| machine::force(rec, now, Forced::Open))
@@ -462,6 +479,11 @@ impl Breaker {
         let inner = &self.inner;
         // One deadline for the whole admission: upkeep, reconnection, the read, the claim.
         let dl = inner.deadline();
+        // A failure of this agent's is on its way: wait for it (or write it), so that no
+        // call is admitted past a failure that trips.
+        if inner.hot.write_in_flight() {
+            inner.drain_queued(dl).await;
+        }
         // Upkeep rides on calls (the core has no runtime to schedule it): queued outcomes,
         // batched successes, and a refresh when the view may be stale.
         if inner.hot.maintenance_due(inner.clock.now()) {

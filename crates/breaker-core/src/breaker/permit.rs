@@ -232,7 +232,7 @@ impl Inner {
     /// reach the back-end is returned.
     #[inline]
     pub(crate) fn settle_closed(
-        &self,
+        self: &Arc<Self>,
         generation: u64,
         outcome: Outcome,
         slow: bool,
@@ -244,40 +244,87 @@ impl Inner {
                 self.pending.add_success();
                 None
             }
-            _ => Some(Deferred {
+            // Strict mode writes every outcome before the caller goes on.
+            _ if self.policy.strict => Some(Deferred {
                 admitted: Admitted::Closed { generation },
                 outcome,
                 slow,
             }),
+            _ => {
+                self.send_later(generation, Tally::of(outcome, slow));
+                None
+            }
+        }
+    }
+
+    /// Hands a closed-state outcome to the background writer: sent at once, and the caller
+    /// does not wait for it; the agent's next call does, should it come first. Outcomes of
+    /// one generation merge while they wait; an older generation's change nothing, so a
+    /// newer generation's replace them.
+    #[cold]
+    #[inline(never)]
+    fn send_later(self: &Arc<Self>, generation: u64, tally: Tally) {
+        {
+            let mut s = self.lock();
+            s.unsent = match s.unsent {
+                Some((g, unsent)) if g == generation => Some((g, unsent.plus(tally))),
+                Some((g, unsent)) if g > generation => Some((g, unsent)),
+                _ => Some((generation, tally)),
+            };
+            // The agent's next call waits for it.
+            self.hot.set_write_in_flight(true);
+        }
+        if !super::writer::send(self) {
+            // No writer thread: the next call's upkeep writes it.
+            self.hot.schedule_maintenance(Timestamp::ZERO);
         }
     }
 
     /// Queues the failure of a closed-state call that panicked where nothing can wait.
     #[cold]
-    pub(crate) fn queue_failure(&self, generation: u64) {
+    pub(crate) fn queue_failure(self: &Arc<Self>, generation: u64) {
         if let Some(deferred) = self.settle_closed(generation, Outcome::Failure, false) {
             self.queue(deferred);
         }
     }
 
-    /// Writes the queued outcomes now, from a thread of its own (the drivers run their I/O
-    /// on their own runtimes, so blocking on it there is safe). Should no thread start, the
-    /// next maintenance writes them, as for any queued outcome.
+    /// Writes the queued outcomes now, on the background writer's thread (the drivers run
+    /// their I/O on their own runtimes, so blocking on it there is safe). Should no writer
+    /// thread start, the next maintenance writes them, as for any queued outcome.
     fn drain_in_background(self: &Arc<Self>) {
-        let inner = Arc::clone(self);
-        let _ = std::thread::Builder::new()
-            .name("breaker-release".into())
-            .spawn(move || futures_executor::block_on(inner.drain_queued(inner.deadline())));
+        super::writer::send(self);
     }
 
     /// Writes every queued outcome, one drainer at a time, so that a `flush` that finds the
     /// queue empty has also waited for a drain in progress to land.
     pub(crate) async fn drain_queued(self: &Arc<Self>, dl: Deadline) {
         let _one_at_a_time = self.draining.lock().await;
-        let queued = std::mem::take(&mut self.lock().queued);
+        let (queued, unsent) = {
+            let mut s = self.lock();
+            (std::mem::take(&mut s.queued), s.unsent.take())
+        };
+        if let Some((generation, tally)) = unsent {
+            self.write_tally(generation, tally, dl).await;
+            let s = self.lock();
+            if s.unsent.is_none() {
+                self.hot.set_write_in_flight(false);
+            }
+        }
         for deferred in queued {
             self.report(deferred, dl).await;
         }
+    }
+
+    /// Writes closed-state outcomes of `generation`, with the successes batched before
+    /// them (in order: the successes first).
+    async fn write_tally(self: &Arc<Self>, generation: u64, mut tally: Tally, dl: Deadline) {
+        let policy = &self.policy;
+        tally.successes = tally.successes.saturating_add(self.pending.take());
+        self.apply(
+            |rec, now| machine::record_tally(rec, policy, now, generation, tally),
+            dl,
+        )
+        .await;
     }
 
     /// Queues an outcome for the next maintenance and makes that due now.
@@ -297,19 +344,10 @@ impl Inner {
         let policy = &self.policy;
         match d.admitted {
             Admitted::Closed { generation } => {
-                let slow = u64::from(d.slow);
-                let mut tally = match d.outcome {
-                    Outcome::Success => Tally::new(1, 0, slow),
-                    Outcome::Failure => Tally::new(0, 1, slow),
-                    Outcome::Ignored => return,
-                };
-                // Successes batched before this outcome go with it, in order.
-                tally.successes = tally.successes.saturating_add(self.pending.take());
-                self.apply(
-                    |rec, now| machine::record_tally(rec, policy, now, generation, tally),
-                    dl,
-                )
-                .await;
+                if d.outcome != Outcome::Ignored {
+                    self.write_tally(generation, Tally::of(d.outcome, d.slow), dl)
+                        .await;
+                }
             }
             Admitted::Probe { generation, lease } => {
                 crate::observe::call(self.name, self.backend, d.outcome);

@@ -110,6 +110,9 @@ pub(crate) struct Shared {
     /// Outcomes that could not be written when they happened (a probe permit dropped
     /// unreported, a call that panicked inside a future), written at the next maintenance.
     pub(crate) queued: Vec<Deferred>,
+    /// Closed-state outcomes of one generation that the cached mode writes in the
+    /// background (failures, slow calls), merged until the writer takes them.
+    pub(crate) unsent: Option<(u64, machine::Tally)>,
 }
 
 impl Shared {
@@ -146,6 +149,11 @@ pub(crate) struct Inner {
     pub(crate) maintaining: AtomicBool,
     /// Held while queued outcomes are written (see `drain_queued`).
     pub(crate) draining: futures_util::lock::Mutex<()>,
+    /// Set while the breaker waits in its background writer's queue.
+    pub(crate) write_queued: AtomicBool,
+    /// The background writer's queue, found on the first outcome it writes (`None`: no
+    /// writer thread could start).
+    pub(crate) writer: std::sync::OnceLock<Option<super::writer::Queue>>,
     pub(crate) events: EventHub,
 }
 
@@ -694,10 +702,12 @@ impl Inner {
         let successes = self.pending.take();
         // Successes that no rule would read are counted and dropped: a healthy fleet writes
         // nothing (judged on the cached view; a failure still in flight from another agent
-        // may make the next flush's successes count).
+        // may make the next flush's successes count). Only a breaker with no record yet
+        // writes them, once, so that operators see it listed.
         let matter = successes > 0 && {
             let s = self.lock();
-            machine::successes_matter(&s.record, &self.policy, self.clock.now())
+            s.version.is_none()
+                || machine::successes_matter(&s.record, &self.policy, self.clock.now())
         };
         if matter {
             let policy = &self.policy;

@@ -23,6 +23,25 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// The tally of one call's outcome (nothing for an ignored call).
+    pub fn of(outcome: crate::Outcome, slow: bool) -> Self {
+        let slow = u64::from(slow);
+        match outcome {
+            crate::Outcome::Success => Tally::new(1, 0, slow),
+            crate::Outcome::Failure => Tally::new(0, 1, slow),
+            crate::Outcome::Ignored => Tally::default(),
+        }
+    }
+
+    /// Both tallies together, saturating.
+    pub fn plus(self, other: Tally) -> Self {
+        Tally {
+            successes: self.successes.saturating_add(other.successes),
+            failures: self.failures.saturating_add(other.failures),
+            slow: self.slow.saturating_add(other.slow),
+        }
+    }
+
     /// A tally of these counts.
     pub fn new(successes: u64, failures: u64, slow: u64) -> Self {
         Tally {
