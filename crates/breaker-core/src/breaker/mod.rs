@@ -154,6 +154,7 @@ impl BreakerBuilder {
             maintaining: AtomicBool::new(false),
             draining: futures_util::lock::Mutex::new(()),
             write_queued: AtomicBool::new(false),
+            write_micros: std::sync::atomic::AtomicU64::new(u64::MAX),
             writer: std::sync::OnceLock::new(),
             events: EventHub::default(),
         };

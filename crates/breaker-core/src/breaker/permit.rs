@@ -244,8 +244,9 @@ impl Inner {
                 self.pending.add_success();
                 None
             }
-            // Strict mode writes every outcome before the caller goes on.
-            _ if self.policy.strict => Some(Deferred {
+            // Strict mode writes every outcome before the caller goes on, and so does the
+            // caller of a back-end whose writes cost less than a hand-off.
+            _ if self.policy.strict || self.writes_are_fast() => Some(Deferred {
                 admitted: Admitted::Closed { generation },
                 outcome,
                 slow,

@@ -33,6 +33,11 @@ const GOOD_CLOCK_SAMPLE: Duration = Duration::from_millis(2);
 /// How often an agent aligns its clock with the back-end's again.
 const CLOCK_REALIGN: Duration = Duration::from_secs(300);
 
+/// Writes faster than this on average are made by the failing caller itself: handing one to
+/// the background writer costs a wake-up and a context switch on each side (several
+/// microseconds on a loaded host), more than an in-process store's whole write.
+const INLINE_WRITE_BELOW: Duration = Duration::from_micros(20);
+
 /// The one deadline of a caller-visible operation (a call's admission, an outcome's write,
 /// an operator action, a flush), shared by all of its steps and retries: the clock
 /// alignment, the load, the write-back of a lost forced state, the watch, every
@@ -151,6 +156,10 @@ pub(crate) struct Inner {
     pub(crate) draining: futures_util::lock::Mutex<()>,
     /// Set while the breaker waits in its background writer's queue.
     pub(crate) write_queued: AtomicBool,
+    /// A moving average of this breaker's compare-and-swap times, in microseconds
+    /// (`u64::MAX` until the first): decides whether a failure is written by its caller or
+    /// by the background writer (see `writes_are_fast`).
+    pub(crate) write_micros: std::sync::atomic::AtomicU64,
     /// The background writer's queue, found on the first outcome it writes (`None`: no
     /// writer thread could start).
     pub(crate) writer: std::sync::OnceLock<Option<super::writer::Queue>>,
@@ -581,6 +590,7 @@ impl Inner {
             } else {
                 Vec::new()
             };
+            let started = std::time::Instant::now();
             let swapped = crate::observe::backend_op(
                 self.name,
                 self.backend,
@@ -595,6 +605,7 @@ impl Inner {
                 ),
             )
             .await;
+            self.note_write_time(started.elapsed());
             match swapped {
                 Ok(Swap::Swapped { version }) => {
                     let mut s = self.lock();
@@ -619,6 +630,25 @@ impl Inner {
                 format!("gave up after {MAX_SWAP_ATTEMPTS} conflicting writes"),
             ),
         ))
+    }
+
+    /// Folds one compare-and-swap's time into the moving average (a quarter for the new one).
+    fn note_write_time(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX - 1);
+        let old = self.write_micros.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            sample
+        } else {
+            old.saturating_mul(3).saturating_add(sample) / 4
+        };
+        self.write_micros.store(new, Ordering::Relaxed);
+    }
+
+    /// Whether this breaker's writes take less than handing them to the background writer
+    /// would ([`INLINE_WRITE_BELOW`]): an in-process store's do, so its callers write their
+    /// own failures; a networked back-end's do not, so its callers go on at once.
+    pub(crate) fn writes_are_fast(&self) -> bool {
+        self.write_micros.load(Ordering::Relaxed) < INLINE_WRITE_BELOW.as_micros() as u64
     }
 
     /// Applies `op` to the shared record; while the back-end is unreachable and the policy is

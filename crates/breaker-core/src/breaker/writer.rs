@@ -1,5 +1,6 @@
-//! Writes that no caller waits for. In the cached mode a call's failure (or slow success) is
-//! merged into its breaker's unsent tally and handed here, and the caller returns at once:
+//! Writes that no caller waits for. In the cached mode a call's failure (or slow success) on
+//! a back-end whose writes take longer than a hand-off (a networked one) is merged into its
+//! breaker's unsent tally and handed here, and the caller returns at once:
 //! one thread per kind of back-end (so that a slow Redis never delays the memory driver's
 //! writes) writes the tally of each breaker that has one, in the order they were sent. A
 //! breaker is queued at most once at a time, so a burst of failures costs one write, not one
