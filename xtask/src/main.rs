@@ -64,7 +64,7 @@ const HELP: &str = "usage: cargo xtask <task>
             protoc, packaging (the default task)
   ci        lint, then test
   bench     run the benchmarks: `bench local [criterion args]`, `bench backends [sqlite
-            redis etcd clock]`, or both
+            redis etcd clock failure]`, or both
   coverage  line coverage of the workspace (cargo-tarpaulin)
   mutants   mutation testing of breaker-core's machine, record, policy, hot path and shared
             view against the tests of core and the memory driver (cargo-mutants, configured

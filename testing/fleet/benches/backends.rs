@@ -4,10 +4,11 @@
 //! strict mode, and calls per second through one breaker from four processes; etcd round
 //! trips per call counted by etcd itself; and for each, the time from one process's trip to
 //! another process's first rejection. Then how far a breaker's clock is from Redis's own (and
-//! the host's coarse clock from its exact one), idle and with every core loaded.
+//! the host's coarse clock from its exact one), idle and with every core loaded; and what a
+//! failing call costs its caller on each back-end.
 //!
 //! Run with `cargo xtask bench backends` (or `cargo bench -p breaker-fleet --bench
-//! backends`); `-- NAME…` runs only the sections named (`sqlite`, `redis`, `etcd`, `clock`).
+//! backends`); `-- NAME…` runs only the sections named (`sqlite`, `redis`, `etcd`, `clock`, `failure`).
 //! Figures go to BENCHMARKS.md.
 
 use breaker_fleet::measure::{self, Spread};
@@ -17,6 +18,33 @@ use std::time::Duration;
 
 /// The pause between calls where round trips per call are counted at a steady rate.
 const GAP: Duration = Duration::from_micros(100);
+
+/// What a failing call that does not trip costs its caller on each back-end, one every
+/// 2 ms: the caller does not wait for a networked back-end's write.
+fn failure(_: &Bins) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let redis = RedisServer::start();
+    let etcd = EtcdCluster::single();
+    let urls = [
+        "memory://".to_string(),
+        format!("sqlite://{}", dir.path().join("failure.db").display()),
+        redis.url(),
+        format!(
+            "etcd://{}",
+            etcd.endpoints()[0].trim_start_matches("http://")
+        ),
+    ];
+    println!("\ncalls one every 2 ms, time to return: failing (never tripping), succeeding");
+    for url in &urls {
+        let scheme = url.split("://").next().unwrap_or(url);
+        for (what, failing) in [("failing", true), ("succeeding", false)] {
+            show(
+                &format!("  {scheme}, {what}"),
+                measure::call_latency(url, 500, Duration::from_millis(2), failing),
+            );
+        }
+    }
+}
 
 /// A named part of the benchmark, run alone with `-- NAME`.
 type Section = (&'static str, fn(&Bins));
@@ -55,11 +83,12 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let bins: Bins = breaker_fleet::bins!();
-    let sections: [Section; 4] = [
+    let sections: [Section; 5] = [
         ("sqlite", sqlite),
         ("redis", redis),
         ("etcd", etcd),
         ("clock", clock),
+        ("failure", failure),
     ];
     for (name, run) in sections {
         if wanted.is_empty() || wanted.iter().any(|w| w == name) {

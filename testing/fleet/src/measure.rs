@@ -364,3 +364,33 @@ pub fn coarse_clock_lag(samples: usize, gap: Duration) -> Spread {
         .collect();
     Spread::of(lag)
 }
+
+/// What a call costs its caller at a steady rate: `calls` calls through one breaker, one
+/// every `gap`, all failing (`failing`, under a rule they never trip) or all succeeding;
+/// the time each took to return (the callee itself answers at once). In the cached mode
+/// the caller does not wait for a failure's write on a back-end whose writes are slower
+/// than a hand-off; succeeding calls show the floor, a call on a thread that just woke.
+pub fn call_latency(url: &str, calls: u32, gap: Duration, failing: bool) -> Spread {
+    let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
+    let policy = Policy::builder()
+        .failures_within(u32::MAX, Duration::from_secs(3600))
+        .build()
+        .expect("a policy");
+    let name = format!("failure-path-{}", std::process::id());
+    let b = Breaker::builder_dyn(&name, driver)
+        .policy(policy)
+        .build()
+        .expect("a breaker");
+    let _ = b.call_blocking(|| Err::<(), ()>(()));
+    b.flush_blocking().expect("flush");
+    let sample = (0..calls)
+        .map(|_| {
+            std::thread::sleep(gap);
+            let started = Instant::now();
+            let _ = b.call_blocking(|| if failing { Err(()) } else { Ok(()) });
+            started.elapsed()
+        })
+        .collect();
+    b.flush_blocking().expect("flush");
+    Spread::of(sample)
+}
