@@ -8,7 +8,7 @@
 //!   features, and the facade's defaults as docs.rs builds them), each facade feature alone,
 //!   the demo built with a `protoc` that fails, and every publishable crate packaged;
 //! - `cargo xtask ci`: lint, then test;
-//! - `cargo xtask bench [local|backends]`: the benchmarks (figures in BENCHMARKS.md);
+//! - `cargo xtask bench [local|scale|backends]`: the benchmarks (figures in BENCHMARKS.md);
 //! - `cargo xtask coverage`: a line-coverage report (installs cargo-tarpaulin if missing);
 //! - `cargo xtask mutants`: mutation testing of breaker-core (installs cargo-mutants).
 
@@ -63,7 +63,8 @@ const HELP: &str = "usage: cargo xtask <task>
   lint      fmt, clippy -D warnings, docs, each facade feature alone, the demo without
             protoc, packaging (the default task)
   ci        lint, then test
-  bench     run the benchmarks: `bench local [criterion args]`, `bench backends [sqlite
+  bench     run the benchmarks: `bench local [criterion args]`, `bench scale [1 1000
+            10000 100000]`, `bench backends [sqlite
             redis etcd clock failure]`, or both
   coverage  line coverage of the workspace (cargo-tarpaulin)
   mutants   mutation testing of breaker-core's machine, record, policy, hot path and shared
@@ -234,14 +235,16 @@ fn lint() -> Result<(), String> {
     outside::package()
 }
 
-/// `bench` runs both suites; `bench local [criterion args]` or `bench backends [sections]`
-/// one of them.
+/// `bench` runs every suite; `bench local [criterion args]`, `bench scale [breaker counts]`
+/// or `bench backends [sections]` one of them.
 fn bench(args: &[String]) -> Result<(), String> {
     let (which, extra) = match args.split_first() {
-        Some((w, rest)) if w == "local" || w == "backends" => (w.as_str(), rest),
+        Some((w, rest)) if ["local", "scale", "backends"].contains(&w.as_str()) => {
+            (w.as_str(), rest)
+        }
         _ => ("all", args),
     };
-    if which != "backends" {
+    if which == "local" || which == "all" {
         run(cargo()
             .args([
                 "bench",
@@ -253,7 +256,20 @@ fn bench(args: &[String]) -> Result<(), String> {
             ])
             .args(extra))?;
     }
-    if which != "local" {
+    if which == "scale" || which == "all" {
+        let counts = if which == "scale" { extra } else { &[] };
+        run(cargo()
+            .args([
+                "bench",
+                "--package",
+                "breaker-benches",
+                "--bench",
+                "scale",
+                "--",
+            ])
+            .args(counts))?;
+    }
+    if which == "backends" || which == "all" {
         let sections = if which == "backends" { extra } else { &[] };
         run(cargo()
             .args([
