@@ -117,6 +117,8 @@ async fn local_fallback_protects_and_shared_state_returns() {
     );
     let _ = timed(&b, false).await;
     let _ = timed(&b, false).await;
+    // b's calls did not wait for their failures' writes.
+    b.written().await;
     a.flush().await.unwrap();
     assert_eq!(
         a.state(),
