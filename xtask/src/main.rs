@@ -244,43 +244,27 @@ fn bench(args: &[String]) -> Result<(), String> {
         }
         _ => ("all", args),
     };
-    if which == "local" || which == "all" {
+    let run_bench = |package: &str, bench: &str, args: &[String]| {
         run(cargo()
-            .args([
-                "bench",
-                "--package",
-                "breaker-benches",
-                "--bench",
-                "local",
-                "--",
-            ])
-            .args(extra))?;
+            .args(["bench", "--package", package, "--bench", bench, "--"])
+            .args(args))
+    };
+    if which == "local" || which == "all" {
+        run_bench("breaker-benches", "local", extra)?;
     }
     if which == "scale" || which == "all" {
-        let counts = if which == "scale" { extra } else { &[] };
-        run(cargo()
-            .args([
-                "bench",
-                "--package",
-                "breaker-benches",
-                "--bench",
-                "scale",
-                "--",
-            ])
-            .args(counts))?;
+        run_bench(
+            "breaker-benches",
+            "scale",
+            if which == "scale" { extra } else { &[] },
+        )?;
     }
     if which == "backends" || which == "all" {
-        let sections = if which == "backends" { extra } else { &[] };
-        run(cargo()
-            .args([
-                "bench",
-                "--package",
-                "breaker-fleet",
-                "--bench",
-                "backends",
-                "--",
-            ])
-            .args(sections))?;
+        run_bench(
+            "breaker-fleet",
+            "backends",
+            if which == "backends" { extra } else { &[] },
+        )?;
     }
     Ok(())
 }

@@ -131,15 +131,11 @@ pub mod redis {
     /// error that says so. Breakers of one URL in this process share one driver (its
     /// connections and subscription), checked when the first of them is built.
     pub async fn breaker(url: &str, name: &str, policy: Policy) -> Result<Breaker, BuildError> {
-        let key = format!("redis:{url}");
-        let driver = match crate::reuse::get(&key) {
-            Some(driver) => driver,
-            None => {
-                let timeout = policy.backend_timeout.max(Duration::from_secs(1));
-                let driver = RedisDriver::connect(url, timeout).await?;
-                crate::reuse::keep(key, std::sync::Arc::new(driver))
-            }
-        };
+        let timeout = policy.backend_timeout.max(Duration::from_secs(1));
+        let driver = crate::reuse::get_or_connect(format!("redis:{url}"), || async move {
+            Ok::<_, BuildError>(std::sync::Arc::new(RedisDriver::connect(url, timeout).await?) as _)
+        })
+        .await?;
         Breaker::builder_dyn(name, driver).policy(policy).build()
     }
 }
@@ -163,15 +159,14 @@ pub mod etcd {
         name: &str,
         policy: Policy,
     ) -> Result<Breaker, BuildError> {
+        let timeout = policy.backend_timeout.max(Duration::from_secs(1));
         let key = format!("etcd:{}", endpoints.join(","));
-        let driver = match crate::reuse::get(&key) {
-            Some(driver) => driver,
-            None => {
-                let timeout = policy.backend_timeout.max(Duration::from_secs(1));
-                let driver = EtcdDriver::connect(endpoints, timeout).await?;
-                crate::reuse::keep(key, std::sync::Arc::new(driver))
-            }
-        };
+        let driver = crate::reuse::get_or_connect(key, || async move {
+            Ok::<_, BuildError>(
+                std::sync::Arc::new(EtcdDriver::connect(endpoints, timeout).await?) as _,
+            )
+        })
+        .await?;
         Breaker::builder_dyn(name, driver).policy(policy).build()
     }
 }

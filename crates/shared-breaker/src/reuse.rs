@@ -36,6 +36,21 @@ pub(crate) fn keep(key: String, driver: Arc<dyn DynDriver>) -> Arc<dyn DynDriver
     driver
 }
 
+/// The driver kept under `key`, or the one `connect` makes, kept for next time.
+#[cfg(any(feature = "redis", feature = "etcd"))]
+pub(crate) async fn get_or_connect<E, F>(
+    key: String,
+    connect: impl FnOnce() -> F,
+) -> Result<Arc<dyn DynDriver>, E>
+where
+    F: std::future::Future<Output = Result<Arc<dyn DynDriver>, E>>,
+{
+    match get(&key) {
+        Some(driver) => Ok(driver),
+        None => Ok(keep(key, connect().await?)),
+    }
+}
+
 /// The driver kept under `key`, or the one `open` makes, kept for next time.
 #[cfg(any(feature = "sqlite", feature = "config"))]
 pub(crate) fn get_or_open<E>(

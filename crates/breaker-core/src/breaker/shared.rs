@@ -633,7 +633,7 @@ impl Inner {
     }
 
     /// Folds one compare-and-swap's time into the moving average (a quarter for the new one).
-    fn note_write_time(&self, took: Duration) {
+    pub(crate) fn note_write_time(&self, took: Duration) {
         let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX - 1);
         let old = self.write_micros.load(Ordering::Relaxed);
         let new = if old == u64::MAX {

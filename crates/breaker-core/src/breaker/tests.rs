@@ -22,6 +22,8 @@ struct Silent {
     timers: bool,
     slow_clock: bool,
     readings: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// The thread of each compare-and-swap, in order.
+    writers: std::sync::Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>,
 }
 
 impl Driver for Silent {
@@ -39,6 +41,10 @@ impl Driver for Silent {
         _: Option<Duration>,
         _: Duration,
     ) -> Result<Swap, DriverError> {
+        self.writers
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
         Ok(Swap::Swapped { version: 1 })
     }
     async fn list(&self, _: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
@@ -411,4 +417,77 @@ fn the_clock_offset_is_taken_at_the_middle_of_the_round_trip_and_realigned() {
         driver.readings.load(std::sync::atomic::Ordering::SeqCst) > sampled,
         "realigned"
     );
+}
+
+#[test]
+fn a_fast_backends_failures_are_written_by_their_caller_and_a_slow_ones_by_the_writer() {
+    let driver = Silent::default();
+    let writers = driver.writers.clone();
+    let b = Breaker::builder("writer", driver)
+        .policy(
+            crate::Policy::builder()
+                .failures_within(100, Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+        .clock(ManualClock::new(T0))
+        .build()
+        .unwrap();
+    b.refresh_blocking().unwrap();
+    let last_writer = || *writers.lock().unwrap().last().expect("a write");
+    let me = std::thread::current().id();
+    let fail = || {
+        let _ = b.call_blocking(|| Err::<(), ()>(()));
+    };
+    // Waits for the background writer (not `written`, which would write it here if the
+    // writer had not taken it yet).
+    let await_write = |count: usize| {
+        let landed = (0..10_000).any(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            writers.lock().unwrap().len() > count
+        });
+        assert!(landed, "the background writer never wrote");
+        // And for the writer to finish (its timing of the write included).
+        b.written_blocking();
+    };
+
+    // No write timed yet: the failure goes to the background writer.
+    fail();
+    await_write(0);
+    assert_ne!(last_writer(), me, "written in the background");
+
+    // Writes of a few microseconds, as an in-process store's: the caller writes its own.
+    for _ in 0..8 {
+        b.inner.note_write_time(Duration::from_micros(5));
+    }
+    assert!(b.inner.writes_are_fast());
+    fail();
+    assert_eq!(last_writer(), me, "written by the failing caller");
+
+    // Writes of a millisecond, as over a network: the writer's again.
+    for _ in 0..8 {
+        b.inner.note_write_time(Duration::from_millis(1));
+    }
+    assert!(!b.inner.writes_are_fast());
+    fail();
+    await_write(2);
+    assert_ne!(last_writer(), me);
+    assert_eq!(
+        writers.lock().unwrap().len(),
+        3,
+        "every failure written once"
+    );
+
+    // The moving average: the first sample as it is, then a quarter for each new one, and
+    // the bound itself is not fast.
+    use std::sync::atomic::Ordering;
+    b.inner.write_micros.store(u64::MAX, Ordering::Relaxed);
+    b.inner.note_write_time(Duration::from_micros(100));
+    assert_eq!(b.inner.write_micros.load(Ordering::Relaxed), 100);
+    b.inner.note_write_time(Duration::from_micros(20));
+    assert_eq!(b.inner.write_micros.load(Ordering::Relaxed), 80);
+    b.inner.write_micros.store(20, Ordering::Relaxed);
+    assert!(!b.inner.writes_are_fast(), "20 µs is not below 20 µs");
+    b.inner.write_micros.store(19, Ordering::Relaxed);
+    assert!(b.inner.writes_are_fast());
 }

@@ -855,3 +855,18 @@ fn successes_matter_only_to_rules_that_read_them() {
     rec.state = State::ForcedClosed;
     assert!(!successes_matter(&rec, &both, T0));
 }
+
+#[test]
+fn tallies_of_outcomes_add_up_and_saturate() {
+    assert_eq!(Tally::of(Outcome::Success, false), Tally::new(1, 0, 0));
+    assert_eq!(Tally::of(Outcome::Failure, true), Tally::new(0, 1, 1));
+    assert_eq!(Tally::of(Outcome::Ignored, true), Tally::default());
+    assert_eq!(
+        Tally::new(1, 2, 3).plus(Tally::new(10, 20, 30)),
+        Tally::new(11, 22, 33)
+    );
+    assert_eq!(
+        Tally::new(u64::MAX, 1, 0).plus(Tally::new(1, u64::MAX, 0)),
+        Tally::new(u64::MAX, u64::MAX, 0)
+    );
+}
