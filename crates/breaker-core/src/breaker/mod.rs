@@ -205,6 +205,11 @@ impl Breaker {
     /// `None` until this agent has read the record (its first call, [`Breaker::refresh`] or
     /// [`Breaker::flush`]): an agent never reports a state it has not read. Never waits;
     /// a readiness check that must know calls [`Breaker::refresh`] first.
+    ///
+    /// A failing call on a networked back-end returns before its failure is written (the
+    /// background writer writes it), so right after the call that trips the breaker this
+    /// may still read `closed`; [`Breaker::written`] waits for the write, and the agent's
+    /// next call waits for it by itself.
     pub fn state(&self) -> Option<State> {
         let now = self.inner.clock.now();
         let s = self.inner.lock();
