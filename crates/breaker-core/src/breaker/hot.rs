@@ -423,6 +423,28 @@ mod tests {
     }
 
     #[test]
+    fn more_threads_at_once_than_owned_slots_share_the_last_counter() {
+        // Every thread alive together, so that some find no slot of their own.
+        let threads = OWNED_SLOTS + 4;
+        let pending = Pending::default();
+        let barrier = std::sync::Barrier::new(threads);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    barrier.wait();
+                    pending.add_success();
+                    barrier.wait();
+                });
+            }
+        });
+        assert_eq!(pending.take(), threads as u64);
+        assert!(
+            pending.slots[SHARED_SLOT].get().is_some(),
+            "the shared one counted"
+        );
+    }
+
+    #[test]
     fn takes_hand_out_each_success_once_across_threads() {
         let pending = Arc::new(Pending::default());
         let threads: Vec<_> = (0..100)
