@@ -131,10 +131,6 @@ impl MemoryDriver {
         }
     }
 
-    fn shard(&self, name: &Name) -> MutexGuard<'_, Shard> {
-        self.store.shard(name)
-    }
-
     /// The live entry of `name`, dropping it if expired.
     fn live<'a>(&self, map: &'a mut HashMap<Name, Entry>, name: &Name) -> Option<&'a Entry> {
         let now = self.store.clock.now();
@@ -165,7 +161,7 @@ impl MemoryDriver {
         self.check_up()?;
         let now = self.store.clock.now();
         let (written, sinks) = {
-            let mut shard = self.shard(name);
+            let mut shard = self.store.shard(name);
             let map = &mut shard.records;
             let current = self.live(map, name).map(|e| e.version);
             if current != expected {
@@ -210,7 +206,7 @@ impl Driver for MemoryDriver {
         _timeout: Duration,
     ) -> Result<Option<Versioned>, DriverError> {
         self.check_up()?;
-        let mut shard = self.shard(name);
+        let mut shard = self.store.shard(name);
         Ok(self
             .live(&mut shard.records, name)
             .map(|e| Versioned::new(e.version, e.value.clone())))
@@ -251,7 +247,8 @@ impl Driver for MemoryDriver {
     ) -> Result<Option<Watch>, DriverError> {
         self.check_up()?;
         let id = self.store.watch_ids.fetch_add(1, Ordering::Relaxed);
-        self.shard(name)
+        self.store
+            .shard(name)
             .watchers
             .entry(*name)
             .or_default()

@@ -272,13 +272,11 @@ impl Inner {
                 Some((g, unsent)) if g > generation => Some((g, unsent)),
                 _ => Some((generation, tally)),
             };
-            // The agent's next call waits for it.
+            // The agent's next call waits for it (and writes it, should no writer thread
+            // have started).
             self.hot.set_write_in_flight(true);
         }
-        if !super::writer::send(self) {
-            // No writer thread: the next call's upkeep writes it.
-            self.hot.schedule_maintenance(Timestamp::ZERO);
-        }
+        super::writer::send(self);
     }
 
     /// Queues the failure of a closed-state call that panicked where nothing can wait.

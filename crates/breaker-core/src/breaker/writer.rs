@@ -45,11 +45,11 @@ fn queue_for(backend: &'static str) -> Option<Queue> {
     Some(queue)
 }
 
-/// Has `inner`'s unsent outcomes written in the background. Returns `false` when there is
-/// no writer thread; the caller then leaves them to the breaker's next upkeep.
-pub(crate) fn send(inner: &Arc<Inner>) -> bool {
+/// Has `inner`'s unsent outcomes written in the background. Without a writer thread they
+/// wait for the breaker's next call or upkeep, which write what is unsent or queued.
+pub(crate) fn send(inner: &Arc<Inner>) {
     if inner.write_queued.swap(true, Ordering::AcqRel) {
-        return true;
+        return;
     }
     let sent = inner
         .writer
@@ -59,5 +59,4 @@ pub(crate) fn send(inner: &Arc<Inner>) -> bool {
     if !sent {
         inner.write_queued.store(false, Ordering::Release);
     }
-    sent
 }
