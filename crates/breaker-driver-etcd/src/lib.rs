@@ -340,23 +340,22 @@ impl Inner {
     }
 
     /// The record and running timers that the reads of [`Inner::reads`] returned.
-    fn stored(key: &str, responses: Vec<TxnOpResponse>) -> Option<Versioned> {
+    fn stored(&self, responses: Vec<TxnOpResponse>) -> Option<Versioned> {
         let mut gets = responses.into_iter().filter_map(|r| match r {
             TxnOpResponse::Get(get) => Some(get),
             _ => None,
         });
         let record = gets.next()?;
         let kv = record.kvs().first()?;
-        let dir = timers::dir_of(key);
         let running = gets
             .next()
             .map(|found| {
                 found
                     .kvs()
                     .iter()
-                    .filter_map(|kv| {
-                        let key = std::str::from_utf8(kv.key()).ok()?;
-                        timers::parse(key.strip_prefix(&dir)?)
+                    .filter_map(|kv| match timers::Key::of(&self.dir, kv, true)? {
+                        timers::Key::Timer(_, timer) => Some(timer),
+                        timers::Key::Record(_) => None,
                     })
                     .collect()
             })
@@ -373,7 +372,7 @@ impl Inner {
                 async move { c.txn(txn).await }
             })
             .await?;
-        Ok(Self::stored(&key, resp.op_responses()))
+        Ok(self.stored(resp.op_responses()))
     }
 
     /// A lease of its own for each timer, of the timer's duration.
@@ -482,7 +481,7 @@ impl Inner {
                 version: version as u64,
             });
         }
-        let current = Self::stored(&key, resp.op_responses());
+        let current = self.stored(resp.op_responses());
         // After a retry, a stored value that is exactly ours means the earlier attempt, cut
         // off by an election, did land (a breaker's record names its writer and generation,
         // so no other agent writes the same bytes).
@@ -562,11 +561,7 @@ impl Driver for EtcdDriver {
             // Records and timers come in key order: a record, then its timers.
             let mut out: Vec<(Name, Versioned)> = Vec::new();
             for kv in resp.kvs() {
-                let Some(key) = std::str::from_utf8(kv.key())
-                    .ok()
-                    .and_then(|k| k.strip_prefix(&inner.dir))
-                    .and_then(timers::Key::parse)
-                else {
+                let Some(key) = timers::Key::of(&inner.dir, kv, true) else {
                     continue;
                 };
                 match key {

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use breaker_core::{Name, Timer};
+use etcd_client::KeyValue;
 
 /// The key prefix of `record_key`'s timers.
 pub(crate) fn dir_of(record_key: &str) -> String {
@@ -64,6 +65,18 @@ impl Key {
         match rest.split_once('/') {
             None => Name::new(rest).ok().map(Key::Record),
             Some((name, timer)) => Some(Key::Timer(Name::new(name).ok()?, parse(timer)?)),
+        }
+    }
+
+    /// The key of `kv`, stored under `dir` (the driver's prefix), when it is one of ours. A
+    /// timer key put without an etcd lease (`put`: the key is being or was written, not
+    /// deleted) was not put by a breaker, would never end, and is no timer: a foreign writer
+    /// could otherwise hold a breaker open for good.
+    pub(crate) fn of(dir: &str, kv: &KeyValue, put: bool) -> Option<Key> {
+        let key = Key::parse(std::str::from_utf8(kv.key()).ok()?.strip_prefix(dir)?)?;
+        match key {
+            Key::Timer(..) if put && kv.lease() == 0 => None,
+            key => Some(key),
         }
     }
 

@@ -85,11 +85,8 @@ async fn run(inner: Weak<Inner>) {
                 for event in response.events() {
                     let Some(kv) = event.kv() else { continue };
                     seen.fetch_max(kv.mod_revision(), Ordering::AcqRel);
-                    let Some(key) = std::str::from_utf8(kv.key())
-                        .ok()
-                        .and_then(|k| k.strip_prefix(&dir))
-                        .and_then(Key::parse)
-                    else {
+                    let put = event.event_type() == EventType::Put;
+                    let Some(key) = Key::of(&dir, kv, put) else {
                         continue;
                     };
                     let name = key.name();
@@ -99,7 +96,6 @@ async fn run(inner: Weak<Inner>) {
                         continue;
                     }
                     let stored = known.get_mut(&name).expect("checked above");
-                    let put = event.event_type() == EventType::Put;
                     let revision = kv.mod_revision() as u64;
                     if matches!(key, Key::Record(_))
                         && stored.as_ref().is_some_and(|v| v.version >= revision)

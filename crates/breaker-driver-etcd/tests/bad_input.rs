@@ -60,6 +60,45 @@ async fn foreign_values_are_reported_as_corrupt_and_replaced() {
     }
 }
 
+/// A timer key put without an etcd lease would never end: a foreign writer planting
+/// `NAME/open/GEN` for the record's generation must not hold the breaker open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_key_without_a_lease_is_no_timer() {
+    let cluster = EtcdCluster::single();
+    let endpoint = cluster.endpoints()[0].clone();
+    let mut raw = etcd_client::Client::connect([endpoint.as_str()], None)
+        .await
+        .unwrap();
+    let now = breaker_core::SystemClock::precise();
+    let mut rec = Record::new();
+    (rec.generation, rec.state) = (5, State::Open);
+    // Its open period ended a second ago by the record's estimate; an agent that believed
+    // the planted key (judged by timers, the clock does not count) would reject for good.
+    rec.open_until = Some(breaker_core::Timestamp::from_millis(
+        now.as_millis() - 1_000,
+    ));
+    raw.put("breaker/leaseless", rec.encode(), None)
+        .await
+        .unwrap();
+    raw.put("breaker/leaseless/open/5", "", None).await.unwrap();
+    raw.put("breaker/leaseless/probe/5/1", "", None)
+        .await
+        .unwrap();
+    let driver = EtcdDriver::open(&[endpoint.as_str()], EtcdOptions::default()).unwrap();
+    let name = Name::new("leaseless").unwrap();
+    let stored = driver.load(&name, T).await.unwrap().expect("the record");
+    assert!(stored.timers.is_empty(), "no timers: {:?}", stored.timers);
+    let listed = driver.list(T).await.unwrap();
+    assert!(
+        listed.iter().all(|(_, v)| v.timers.is_empty()),
+        "{listed:?}"
+    );
+    // Judged by the back-end's timers (no clock given): the open period is over.
+    let b = Breaker::builder("leaseless", driver).build().unwrap();
+    assert!(succeed(&b).await.is_ok(), "the probe is admitted");
+    assert_eq!(b.state(), Some(State::Closed), "and closes it");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_dead_endpoints_are_clear_errors() {
     for bad in [
