@@ -40,7 +40,7 @@ pub struct MemoryDriver {
     store: Arc<Store>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     version: u64,
     value: Vec<u8>,
@@ -53,6 +53,13 @@ struct Entry {
 struct Shard {
     records: HashMap<Name, Entry>,
     watchers: HashMap<Name, Vec<(u64, ChangeSink)>>,
+}
+
+/// A copy of a [`MemoryDriver`]'s store, from [`MemoryDriver::back_up`].
+#[derive(Clone, Debug, Default)]
+pub struct MemoryBackup {
+    records: Vec<(Name, Entry)>,
+    versions: u64,
 }
 
 struct Store {
@@ -118,6 +125,47 @@ impl MemoryDriver {
     /// (`false`): a fault switch for tests of the back-end failure policy.
     pub fn set_unavailable(&self, down: bool) {
         self.store.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Loses every record and starts the version counter again from zero, as a back-end
+    /// that restarted without its data would: for tests of what such a loss does to a fleet.
+    /// Watchers are not told, as a restarted back-end does not announce what it lost.
+    pub fn wipe(&self) {
+        self.restore(&MemoryBackup::default());
+    }
+
+    /// A copy of every record with its version, and of the version counter: what
+    /// [`MemoryDriver::restore`] returns the store to.
+    pub fn back_up(&self) -> MemoryBackup {
+        let records = self
+            .store
+            .shards
+            .iter()
+            .flat_map(|shard| {
+                let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+                shard.records.clone()
+            })
+            .collect();
+        MemoryBackup {
+            records,
+            versions: self.store.versions.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Returns the store to `backup`, versions included, as a restore from an older backup
+    /// would: versions may go back. Watchers are not told, as with [`MemoryDriver::wipe`].
+    pub fn restore(&self, backup: &MemoryBackup) {
+        for shard in &self.store.shards {
+            shard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .records
+                .clear();
+        }
+        for (name, entry) in &backup.records {
+            self.store.shard(name).records.insert(*name, entry.clone());
+        }
+        self.store.versions.store(backup.versions, Ordering::SeqCst);
     }
 
     fn check_up(&self) -> Result<(), DriverError> {

@@ -10,7 +10,9 @@
 //! store's own expiry may take real time, for back-ends whose expiry cannot be driven.
 
 pub mod behaviour;
+pub mod foreign;
 pub mod hostile;
+pub mod loss;
 pub mod outage;
 pub mod store;
 pub mod timers;
@@ -44,6 +46,52 @@ pub trait Harness: Send + Sync + 'static {
 
     /// How the back-end's expiry can be moved forward.
     fn expiry(&self) -> Expiry;
+}
+
+/// What a driver under test provides for the cases of a hostile or broken back-end
+/// ([`foreign`], [`loss`]): the means to do to its store, bypassing the driver, what such a
+/// back-end does. Run them with `conformance_tests!(hostile HARNESS)`.
+pub trait HostileHarness: Harness {
+    /// A copy of the store's contents, as a backup holds it.
+    type Backup: Send;
+
+    /// The foreign contents this harness can plant at the keys or rows its driver owns for
+    /// one breaker (a version that is not the driver's, a value of a foreign type, a counter
+    /// at its limit, ...), each described. Empty only for a store that holds typed values
+    /// and nothing else (the memory driver).
+    fn foreign(&self) -> Vec<Foreign>;
+
+    /// Plants the foreign contents `foreign()[which]` for the breaker `name`.
+    fn plant_foreign(&self, name: &str, which: usize) -> impl Future<Output = ()> + Send;
+
+    /// Puts `bytes` as they are where the driver keeps the record of `name`, bypassing the
+    /// driver (so sizes it would refuse to write too).
+    fn plant_value(&self, name: &str, bytes: Vec<u8>) -> impl Future<Output = ()> + Send;
+
+    /// The store loses every record and counter of the driver, as a back-end that restarted
+    /// without its data would.
+    fn wipe(&self) -> impl Future<Output = ()> + Send;
+
+    /// A copy of the store now, as a backup taken now would hold it.
+    fn back_up(&self) -> impl Future<Output = Self::Backup> + Send;
+
+    /// Returns the store to `backup`, as a restore from an older backup would (on stores
+    /// whose versions can go back, they do).
+    fn restore(&self, backup: Self::Backup) -> impl Future<Output = ()> + Send;
+
+    /// A driver to the same store whose breakers live under `prefix` instead of the
+    /// default: the namespace neighbour of the harness's own drivers.
+    fn driver_under(&self, prefix: &str) -> impl Future<Output = Self::Driver> + Send;
+}
+
+/// Foreign contents a [`HostileHarness`] can plant.
+#[derive(Clone, Copy, Debug)]
+pub struct Foreign {
+    /// What is planted, for the test report.
+    pub what: &'static str,
+    /// Whether a breaker's first read finds a record that is not one (reported as corrupt):
+    /// false where the contents are beside the record (a version counter, say).
+    pub at_record: bool,
 }
 
 /// Runs one case on a fresh multi-threaded runtime.
@@ -116,12 +164,24 @@ pub async fn age_store(expiry: &Expiry, d: Duration) {
 /// `conformance_tests!(all_in_one NAME, HARNESS)` instead runs every case in one test
 /// against one harness, for back-ends that are slow to start (a cluster).
 ///
+/// `conformance_tests!(hostile HARNESS)` adds the cases of [`foreign`] and [`loss`], for a
+/// harness that is also a [`HostileHarness`].
+///
 /// `conformance_tests!(timers HARNESS)` adds the cases of [`timers`], for a driver that keeps
 /// timers: they run on real time, on breakers that let the back-end judge their deadlines.
 #[macro_export]
 macro_rules! conformance_tests {
     (all_in_one $name:ident, $harness:expr) => {
         $crate::conformance_tests!(@list (one $name) $harness);
+    };
+    (hostile $harness:expr) => {
+        $crate::conformance_tests!(@cases each $harness;
+            foreign::foreign_contents_never_wedge_a_breaker,
+            foreign::a_value_too_large_to_read_is_corrupt_and_replaced,
+            foreign::namespace_neighbours_never_meet,
+            loss::a_wiped_store_keeps_the_forced_state,
+            loss::a_store_restored_from_an_older_backup_is_followed
+        );
     };
     (timers $harness:expr) => {
         $crate::conformance_tests!(@cases each $harness;

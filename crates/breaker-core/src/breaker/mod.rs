@@ -139,6 +139,7 @@ impl BreakerBuilder {
             shared: Mutex::new(Shared {
                 record: Record::new(),
                 version: None,
+                digest: 0,
                 loaded: false,
                 installs: 0,
                 health: Health::Healthy,

@@ -97,6 +97,10 @@ pub(crate) struct Shared {
     pub(crate) record: Record,
     /// Its version in the back-end (`None`: absent there).
     pub(crate) version: Option<u64>,
+    /// A [`digest`] of the stored bytes at `version`: a store that lost its data and counts
+    /// its versions again from the start reuses a version for other contents, which must not
+    /// pass for the record this agent holds.
+    pub(crate) digest: u64,
     pub(crate) loaded: bool,
     /// Counts installs, so that a load can tell whether the view changed while it ran.
     pub(crate) installs: u64,
@@ -304,7 +308,7 @@ impl Inner {
                     }
                     return;
                 }
-                if !adopt && s.version == Some(v.version) {
+                if !adopt && s.version == Some(v.version) && s.digest == digest(&v.value) {
                     // The same record; only a timer can have run out since.
                     let timers = self.judged_by(&s.record, &v.timers);
                     if s.record.timers != timers {
@@ -336,10 +340,14 @@ impl Inner {
                         // back over the newcomer, whose version the write expects; unless
                         // the newcomer is an operator's own decision on the store as it is.
                         s.version = Some(v.version);
+                        s.digest = digest(&v.value);
                         s.lost_forced = true;
                         self.hot.schedule_maintenance(Timestamp::ZERO);
                     }
-                    Ok(rec) => self.install(s, rec, Some(v.version)),
+                    Ok(rec) => {
+                        self.install(s, rec, Some(v.version));
+                        s.digest = digest(&v.value);
+                    }
                     Err(reason) => {
                         let err = self.backend_error(
                             Operation::Load,
@@ -353,6 +361,7 @@ impl Inner {
                             .min(machine::MAX_GENERATION);
                         fresh.timers = self.judged_by(&fresh, &[]);
                         self.install(s, fresh, Some(v.version));
+                        s.digest = digest(&v.value);
                         crate::observe::backend_error(&err);
                         self.events.emit(Event::CorruptRecord(err));
                     }
@@ -508,17 +517,18 @@ impl Inner {
             if !std::mem::take(&mut s.lost_forced) {
                 return Ok(());
             }
-            (s.record.clone(), s.version)
+            (s.record.encode(), s.version)
         };
+        let written = digest(&forced);
         match self
             .driver
-            .compare_and_swap(&self.name, expected, forced.encode(), None, dl.left())
+            .compare_and_swap(&self.name, expected, forced, None, dl.left())
             .await
         {
             Ok(Swap::Swapped { version }) => {
                 let mut s = self.lock();
-                if s.version.is_none_or(|cur| cur < version) {
-                    s.version = Some(version);
+                if s.version.is_none_or(|cur| cur < version) || s.version == expected {
+                    (s.version, s.digest) = (Some(version), written);
                 }
                 Ok(())
             }
@@ -583,6 +593,7 @@ impl Inner {
             rec.writer = self.agent;
             let ttl = machine::record_ttl(&rec, &self.policy, now);
             let bytes = rec.encode();
+            let written = digest(&bytes);
             // Timers only for a back-end that judges them; an empty list costs nothing, and
             // a driver without timers forwards to its plain compare-and-swap.
             let timers = if self.timers {
@@ -607,10 +618,13 @@ impl Inner {
             .await;
             self.note_write_time(started.elapsed());
             match swapped {
-                Ok(Swap::Swapped { version }) => {
+                Ok(Swap::Swapped { version: new }) => {
                     let mut s = self.lock();
-                    if s.version.is_none_or(|cur| cur < version) {
-                        self.install(&mut s, rec, Some(version));
+                    // Unless a push of a later write came first. A version lower than the
+                    // one expected is no later write: the store counts again from the start.
+                    if s.version.is_none_or(|cur| cur < new) || s.version == version {
+                        self.install(&mut s, rec, Some(new));
+                        s.digest = written;
                     }
                     return Ok(out);
                 }
@@ -767,6 +781,14 @@ impl Inner {
             _ => Ok(()),
         }
     }
+}
+
+/// A digest of stored bytes, to tell two values stored under one version apart.
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
 }
 
 /// `delay` shortened by a random part of up to a quarter, so that a fleet that lost its

@@ -1,0 +1,129 @@
+//! Conformance cases of a back-end that loses data: a store that restarted without its data,
+//! and one restored from an older backup. A forced state seen before the loss is never
+//! silently lost, agents whose cached versions are now ahead of the store follow what it
+//! holds, and an operator's handle from before the loss never gives up on conflicts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use breaker_core::{ManualClock, Policy, State};
+
+use super::{HostileHarness, START, agent, stored_record};
+use crate::calls::fail;
+use crate::unique_name;
+
+/// Three failures within ten seconds trip; open for five seconds.
+fn policy() -> Policy {
+    Policy::builder()
+        .failures_within(3, Duration::from_secs(10))
+        .open_for(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// Force-open; the store restarts without its data; a newcomer writes a record of its own
+/// (a failure). The agents that obeyed the forced state write it back over the newcomer's,
+/// every agent obeys it, and the handles from before the loss still reset and force it.
+pub async fn a_wiped_store_keeps_the_forced_state<H: HostileHarness>(h: Arc<H>) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("wiped");
+    let (a, b) = (
+        agent(&*h, &name, &policy(), &clock).await,
+        agent(&*h, &name, &policy(), &clock).await,
+    );
+    a.force_open().await.unwrap();
+    b.flush().await.unwrap();
+    assert_eq!(b.state(), Some(State::ForcedOpen));
+    h.wipe().await;
+    assert!(
+        stored_record(&*h, &name).await.is_none(),
+        "the store lost it"
+    );
+    let newcomer = agent(&*h, &name, &policy(), &clock).await;
+    let _ = fail(&newcomer).await;
+    for x in [&a, &b] {
+        x.flush().await.unwrap();
+        assert_eq!(x.state(), Some(State::ForcedOpen), "still obeyed");
+    }
+    assert_eq!(
+        newcomer.refresh().await.unwrap(),
+        State::ForcedOpen,
+        "written back for the whole fleet"
+    );
+    assert_eq!(
+        stored_record(&*h, &name).await.unwrap().state,
+        State::ForcedOpen
+    );
+    // The operator's handle from before the loss: its reset lands and reaches everyone.
+    a.reset().await.expect("the reset is written");
+    for x in [&b, &newcomer] {
+        x.flush().await.unwrap();
+        assert_eq!(
+            x.state(),
+            Some(State::Closed),
+            "the reset reached every agent"
+        );
+    }
+    // A fresh operator's action after the loss binds the agents whose cached versions came
+    // from before it.
+    let operator = agent(&*h, &name, &policy(), &clock).await;
+    operator.force_closed().await.unwrap();
+    for x in [&a, &b] {
+        x.flush().await.unwrap();
+        assert_eq!(
+            x.state(),
+            Some(State::ForcedClosed),
+            "followed after the loss"
+        );
+    }
+}
+
+/// A backup of a closed breaker; the breaker then trips (newer versions, a new generation);
+/// the store is restored from the backup. Every agent follows the restored record, counts
+/// from it (three failures trip it again, none is dropped as stale), and an operator's
+/// action on the restored store binds them all.
+pub async fn a_store_restored_from_an_older_backup_is_followed<H: HostileHarness>(h: Arc<H>) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("restored");
+    let (a, b) = (
+        agent(&*h, &name, &policy(), &clock).await,
+        agent(&*h, &name, &policy(), &clock).await,
+    );
+    let _ = fail(&a).await;
+    let backup = h.back_up().await;
+    for _ in 0..2 {
+        let _ = fail(&a).await;
+    }
+    b.flush().await.unwrap();
+    assert_eq!(b.state(), Some(State::Open));
+    h.restore(backup).await;
+    for x in [&a, &b] {
+        x.flush().await.unwrap();
+        assert_eq!(
+            x.state(),
+            Some(State::Closed),
+            "the restored record is followed"
+        );
+    }
+    // The restored record held one failure; two more trip it, counted in its generation.
+    let _ = fail(&b).await;
+    let _ = fail(&a).await;
+    assert_eq!(
+        a.state(),
+        Some(State::Open),
+        "counts go on from the restored record"
+    );
+    let operator = agent(&*h, &name, &policy(), &clock).await;
+    operator.force_closed().await.unwrap();
+    for x in [&a, &b] {
+        x.flush().await.unwrap();
+        assert_eq!(
+            x.state(),
+            Some(State::ForcedClosed),
+            "the operator binds them"
+        );
+    }
+    a.reset().await.expect("an old handle's reset lands");
+    operator.flush().await.unwrap();
+    assert_eq!(operator.state(), Some(State::Closed));
+}
