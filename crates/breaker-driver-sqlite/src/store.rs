@@ -5,8 +5,9 @@
 //! through [`ROW`]: a version that is not a positive integer reads as 0 (which no write ever
 //! gets, so the breaker reports the record as corrupt and replaces it by expecting 0), a
 //! value that is not a blob, or is larger than the record size limit, reads as empty (so
-//! corrupt; measured in SQLite, never copied out), and an expiry that is not an integer
-//! reads as expired. One foreign row never stops `list` for the others.
+//! corrupt; measured in SQLite, never copied out), and so does the value of a row whose
+//! expiry is not an integer (the row is live until the sweep removes it). One foreign row
+//! never stops `list` for the others.
 
 use breaker_core::{Name, Swap, Versioned};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -23,8 +24,9 @@ struct Row {
 /// The columns of a row as the driver trusts them (see the module's documentation); the
 /// size limit is the statement's first parameter.
 const ROW: &str = "CASE WHEN typeof(version) = 'integer' AND version > 0 THEN version ELSE 0 END,
-     CASE WHEN typeof(value) = 'blob' AND length(value) <= ?1 THEN value ELSE x'' END,
-     CASE WHEN expires_at IS NULL OR typeof(expires_at) = 'integer' THEN expires_at ELSE 0 END";
+     CASE WHEN typeof(value) = 'blob' AND length(value) <= ?1
+          AND (expires_at IS NULL OR typeof(expires_at) = 'integer') THEN value ELSE x'' END,
+     CASE WHEN typeof(expires_at) = 'integer' THEN expires_at END";
 
 /// The record size limit, as SQLite compares it.
 fn limit() -> i64 {
