@@ -1,6 +1,7 @@
-//! Bad input against a real `redis-server`: values under our keys that are not ours, and
-//! malformed URLs, unreachable servers and wrong credentials, each with a clear error that
-//! never shows the password.
+//! Bad input against a real `redis-server`: a value far too large to read, and malformed
+//! URLs, unreachable servers and wrong credentials, each with a clear error that never shows
+//! the password. Foreign contents at our keys and namespace neighbours are the conformance
+//! kit's hostile-back-end cases (tests/conformance.rs).
 
 use std::process::Command;
 use std::time::Duration;
@@ -11,195 +12,72 @@ use breaker_testing::servers::{RedisServer, free_port};
 
 const T: Duration = Duration::from_secs(2);
 
-/// Feeds bytes to a command's standard input and says whether it succeeded.
-trait StdinBytes {
-    fn stdin_bytes(&mut self, input: &[u8]) -> bool;
+/// `total_net_output_bytes` of the server: what it has sent to all clients so far.
+async fn bytes_sent(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("INFO stats reports the bytes sent")
 }
 
-impl StdinBytes for Command {
-    fn stdin_bytes(&mut self, input: &[u8]) -> bool {
-        use std::io::Write;
-        let mut child = self
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-cli runs");
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait().unwrap().success()
-    }
-}
-
-fn cli(server: &RedisServer, args: &[&str]) {
-    let out = Command::new("redis-cli")
-        .args(["-p", &server.port().to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    assert!(out.status.success(), "redis-cli {args:?}");
-}
-
-/// Plants `args` (a redis-cli command) and checks that a breaker of `name` reports the value
-/// as corrupt, keeps working, replaces it with its next write, and that operator actions
-/// succeed against it.
-async fn survives(server: &RedisServer, name: &str, plants: &[&[&str]]) {
-    for args in plants {
-        cli(server, args);
-    }
+/// A 100 MB value at a record's key: measured by the server (HSTRLEN), never sent to the
+/// breaker, reported as corrupt and replaced by its next write; the breaker never times out
+/// on it. (The kit's `a_value_too_large_to_read_is_corrupt_and_replaced` plants 1 MiB on
+/// every driver; this is the size the issue measured on Redis.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_value_is_corrupt_without_being_transferred() {
+    let server = RedisServer::start();
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let big = vec![b'x'; 100 * 1024 * 1024];
+    let () = redis::cmd("HSET")
+        .arg("{breaker/big}:r")
+        .arg("v")
+        .arg(5)
+        .arg("d")
+        .arg(big)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let before = bytes_sent(&mut con).await;
     let policy = Policy::builder()
         .failures_within(1, Duration::from_secs(60))
         .build()
         .unwrap();
     let driver = RedisDriver::open(&server.url()).unwrap();
-    let b = Breaker::builder(name, driver.clone())
+    let b = Breaker::builder("big", driver.clone())
         .policy(policy)
         .build()
         .unwrap();
     let mut events = b.subscribe();
+    assert!(b.call(|| async { Ok::<(), &str>(()) }).await.is_ok());
     assert!(
-        b.call(|| async { Ok::<(), &str>(()) }).await.is_ok(),
-        "{name}: a foreign value does not wedge the breaker"
+        events.drain().iter().any(
+            |e| matches!(e, Event::CorruptRecord(err) if err.kind() == DriverErrorKind::Corrupt)
+        ),
+        "reported as corrupt"
     );
-    let corrupt = events.drain().into_iter().any(
-        |e| matches!(e, Event::CorruptRecord(ref err) if err.kind() == DriverErrorKind::Corrupt),
-    );
-    assert!(corrupt, "{name}: reported as corrupt");
+    assert!(!b.is_degraded(), "no timeout on the big value");
     assert!(matches!(
         b.call(|| async { Err::<(), _>("boom") }).await,
         Err(Error::Call(_))
     ));
     b.written().await;
-    let stored = breaker_core::Driver::load(&driver, &breaker_core::Name::new(name).unwrap(), T)
+    let sent = bytes_sent(&mut con).await - before;
+    assert!(sent < 1024 * 1024, "the server sent {sent} bytes in all");
+    let stored = breaker_core::Driver::load(&driver, &breaker_core::Name::new("big").unwrap(), T)
         .await
         .unwrap()
         .expect("a record");
-    let rec = Record::decode(&stored.value).expect("replaced by a record of ours");
-    assert_eq!(rec.state, State::Open, "{name}");
-    b.reset().await.expect("an operator's reset succeeds");
-    b.force_open().await.expect("and a force-open");
-    assert!(
-        !b.is_degraded(),
-        "{name}: never degraded by a foreign value"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn foreign_values_are_reported_as_corrupt_and_replaced() {
-    let server = RedisServer::start();
-    let cases: [(&str, &[&[&str]]); 4] = [
-        (
-            "garbage",
-            &[&["SET", "{breaker/garbage}:r", "\u{1}\u{2}not ours"]],
-        ),
-        ("list", &[&["RPUSH", "{breaker/list}:r", "a", "b"]]),
-        (
-            "hash",
-            &[&["HSET", "{breaker/hash}:r", "owner", "someone else"]],
-        ),
-        (
-            "schema",
-            &[&[
-                "HSET",
-                "{breaker/schema}:r",
-                "v",
-                "3",
-                "d",
-                "{\"schema\":42}",
-            ]],
-        ),
-    ];
-    for (name, plants) in cases {
-        survives(&server, name, plants).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn versions_and_counters_that_are_not_ours_are_corrupt() {
-    let server = RedisServer::start();
-    // A version field that Rust would parse but is not what the script writes, or that no
-    // script could compare: each must read as corrupt, not wedge or loop on conflicts.
-    for (i, v) in [
-        "abc",
-        "-1",
-        "1e3",
-        "18446744073709551616",
-        "+7",
-        "007",
-        "0",
-        "",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let name = format!("version-{i}");
-        let key = format!("{{breaker/{name}}}:r");
-        survives(&server, &name, &[&["HSET", &key, "v", v, "d", "{}"]]).await;
-    }
-    // A version counter that is not a counter, or one at its limit.
-    let max = i64::MAX.to_string();
-    let seq_cases: [(&str, &[&str]); 3] = [
-        (
-            "seq-garbage",
-            &["SET", "{breaker/seq-garbage}:seq", "garbage"],
-        ),
-        ("seq-max", &["SET", "{breaker/seq-max}:seq", &max]),
-        ("seq-list", &["RPUSH", "{breaker/seq-list}:seq", "a"]),
-    ];
-    for (name, plant) in seq_cases {
-        cli(&server, plant);
-        let driver = RedisDriver::open(&server.url()).unwrap();
-        let b = Breaker::builder(name, driver).build().unwrap();
-        b.force_open()
-            .await
-            .expect("a write despite the foreign counter");
-        b.reset().await.expect("and another");
-        assert_eq!(b.refresh().await.unwrap(), State::Closed, "{name}");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversize_value_is_corrupt_without_being_transferred() {
-    let server = RedisServer::start();
-    // Over the record size limit; redis-cli takes it from a file, not the command line.
-    let big = "x".repeat(breaker_core::MAX_RECORD_BYTES + 1);
-    let out = Command::new("redis-cli")
-        .args([
-            "-p",
-            &server.port().to_string(),
-            "-x",
-            "HSET",
-            "{breaker/big}:r",
-            "d",
-        ])
-        .stdin_bytes(big.as_bytes());
-    assert!(out, "planted the oversize value");
-    cli(&server, &["HSET", "{breaker/big}:r", "v", "5"]);
-    survives(&server, "big", &[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn neighbours_in_the_namespace_never_share_a_key() {
-    let server = RedisServer::start();
-    let open = |prefix: &str| {
-        RedisDriver::open_with(
-            &[server.url().as_str()],
-            breaker_driver_redis::RedisOptions::default().prefix(prefix),
-        )
-        .unwrap()
-    };
-    // `a` + `b:c` and `a:b` + `c` would both be `{a:b:c}` with a `:` separator.
-    let one = Breaker::builder("b:c", open("a")).build().unwrap();
-    let two = Breaker::builder("c", open("a:b")).build().unwrap();
-    let default = Breaker::builder("x:y", open("breaker")).build().unwrap();
-    let nested = Breaker::builder("y", open("breaker:x")).build().unwrap();
-    one.force_open().await.unwrap();
-    default.force_open().await.unwrap();
-    assert_eq!(two.refresh().await.unwrap(), State::Closed);
-    assert_eq!(nested.refresh().await.unwrap(), State::Closed);
-    let listed = breaker_core::Driver::list(&open("breaker"), T)
-        .await
-        .unwrap();
-    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["x:y"], "the prefix `breaker` lists only its own");
+    assert_eq!(Record::decode(&stored.value).unwrap().state, State::Open);
 }
 
 #[test]
