@@ -9,6 +9,8 @@
 //! expiry is not an integer (the row is live until the sweep removes it). One foreign row
 //! never stops `list` for the others.
 
+use std::collections::HashMap;
+
 use breaker_core::{Name, Swap, Versioned};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -143,6 +145,27 @@ pub(crate) fn sweep(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
          AND (typeof(expires_at) <> 'integer' OR expires_at <= ?1)",
         [now],
     )
+}
+
+/// The version of every live record under `prefix` (read as [`ROW`] reads it), without
+/// their values, by name (left as text: names are interned, and most are not watched):
+/// what a poll compares with the versions its watchers were told of.
+pub(crate) fn versions(
+    conn: &mut Connection,
+    prefix: &str,
+    now: i64,
+) -> rusqlite::Result<HashMap<String, u64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, CASE WHEN typeof(version) = 'integer' AND version > 0 THEN version ELSE 0 END
+         FROM breaker_records
+         WHERE prefix = ?1 AND typeof(name) = 'text'
+           AND (expires_at IS NULL OR typeof(expires_at) <> 'integer' OR expires_at > ?2)",
+    )?;
+    let rows = stmt.query_map(params![prefix, now], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    rows.map(|row| row.map(|(name, version)| (name, version as u64)))
+        .collect()
 }
 
 /// Every live record under `prefix`. Rows whose name is not a valid breaker name were not

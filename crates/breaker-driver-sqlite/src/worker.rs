@@ -4,6 +4,7 @@
 //! a busy handler that yields instead of sleeping long.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,10 +45,10 @@ fn busy_handler(attempt: i32) -> bool {
     true
 }
 
-struct Watcher {
-    id: u64,
-    name: Name,
-    sink: ChangeSink,
+/// The watchers of one name, and the version they were last told of.
+#[derive(Default)]
+struct Watched {
+    sinks: Vec<(u64, ChangeSink)>,
     last: Option<u64>,
 }
 
@@ -59,7 +60,10 @@ pub(crate) struct Worker {
     conn: Option<Connection>,
     /// Device and inode of the file the connection has open.
     identity: Option<(u64, u64)>,
-    watchers: Vec<Watcher>,
+    /// Watchers by name, so that a write reaches its own without looking at the others'.
+    watchers: HashMap<Name, Watched>,
+    /// The name of each watch, by its id.
+    watch_names: HashMap<u64, Name>,
     data_version: Option<i64>,
     swaps: u64,
     /// Whether the last poll worked: a watch is alive only while it does.
@@ -213,37 +217,55 @@ impl Worker {
     }
 
     pub(crate) fn watch(&mut self, id: u64, name: Name, sink: ChangeSink) {
-        self.watchers.push(Watcher {
-            id,
-            name,
-            sink,
-            last: None,
-        });
+        self.watchers
+            .entry(name)
+            .or_default()
+            .sinks
+            .push((id, sink));
+        self.watch_names.insert(id, name);
     }
 
     pub(crate) fn unwatch(&mut self, id: u64) {
-        self.watchers.retain(|w| w.id != id);
-    }
-
-    fn deliver(&mut self, name: &Name, record: Option<Versioned>) {
-        let version = record.as_ref().map(|r| r.version);
-        for w in self.watchers.iter_mut().filter(|w| w.name == *name) {
-            if w.last != version {
-                w.last = version;
-                (w.sink)(Change {
-                    name: *name,
-                    record: record.clone(),
-                });
+        let Some(name) = self.watch_names.remove(&id) else {
+            return;
+        };
+        if let Some(watched) = self.watchers.get_mut(&name) {
+            watched.sinks.retain(|(i, _)| *i != id);
+            if watched.sinks.is_empty() {
+                self.watchers.remove(&name);
             }
         }
     }
 
-    /// Looks for commits by other connections, and delivers what changed to the watchers.
+    /// Tells the watchers of `name` of `record`, unless they were told of its version.
+    fn deliver(&mut self, name: &Name, record: Option<Versioned>) {
+        let Some(watched) = self.watchers.get_mut(name) else {
+            return;
+        };
+        let version = record.as_ref().map(|r| r.version);
+        if watched.last == version {
+            return;
+        }
+        watched.last = version;
+        for (_, sink) in &watched.sinks {
+            sink(Change {
+                name: *name,
+                record: record.clone(),
+            });
+        }
+    }
+
+    /// Looks for commits by other connections and delivers what changed to the watchers:
+    /// one statement reads every live version under the prefix, and only the records whose
+    /// version moved are read whole, so a poll costs one query plus the changes, however
+    /// many breakers are watched. The whole poll shares one deadline.
     fn poll(&mut self, timeout: Duration) {
         if self.watchers.is_empty() {
             return;
         }
-        let version = self.run("polling for changes", timeout, |conn, _, _| {
+        let deadline = Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let version = self.run("polling for changes", left(), |conn, _, _| {
             conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
         });
         let Ok(version) = version else {
@@ -254,11 +276,21 @@ impl Worker {
         if self.data_version == Some(version) {
             return;
         }
+        let Ok(stored) = self.run("polling for changes", left(), store::versions) else {
+            return;
+        };
         self.data_version = Some(version);
-        let names: Vec<Name> = self.watchers.iter().map(|w| w.name).collect();
-        for name in names {
-            if let Ok(record) = self.load(&name, timeout) {
-                self.deliver(&name, record);
+        let moved: Vec<Name> = self
+            .watchers
+            .iter()
+            .filter(|(name, w)| w.last != stored.get(name.as_str()).copied())
+            .map(|(name, _)| *name)
+            .collect();
+        for name in moved {
+            match self.load(&name, left()) {
+                Ok(record) => self.deliver(&name, record),
+                // Read at the next poll: the data version is not taken as seen.
+                Err(_) => self.data_version = None,
             }
         }
     }
@@ -281,7 +313,8 @@ pub(crate) fn spawn(
         clock,
         conn: None,
         identity: None,
-        watchers: Vec::new(),
+        watchers: HashMap::new(),
+        watch_names: HashMap::new(),
         data_version: None,
         swaps: 0,
         polling,

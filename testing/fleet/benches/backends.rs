@@ -3,7 +3,9 @@
 //! wait percentiles); Redis round trips per call counted by Redis itself, in default and
 //! strict mode, and calls per second through one breaker from four processes; etcd round
 //! trips per call counted by etcd itself; and for each, the time from one process's trip to
-//! another process's first rejection. Then how far a breaker's clock is from Redis's own (and
+//! another process's first rejection; with 1 to 10,000 breakers watched on one SQLite
+//! driver, how long another connection's change takes to reach its watcher and what a flush
+//! costs meanwhile. Then how far a breaker's clock is from Redis's own (and
 //! the host's coarse clock from its exact one), idle and with every core loaded; and what a
 //! failing call costs its caller on each back-end.
 //!
@@ -112,6 +114,15 @@ fn sqlite(bins: &Bins) {
         "trip to another process's first rejection (poll every 25 ms)",
         latency,
     );
+    for breakers in [1, 1_000, 10_000] {
+        let path = dir.path().join(format!("watched-{breakers}.db"));
+        let (reach, flush) = measure::many_watched_sqlite(&path, breakers, 40);
+        show(
+            &format!("{breakers} watched breakers on one driver: a change reaches its watcher"),
+            reach,
+        );
+        show("  a flush of another breaker right after the change", flush);
+    }
 }
 
 fn redis(bins: &Bins) {

@@ -394,3 +394,50 @@ pub fn call_latency(url: &str, calls: u32, gap: Duration, failing: bool) -> Spre
     b.flush_blocking().expect("flush");
     Spread::of(sample)
 }
+
+/// What many watched breakers on one SQLite driver cost when another process writes:
+/// `breakers` breakers over one driver of the database at `path`, each loaded and watched;
+/// then `rounds` times, another driver (a connection of its own, as another process has)
+/// forces one of them open and back, and one of the watched breakers flushes at once. Returns
+/// the time each change took to reach its watching breaker, and each flush's time.
+pub fn many_watched_sqlite(
+    path: &std::path::Path,
+    breakers: usize,
+    rounds: usize,
+) -> (Spread, Spread) {
+    use shared_breaker::sqlite::SqliteDriver;
+    let watching = SqliteDriver::open(path).expect("the database opens");
+    let other = SqliteDriver::open(path).expect("the database opens");
+    let all: Vec<Breaker> = (0..breakers)
+        .map(|i| {
+            let b = Breaker::builder(&format!("watched-{i}"), watching.clone())
+                .build()
+                .expect("a breaker");
+            b.refresh_blocking().expect("loaded and watched");
+            b
+        })
+        .collect();
+    let (mut reach, mut flush) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let i = round * 7919 % breakers;
+        let writer = Breaker::builder(&format!("watched-{i}"), other.clone())
+            .build()
+            .expect("a breaker");
+        let target = if round % 2 == 0 {
+            futures_executor::block_on(writer.force_open()).expect("written");
+            shared_breaker::State::ForcedOpen
+        } else {
+            futures_executor::block_on(writer.reset()).expect("written");
+            shared_breaker::State::Closed
+        };
+        let written = Instant::now();
+        all[(i + 1) % breakers].flush_blocking().expect("flush");
+        flush.push(written.elapsed());
+        while all[i].state() != Some(target) {
+            assert!(written.elapsed() < Duration::from_secs(30), "never reached");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        reach.push(written.elapsed());
+    }
+    (Spread::of(reach), Spread::of(flush))
+}
