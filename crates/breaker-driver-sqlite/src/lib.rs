@@ -23,8 +23,8 @@
 //! one record: 6,319 to 776) and held readers during writes (another process's first
 //! rejection after a trip: p99 531 ms instead of 25 ms). Since WAL, once any process sets it
 //! on a file, applies to every connection of that file, the driver always uses WAL. A file
-//! or directory that is read-only when the driver opens it, a deleted or replaced file, and
-//! a full disk are errors, with the failure policy.
+//! or directory that is read-only when the driver opens it, and a file deleted or replaced
+//! under it, are errors, with the failure policy.
 //!
 //! ```
 //! use breaker_driver_sqlite::{Breaker, Policy, SqliteDriver};
