@@ -164,3 +164,90 @@ mod tests {
         assert_eq!((row.successes, row.failures), (u64::MAX, u64::MAX));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use shared_breaker::{Bucket, Lease, Timer};
+
+    /// Any number a hostile writer could put in a field, edges included.
+    fn wide() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0),
+            Just(1),
+            Just(u64::MAX),
+            Just(u64::MAX - 1),
+            any::<u64>()
+        ]
+    }
+
+    /// Records with any values in every field: they decode, but need not make sense.
+    fn hostile_record() -> impl Strategy<Value = Record> {
+        let state = prop_oneof![
+            Just(State::Closed),
+            Just(State::Open),
+            Just(State::HalfOpen),
+            Just(State::ForcedOpen),
+            Just(State::ForcedClosed)
+        ];
+        let bucket = (wide(), wide(), wide(), wide()).prop_map(|(index, s, f, slow)| {
+            let mut b = Bucket::default();
+            (b.index, b.successes, b.failures, b.slow) = (index, s, f, slow);
+            b
+        });
+        let lease =
+            (wide(), wide()).prop_map(|(id, at)| Lease::new(id, Timestamp::from_millis(at)));
+        (
+            (wide(), state, prop::option::of(wide()), any::<u32>()),
+            prop::collection::vec(bucket, 0..12),
+            prop::collection::vec(lease, 0..6),
+        )
+            .prop_map(
+                |((generation, state, until, consecutive), buckets, leases)| {
+                    let mut rec = Record::new();
+                    (rec.generation, rec.state) = (generation, state);
+                    rec.open_until = until.map(Timestamp::from_millis);
+                    rec.consecutive_failures = consecutive;
+                    (rec.buckets, rec.leases) = (buckets, leases);
+                    rec
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_048))]
+
+        /// The CLI's part of the fuzz target: whatever record a back-end holds, and whatever
+        /// timers it reports, `list` and `show` build their row, table and JSON without a
+        /// panic or an overflow (tests build with overflow checks).
+        #[test]
+        fn any_record_makes_a_row(
+            rec in hostile_record(),
+            version in wide(),
+            now in wide(),
+            timers in any::<bool>(),
+            running in prop::collection::vec((wide(), wide()), 0..4),
+        ) {
+            let running = running
+                .into_iter()
+                .flat_map(|(generation, lease)| {
+                    [Timer::OpenPeriod { generation }, Timer::ProbeLease { generation, lease }]
+                })
+                .collect();
+            let stored = Versioned::new(version, rec.encode()).with_timers(running);
+            let row = Row::new("fuzzed", &stored, Timestamp::from_millis(now), timers);
+            prop_assert_ne!(row.state.as_str(), "corrupt");
+            let _ = table(std::slice::from_ref(&row));
+            serde_json::to_string(&row).expect("a row serialises");
+        }
+
+        /// Bytes that are no record make a `corrupt` row, never a panic.
+        #[test]
+        fn any_bytes_make_a_row(bytes in prop::collection::vec(any::<u8>(), 0..256), now in wide()) {
+            let stored = Versioned::new(1, bytes);
+            let row = Row::new("fuzzed", &stored, Timestamp::from_millis(now), false);
+            let _ = table(&[row]);
+        }
+    }
+}
