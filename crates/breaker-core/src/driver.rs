@@ -380,3 +380,16 @@ impl std::error::Error for DriverError {
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
+
+/// Checks a driver's namespace prefix for back-end `backend`: the characters of a breaker
+/// name (ASCII letters, digits, `-`, `_`, `.`, `:`), so that no prefix holds the separator a
+/// driver puts between it and a name, and the (prefix, name) to key mapping stays injective.
+/// The error is a [`DriverErrorKind::Config`] naming the back-end and the prefix.
+pub fn check_prefix(backend: &str, prefix: &str) -> Result<(), DriverError> {
+    crate::Name::check(prefix).map_err(|_| {
+        DriverError::new(
+            DriverErrorKind::Config,
+            format!("{backend}: invalid prefix {prefix:?}: use ASCII letters, digits, '-', '_', '.', ':'"),
+        )
+    })
+}

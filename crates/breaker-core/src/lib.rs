@@ -36,6 +36,7 @@ pub mod timers;
 pub use breaker::{AdmissionError, Breaker, BreakerBuilder, Permit};
 pub use driver::{
     Change, ChangeSink, Driver, DriverError, DriverErrorKind, DynDriver, Swap, Versioned, Watch,
+    check_prefix,
 };
 pub use error::{BackendError, BuildError, Error, Operation, Rejected};
 pub use events::{Cause, Event, SUBSCRIPTION_CAPACITY, Subscription};

@@ -65,6 +65,12 @@ pub enum NameError {
 impl Name {
     /// Validates `name`.
     pub fn new(name: &str) -> Result<Self, NameError> {
+        Name::check(name)?;
+        Ok(Name(intern(name)))
+    }
+
+    /// Whether `name` would be a valid name, without keeping it.
+    pub fn check(name: &str) -> Result<(), NameError> {
         if name.is_empty() {
             return Err(NameError::Empty);
         }
@@ -92,7 +98,7 @@ impl Name {
                 found: first,
             });
         }
-        Ok(Name(intern(name)))
+        Ok(())
     }
 
     /// The name as a string slice.

@@ -235,16 +235,11 @@ impl EtcdDriver {
             }
             plain.push(endpoint);
         }
-        if Name::new(&options.prefix).is_err() {
-            return Err(config(format!(
-                "etcd: invalid prefix {:?}: use ASCII letters, digits, '-', '_', '.', ':'",
-                options.prefix
-            )));
-        }
+        breaker_core::check_prefix("etcd", &options.prefix)?;
         Ok(EtcdDriver {
             inner: Arc::new(Inner {
                 endpoints: plain,
-                dir: format!("{}/", options.prefix),
+                dir: timers::dir_of(&options.prefix),
                 options,
                 client: OnceCell::new(),
                 leases: Mutex::new(HashMap::new()),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use breaker_core::{Name, Timer};
 use etcd_client::KeyValue;
 
-/// The key prefix of `record_key`'s timers.
+/// The key prefix of `record_key`'s timers; of a driver's keys, given its prefix.
 pub(crate) fn dir_of(record_key: &str) -> String {
     format!("{record_key}/")
 }
@@ -119,6 +119,28 @@ mod tests {
             "unknown",
         ] {
             assert_eq!(parse(rest), None, "{rest:?}");
+        }
+    }
+
+    fn part() -> impl proptest::strategy::Strategy<Value = String> {
+        "[a-z0-9_-][a-z0-9_.:-]{0,12}"
+    }
+
+    proptest::proptest! {
+        /// (prefix, name) → key is injective: a record key, or a timer key, read under a
+        /// prefix is that prefix's breaker's exactly when it was written under it, so no
+        /// breaker reads, lists or watches another namespace's keys. (Prefixes and names
+        /// cannot hold the `/` between them.)
+        #[test]
+        fn keys_are_injective(p1 in part(), n1 in part(), p2 in part(), n2 in part()) {
+            let record = format!("{}{n1}", dir_of(&p1));
+            let timer = key(&dir_of(&record), &Timer::OpenPeriod { generation: 1 });
+            let read = |key: &str| key.strip_prefix(&dir_of(&p2)).and_then(Key::parse).map(|k| k.name());
+            let own = (p1 == p2).then(|| Name::new(&n1).unwrap());
+            proptest::prop_assert_eq!(read(&record), own);
+            proptest::prop_assert_eq!(read(&timer), own);
+            let other = format!("{}{n2}", dir_of(&p2));
+            proptest::prop_assert_eq!(record == other, (&p1, &n1) == (&p2, &n2));
         }
     }
 

@@ -139,12 +139,7 @@ impl RedisDriver {
             .first()
             .ok_or_else(|| config("redis: no URL given".into()))?;
         let url = redact(first);
-        if Name::new(&options.prefix).is_err() {
-            return Err(config(format!(
-                "redis: invalid prefix {:?}: use ASCII letters, digits, '-', '_', '.', ':'",
-                options.prefix
-            )));
-        }
+        breaker_core::check_prefix("redis", &options.prefix)?;
         let parse = |u: &str| {
             let client = match &options.tls_root_cert {
                 Some(pem) => redis::Client::build_with_tls(

@@ -135,12 +135,7 @@ impl SqliteDriver {
         if path.as_os_str().is_empty() {
             return Err(config("sqlite: the database path is empty".into()));
         }
-        if Name::new(&options.prefix).is_err() {
-            return Err(config(format!(
-                "sqlite: invalid prefix {:?}: use ASCII letters, digits, '-', '_', '.', ':'",
-                options.prefix
-            )));
-        }
+        breaker_core::check_prefix("sqlite", &options.prefix)?;
         if options.poll_interval.is_zero() {
             return Err(config(
                 "sqlite: poll_interval must be greater than zero".into(),
