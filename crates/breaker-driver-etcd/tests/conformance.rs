@@ -42,31 +42,29 @@ impl Harness for EtcdHarness {
 /// Foreign contents for a breaker: at its record key (`R`), or keys under its timer
 /// directory (`R/...`) put without a lease, which no breaker writes.
 const FOREIGN: &[(Foreign, &str, &[u8])] = &[
-    (record("bytes that are no JSON"), "R", b"\xff\x00\x13"),
-    (record("a newer schema"), "R", b"{\"schema\":7}"),
-    (record("JSON of another shape"), "R", b"[1,2,3]"),
     (
-        beside("an open-period key without a lease"),
+        Foreign::at_record("bytes that are no JSON"),
+        "R",
+        b"\xff\x00\x13",
+    ),
+    (Foreign::at_record("a newer schema"), "R", b"{\"schema\":7}"),
+    (Foreign::at_record("JSON of another shape"), "R", b"[1,2,3]"),
+    (
+        Foreign::beside("an open-period key without a lease"),
         "R/open/1",
         b"",
     ),
-    (beside("a probe key without a lease"), "R/probe/1/1", b""),
-    (beside("a key of no known shape"), "R/other/thing", b"x"),
+    (
+        Foreign::beside("a probe key without a lease"),
+        "R/probe/1/1",
+        b"",
+    ),
+    (
+        Foreign::beside("a key of no known shape"),
+        "R/other/thing",
+        b"x",
+    ),
 ];
-
-const fn record(what: &'static str) -> Foreign {
-    Foreign {
-        what,
-        at_record: true,
-    }
-}
-
-const fn beside(what: &'static str) -> Foreign {
-    Foreign {
-        what,
-        at_record: false,
-    }
-}
 
 impl HostileHarness for EtcdHarness {
     /// The record keys and their values.

@@ -45,50 +45,60 @@ impl RedisHarness {
 /// Foreign contents at a breaker's keys (`R`: its record key, `S`: its version counter),
 /// as a redis-cli command.
 const FOREIGN: &[(Foreign, &[&str])] = &[
-    (record("a string"), &["SET", "R", "\u{1}not ours"]),
-    (record("a list"), &["RPUSH", "R", "a", "b"]),
     (
-        record("a hash of other fields"),
+        Foreign::at_record("a string"),
+        &["SET", "R", "\u{1}not ours"],
+    ),
+    (Foreign::at_record("a list"), &["RPUSH", "R", "a", "b"]),
+    (
+        Foreign::at_record("a hash of other fields"),
         &["HSET", "R", "owner", "someone"],
     ),
     (
-        record("a newer schema"),
+        Foreign::at_record("a newer schema"),
         &["HSET", "R", "v", "3", "d", "{\"schema\":42}"],
     ),
-    (record("version abc"), &["HSET", "R", "v", "abc", "d", "{}"]),
-    (record("version -1"), &["HSET", "R", "v", "-1", "d", "{}"]),
-    (record("version 1e3"), &["HSET", "R", "v", "1e3", "d", "{}"]),
     (
-        record("version 2^64"),
+        Foreign::at_record("version abc"),
+        &["HSET", "R", "v", "abc", "d", "{}"],
+    ),
+    (
+        Foreign::at_record("version -1"),
+        &["HSET", "R", "v", "-1", "d", "{}"],
+    ),
+    (
+        Foreign::at_record("version 1e3"),
+        &["HSET", "R", "v", "1e3", "d", "{}"],
+    ),
+    (
+        Foreign::at_record("version 2^64"),
         &["HSET", "R", "v", "18446744073709551616", "d", "{}"],
     ),
-    (record("version +7"), &["HSET", "R", "v", "+7", "d", "{}"]),
-    (record("version 007"), &["HSET", "R", "v", "007", "d", "{}"]),
     (
-        record("an empty version"),
+        Foreign::at_record("version +7"),
+        &["HSET", "R", "v", "+7", "d", "{}"],
+    ),
+    (
+        Foreign::at_record("version 007"),
+        &["HSET", "R", "v", "007", "d", "{}"],
+    ),
+    (
+        Foreign::at_record("an empty version"),
         &["HSET", "R", "v", "", "d", "{}"],
     ),
-    (beside("a counter of garbage"), &["SET", "S", "garbage"]),
     (
-        beside("a counter at i64::MAX"),
+        Foreign::beside("a counter of garbage"),
+        &["SET", "S", "garbage"],
+    ),
+    (
+        Foreign::beside("a counter at i64::MAX"),
         &["SET", "S", "9223372036854775807"],
     ),
-    (beside("a counter that is a list"), &["RPUSH", "S", "a"]),
+    (
+        Foreign::beside("a counter that is a list"),
+        &["RPUSH", "S", "a"],
+    ),
 ];
-
-const fn record(what: &'static str) -> Foreign {
-    Foreign {
-        what,
-        at_record: true,
-    }
-}
-
-const fn beside(what: &'static str) -> Foreign {
-    Foreign {
-        what,
-        at_record: false,
-    }
-}
 
 impl HostileHarness for RedisHarness {
     /// Every key with its remaining time to live and its DUMP.

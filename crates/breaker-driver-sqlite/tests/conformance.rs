@@ -60,42 +60,31 @@ impl Harness for SqliteHarness {
 /// Foreign cells in a breaker's row (`?1`: its name) and foreign version counters.
 const FOREIGN: &[(Foreign, &str)] = &[
     (
-        record("a TEXT value holding a record"),
+        Foreign::at_record("a TEXT value holding a record"),
         "2, '{\"schema\":1}', NULL",
     ),
-    (record("a REAL value"), "2, 1.5, NULL"),
-    (record("a TEXT version"), "'abc', x'7b7d', NULL"),
-    (record("a REAL version"), "1.5, x'7b7d', NULL"),
-    (record("version zero"), "0, x'7b7d', NULL"),
-    (record("a negative version"), "-7, x'7b7d', NULL"),
-    (record("a TEXT expiry"), "3, x'7b7d', 'soon'"),
+    (Foreign::at_record("a REAL value"), "2, 1.5, NULL"),
+    (Foreign::at_record("a TEXT version"), "'abc', x'7b7d', NULL"),
+    (Foreign::at_record("a REAL version"), "1.5, x'7b7d', NULL"),
+    (Foreign::at_record("version zero"), "0, x'7b7d', NULL"),
     (
-        beside("the version counter at i64::MAX"),
+        Foreign::at_record("a negative version"),
+        "-7, x'7b7d', NULL",
+    ),
+    (Foreign::at_record("a TEXT expiry"), "3, x'7b7d', 'soon'"),
+    (
+        Foreign::beside("the version counter at i64::MAX"),
         "UPDATE breaker_meta SET value = 9223372036854775807 WHERE key = 'last_version'",
     ),
     (
-        beside("the version counter as TEXT"),
+        Foreign::beside("the version counter as TEXT"),
         "UPDATE breaker_meta SET value = 'abc' WHERE key = 'last_version'",
     ),
     (
-        beside("the version counter deleted"),
+        Foreign::beside("the version counter deleted"),
         "DELETE FROM breaker_meta WHERE key = 'last_version'",
     ),
 ];
-
-const fn record(what: &'static str) -> Foreign {
-    Foreign {
-        what,
-        at_record: true,
-    }
-}
-
-const fn beside(what: &'static str) -> Foreign {
-    Foreign {
-        what,
-        at_record: false,
-    }
-}
 
 /// The rows of both tables, as a backup holds them.
 struct Backup {

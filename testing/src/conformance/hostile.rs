@@ -14,7 +14,7 @@ use crate::unique_name;
 const T: Duration = Duration::from_secs(5);
 
 /// Three failures within ten seconds trip; open for five seconds; one probe closes.
-fn policy() -> Policy {
+pub(crate) fn policy() -> Policy {
     Policy::builder()
         .failures_within(3, Duration::from_secs(10))
         .open_for(Duration::from_secs(5))
@@ -138,53 +138,4 @@ pub async fn counts_that_overflow_saturate<H: Harness>(h: Arc<H>) {
         Some(State::Open),
         "the full slow window tripped it"
     );
-}
-
-/// A store that lost the record of a forced state (restarted without its data, restored from
-/// an older backup) while a newcomer wrote a record of its own: the agents that obeyed the
-/// forced state write it back over the newcomer's, and every agent, old or new, ends up
-/// obeying it. The loss is played by a writer that replaces the record with a fresh one
-/// through the driver, as the newcomer would after the loss.
-pub async fn a_forced_state_outlives_a_store_that_lost_it<H: Harness>(h: Arc<H>) {
-    let clock = ManualClock::new(START);
-    let name = unique_name("lost-forced");
-    let (a, b) = (
-        agent(&*h, &name, &policy(), &clock).await,
-        agent(&*h, &name, &policy(), &clock).await,
-    );
-    a.force_open().await.unwrap();
-    b.flush().await.unwrap();
-    assert_eq!(b.state(), Some(State::ForcedOpen));
-    let forced_generation = a.snapshot().generation;
-    plant(&*h, &name, &Record::new()).await;
-    for x in [&a, &b] {
-        x.flush().await.unwrap();
-        assert_eq!(
-            x.state(),
-            Some(State::ForcedOpen),
-            "still obeyed after the loss"
-        );
-    }
-    for x in [&a, &b] {
-        x.flush().await.unwrap();
-    }
-    let newcomer = agent(&*h, &name, &policy(), &clock).await;
-    assert_eq!(
-        newcomer.refresh().await.unwrap(),
-        State::ForcedOpen,
-        "written back for the whole fleet"
-    );
-    let rec = stored_record(&*h, &name).await.expect("a record");
-    assert_eq!(rec.state, State::ForcedOpen);
-    assert!(rec.generation >= forced_generation);
-    // An operator's reset after it is a reset, as ever.
-    newcomer.reset().await.unwrap();
-    for x in [&a, &b] {
-        x.flush().await.unwrap();
-        assert_eq!(
-            x.state(),
-            Some(State::Closed),
-            "the reset reached every agent"
-        );
-    }
 }

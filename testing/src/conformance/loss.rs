@@ -4,21 +4,20 @@
 //! holds, and an operator's handle from before the loss never gives up on conflicts.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use breaker_core::{ManualClock, Policy, State};
+use breaker_core::{Breaker, ManualClock, State};
 
+use super::hostile::policy;
 use super::{HostileHarness, START, agent, stored_record};
 use crate::calls::fail;
 use crate::unique_name;
 
-/// Three failures within ten seconds trip; open for five seconds.
-fn policy() -> Policy {
-    Policy::builder()
-        .failures_within(3, Duration::from_secs(10))
-        .open_for(Duration::from_secs(5))
-        .build()
-        .unwrap()
+/// Each of `agents` flushes (writes what it holds and reads the record), then reports `state`.
+async fn all_see(agents: &[&Breaker], state: State, what: &str) {
+    for x in agents {
+        x.flush().await.unwrap();
+        assert_eq!(x.state(), Some(state), "{what}");
+    }
 }
 
 /// Force-open; the store restarts without its data; a newcomer writes a record of its own
@@ -32,50 +31,33 @@ pub async fn a_wiped_store_keeps_the_forced_state<H: HostileHarness>(h: Arc<H>) 
         agent(&*h, &name, &policy(), &clock).await,
     );
     a.force_open().await.unwrap();
-    b.flush().await.unwrap();
-    assert_eq!(b.state(), Some(State::ForcedOpen));
+    all_see(&[&b], State::ForcedOpen, "forced").await;
     h.wipe().await;
-    assert!(
-        stored_record(&*h, &name).await.is_none(),
-        "the store lost it"
-    );
+    let lost = stored_record(&*h, &name).await;
+    assert!(lost.is_none(), "the store lost it");
     let newcomer = agent(&*h, &name, &policy(), &clock).await;
     let _ = fail(&newcomer).await;
-    for x in [&a, &b] {
-        x.flush().await.unwrap();
-        assert_eq!(x.state(), Some(State::ForcedOpen), "still obeyed");
-    }
-    assert_eq!(
-        newcomer.refresh().await.unwrap(),
+    all_see(
+        &[&a, &b, &newcomer],
         State::ForcedOpen,
-        "written back for the whole fleet"
-    );
-    assert_eq!(
-        stored_record(&*h, &name).await.unwrap().state,
-        State::ForcedOpen
-    );
+        "written back and obeyed",
+    )
+    .await;
+    let stored = stored_record(&*h, &name).await.unwrap();
+    assert_eq!(stored.state, State::ForcedOpen, "for the whole fleet");
     // The operator's handle from before the loss: its reset lands and reaches everyone.
     a.reset().await.expect("the reset is written");
-    for x in [&b, &newcomer] {
-        x.flush().await.unwrap();
-        assert_eq!(
-            x.state(),
-            Some(State::Closed),
-            "the reset reached every agent"
-        );
-    }
+    all_see(
+        &[&b, &newcomer],
+        State::Closed,
+        "the reset reached every agent",
+    )
+    .await;
     // A fresh operator's action after the loss binds the agents whose cached versions came
     // from before it.
     let operator = agent(&*h, &name, &policy(), &clock).await;
     operator.force_closed().await.unwrap();
-    for x in [&a, &b] {
-        x.flush().await.unwrap();
-        assert_eq!(
-            x.state(),
-            Some(State::ForcedClosed),
-            "followed after the loss"
-        );
-    }
+    all_see(&[&a, &b], State::ForcedClosed, "followed after the loss").await;
 }
 
 /// A backup of a closed breaker; the breaker then trips (newer versions, a new generation);
@@ -94,17 +76,9 @@ pub async fn a_store_restored_from_an_older_backup_is_followed<H: HostileHarness
     for _ in 0..2 {
         let _ = fail(&a).await;
     }
-    b.flush().await.unwrap();
-    assert_eq!(b.state(), Some(State::Open));
+    all_see(&[&b], State::Open, "tripped").await;
     h.restore(backup).await;
-    for x in [&a, &b] {
-        x.flush().await.unwrap();
-        assert_eq!(
-            x.state(),
-            Some(State::Closed),
-            "the restored record is followed"
-        );
-    }
+    all_see(&[&a, &b], State::Closed, "the restored record is followed").await;
     // The restored record held one failure; two more trip it, counted in its generation.
     let _ = fail(&b).await;
     let _ = fail(&a).await;
@@ -115,15 +89,7 @@ pub async fn a_store_restored_from_an_older_backup_is_followed<H: HostileHarness
     );
     let operator = agent(&*h, &name, &policy(), &clock).await;
     operator.force_closed().await.unwrap();
-    for x in [&a, &b] {
-        x.flush().await.unwrap();
-        assert_eq!(
-            x.state(),
-            Some(State::ForcedClosed),
-            "the operator binds them"
-        );
-    }
+    all_see(&[&a, &b], State::ForcedClosed, "the operator binds them").await;
     a.reset().await.expect("an old handle's reset lands");
-    operator.flush().await.unwrap();
-    assert_eq!(operator.state(), Some(State::Closed));
+    all_see(&[&operator], State::Closed, "the reset lands").await;
 }

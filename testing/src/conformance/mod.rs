@@ -94,6 +94,24 @@ pub struct Foreign {
     pub at_record: bool,
 }
 
+impl Foreign {
+    /// Contents where the record is: a breaker's first read reports it as corrupt.
+    pub const fn at_record(what: &'static str) -> Foreign {
+        Foreign {
+            what,
+            at_record: true,
+        }
+    }
+
+    /// Contents beside the record (a version counter, a key of no known shape).
+    pub const fn beside(what: &'static str) -> Foreign {
+        Foreign {
+            what,
+            at_record: false,
+        }
+    }
+}
+
 /// Runs one case on a fresh multi-threaded runtime.
 pub fn run<H, F, Fut>(harness: H, case: F)
 where
@@ -236,7 +254,6 @@ macro_rules! conformance_tests {
             truthful::transitions_are_announced_once_and_first_reads_never,
             hostile::insane_records_are_reported_and_repaired,
             hostile::counts_that_overflow_saturate,
-            hostile::a_forced_state_outlives_a_store_that_lost_it,
             outage::fail_open_admits_everything,
             outage::fail_closed_rejects_with_backend_error,
             outage::local_fallback_protects_and_shared_state_returns,
