@@ -22,6 +22,10 @@ pub enum Cause {
     Caused,
     /// Another agent made it; this one saw it.
     Observed,
+    /// A transition of this agent's own breaker under a quorum
+    /// ([`crate::Policy::min_agents`]): it failed alone, and protects itself without
+    /// opening the fleet's breaker.
+    Local,
 }
 
 /// Something a breaker did or saw.

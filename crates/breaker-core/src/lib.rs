@@ -42,8 +42,13 @@ pub use error::{BackendError, BuildError, Error, Operation, Rejected};
 pub use events::{Cause, Event, SUBSCRIPTION_CAPACITY, Subscription};
 pub use name::{MAX_NAME_LEN, Name, NameError};
 pub use outcome::{Classifier, ErrorsAreFailures, Outcome};
-pub use policy::{BackendFailure, Backoff, Policy, PolicyBuilder, PolicyError, SlowCall, TripRule};
-pub use record::{Bucket, Lease, MAX_RECORD_BYTES, Record, RecordError, SCHEMA_VERSION, State};
+pub use policy::{
+    BackendFailure, Backoff, MAX_MIN_AGENTS, Policy, PolicyBuilder, PolicyError, SlowCall, TripRule,
+};
+pub use record::{
+    Bucket, FailingAgent, Lease, MAX_RECORD_BYTES, OLDEST_SCHEMA, Record, RecordError,
+    SCHEMA_VERSION, State,
+};
 pub use redact::redact_url;
 pub use time::{Clock, ManualClock, SYSTEM_CLOCK_TICK, SystemClock, Timestamp};
 pub use timers::{RunningTimers, Timer};

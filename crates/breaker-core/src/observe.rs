@@ -64,6 +64,7 @@ pub(crate) fn transition(
     let cause = match cause {
         Cause::Caused => "caused",
         Cause::Observed => "observed",
+        Cause::Local => "local",
     };
     #[cfg(feature = "metrics")]
     {

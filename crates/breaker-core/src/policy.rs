@@ -129,7 +129,18 @@ pub struct Policy {
     /// batched (successes) or sent to the background writer (failures). Two round trips per
     /// call (more when several writers contend; see BENCHMARKS.md).
     pub strict: bool,
+    /// A quorum: the distinct agents whose failures a fleet-wide trip needs within the
+    /// window, besides a trip rule's own condition. `1` (default): any agent's failures
+    /// count alone, as if the fleet were one process. With more, one sick agent (its own
+    /// network path broken, say) cannot open the fleet's breaker: while its own failures meet
+    /// a rule but too few other agents fail, it opens a breaker of the same policy for itself
+    /// alone ([`crate::Cause::Local`]). At most [`MAX_MIN_AGENTS`].
+    pub min_agents: u32,
 }
+
+/// The largest quorum [`Policy::min_agents`] takes: the record keeps up to this many agents'
+/// ids in its window.
+pub const MAX_MIN_AGENTS: u32 = 64;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -151,6 +162,7 @@ impl Default for Policy {
             reconnect_max: Duration::from_secs(5),
             on_backend_failure: BackendFailure::LocalFallback,
             strict: false,
+            min_agents: 1,
         }
     }
 }
@@ -289,6 +301,15 @@ impl Policy {
                     ),
                 ));
             }
+        }
+        if self.min_agents == 0 || self.min_agents > MAX_MIN_AGENTS {
+            return Err(invalid(
+                "min_agents",
+                format!(
+                    "is {}; it must be from 1 (no quorum) to {MAX_MIN_AGENTS}",
+                    self.min_agents
+                ),
+            ));
         }
         if self.half_open_permits == 0 {
             return Err(invalid("half_open_permits", "must be at least 1"));
@@ -489,6 +510,13 @@ impl PolicyBuilder {
     /// every outcome written at once; see [`Policy::strict`].
     pub fn strict(mut self, strict: bool) -> Self {
         self.policy.base.strict = strict;
+        self
+    }
+
+    /// A quorum (default 1, none): a fleet-wide trip also needs failures from `agents`
+    /// distinct agents within the window; see [`Policy::min_agents`].
+    pub fn min_agents(mut self, agents: u32) -> Self {
+        self.policy.base.min_agents = agents;
         self
     }
 

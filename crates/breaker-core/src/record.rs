@@ -13,7 +13,13 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
 /// The record layout this build reads and writes. A record with another version is refused
 /// as corrupt rather than misread.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest record layout this build reads, and the one it writes whenever a record uses
+/// nothing newer: schema 1, the layout of 0.1, so that a fleet that does not use a newer
+/// feature stays readable by every build during a rolling upgrade. Schema 2 adds
+/// [`Record::failing_agents`] (the quorum of [`crate::Policy::min_agents`]).
+pub const OLDEST_SCHEMA: u32 = 1;
 
 /// The state of a breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,13 +94,32 @@ impl Lease {
     }
 }
 
+/// An agent whose failures count toward a quorum ([`crate::Policy::min_agents`]): its id and
+/// the window slice of its latest failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FailingAgent {
+    /// The agent's id (the writer id it signs its writes with).
+    pub agent: u64,
+    /// The [`Bucket::index`] of its latest failure.
+    pub bucket: u64,
+}
+
+impl FailingAgent {
+    /// `agent`, whose latest failure fell in slice `bucket`.
+    pub fn new(agent: u64, bucket: u64) -> Self {
+        FailingAgent { agent, bucket }
+    }
+}
+
 /// The one shared record of a breaker. Drivers store it as opaque bytes; all logic over it
 /// lives in [`crate::machine`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Record {
-    /// Layout version, [`SCHEMA_VERSION`].
+    /// Layout version: the oldest that holds the record ([`Record::needed_schema`]), from
+    /// [`OLDEST_SCHEMA`] to [`SCHEMA_VERSION`].
     pub schema: u32,
     /// Incremented by every transition; outcomes from older generations change nothing.
     pub generation: u64,
@@ -125,6 +150,12 @@ pub struct Record {
     /// writes it back over a newcomer's record, but not over an operator's decision.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub operator: bool,
+    /// Under a quorum, the distinct agents that failed within the window, oldest failure
+    /// first; at most the policy's `min_agents`. Empty without a quorum. A record that holds
+    /// any is written as schema 2 (builds of schema 1 refuse it); one that holds none, as
+    /// schema 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing_agents: Vec<FailingAgent>,
     /// The back-end's word on which deadlines still run, when the back-end keeps them as
     /// timers (see [`crate::timers`]); `None`: the breaker's clock judges them. Attached when
     /// the record is loaded, never stored.
@@ -142,7 +173,7 @@ impl Record {
     /// A closed breaker at generation 0, as an absent record reads.
     pub fn new() -> Self {
         Record {
-            schema: SCHEMA_VERSION,
+            schema: OLDEST_SCHEMA,
             generation: 0,
             state: State::Closed,
             since: Timestamp::ZERO,
@@ -155,6 +186,7 @@ impl Record {
             next_lease_id: 1,
             writer: 0,
             operator: false,
+            failing_agents: Vec::new(),
             timers: None,
         }
     }
@@ -177,9 +209,27 @@ impl Record {
         }
     }
 
-    /// The record's bytes as drivers store them (JSON, readable with a back-end's own tools).
+    /// The oldest layout that holds everything in this record (see [`OLDEST_SCHEMA`]).
+    pub fn needed_schema(&self) -> u32 {
+        if self.failing_agents.is_empty() {
+            OLDEST_SCHEMA
+        } else {
+            SCHEMA_VERSION
+        }
+    }
+
+    /// The record's bytes as drivers store them (JSON, readable with a back-end's own tools),
+    /// under the oldest schema that holds them.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a record always serialises")
+        let needed = self.needed_schema();
+        let bytes = if self.schema == needed {
+            serde_json::to_vec(self)
+        } else {
+            let mut rec = self.clone();
+            rec.schema = needed;
+            serde_json::to_vec(&rec)
+        };
+        bytes.expect("a record always serialises")
     }
 
     /// Reads a record, refusing foreign bytes and other schema versions.
@@ -203,7 +253,9 @@ impl Record {
                 reason: "no `schema` field: not a breaker record".into(),
                 bytes: bytes.len(),
             }),
-            Some(found) if found != SCHEMA_VERSION => Err(RecordError::SchemaVersion { found }),
+            Some(found) if !(OLDEST_SCHEMA..=SCHEMA_VERSION).contains(&found) => {
+                Err(RecordError::SchemaVersion { found })
+            }
             Some(_) => serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed {
                 reason: e.to_string(),
                 bytes: bytes.len(),
@@ -225,7 +277,10 @@ pub enum RecordError {
         bytes: usize,
     },
     /// A record of another layout version.
-    #[error("record has schema version {found}, this build reads only version {SCHEMA_VERSION}")]
+    #[error(
+        "record has schema version {found}, this build reads versions {OLDEST_SCHEMA} to \
+         {SCHEMA_VERSION}"
+    )]
     SchemaVersion {
         /// The version found.
         found: u32,
@@ -235,6 +290,29 @@ pub enum RecordError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_is_written_under_the_oldest_schema_that_holds_it() {
+        let mut r = Record::new();
+        assert!(
+            String::from_utf8(r.encode())
+                .unwrap()
+                .contains("\"schema\":1")
+        );
+        r.failing_agents.push(FailingAgent::new(7, 3));
+        let text = String::from_utf8(r.encode()).unwrap();
+        assert!(text.contains("\"schema\":2"), "{text}");
+        assert_eq!(
+            Record::decode(text.as_bytes()).unwrap().failing_agents,
+            r.failing_agents
+        );
+        r.failing_agents.clear();
+        assert!(
+            String::from_utf8(r.encode())
+                .unwrap()
+                .contains("\"schema\":1")
+        );
+    }
 
     #[test]
     fn round_trips() {
@@ -277,10 +355,15 @@ mod tests {
     #[test]
     fn refuses_other_schema_versions() {
         let text = String::from_utf8(Record::new().encode()).unwrap();
-        let newer = text.replace("\"schema\":1", "\"schema\":2");
-        assert_eq!(
-            Record::decode(newer.as_bytes()),
-            Err(RecordError::SchemaVersion { found: 2 })
-        );
+        for (found, readable) in [(0, false), (1, true), (2, true), (3, false)] {
+            let other = text.replace("\"schema\":1", &format!("\"schema\":{found}"));
+            match Record::decode(other.as_bytes()) {
+                Ok(rec) => assert!(readable, "schema {found} read: {rec:?}"),
+                Err(e) => {
+                    assert!(!readable, "schema {found}: {e}");
+                    assert_eq!(e, RecordError::SchemaVersion { found });
+                }
+            }
+        }
     }
 }

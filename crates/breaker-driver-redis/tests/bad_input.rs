@@ -32,9 +32,12 @@ async fn bytes_sent(con: &mut redis::aio::MultiplexedConnection) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_value_is_corrupt_without_being_transferred() {
     let server = RedisServer::start();
+    // 100 MB take a while to send on a loaded machine: no response timeout for the plant.
     let mut con = redis::Client::open(server.url())
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+        )
         .await
         .unwrap();
     let big = vec![b'x'; 100 * 1024 * 1024];

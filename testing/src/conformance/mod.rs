@@ -14,6 +14,7 @@ pub mod foreign;
 pub mod hostile;
 pub mod loss;
 pub mod outage;
+pub mod quorum;
 pub mod store;
 pub mod timers;
 pub mod truthful;
@@ -254,6 +255,11 @@ macro_rules! conformance_tests {
             truthful::transitions_are_announced_once_and_first_reads_never,
             hostile::insane_records_are_reported_and_repaired,
             hostile::counts_that_overflow_saturate,
+            quorum::one_agent_failing_alone_opens_only_its_own,
+            quorum::a_quorum_of_agents_opens_the_fleet,
+            quorum::a_second_sick_agent_makes_the_quorum,
+            quorum::failing_agents_expire_with_the_window,
+            quorum::probes_stay_fleet_wide_under_a_quorum,
             outage::fail_open_admits_everything,
             outage::fail_closed_rejects_with_backend_error,
             outage::local_fallback_protects_and_shared_state_returns,

@@ -2,6 +2,7 @@
 //! any driver.
 
 mod hot;
+mod own;
 mod permit;
 mod shared;
 #[cfg(test)]
@@ -128,6 +129,7 @@ impl BreakerBuilder {
         let inner = Inner {
             timers,
             name,
+            own_policy: own::own_policy(&self.policy),
             policy: self.policy,
             classifiers: self.classifiers,
             backend,
@@ -138,6 +140,7 @@ impl BreakerBuilder {
             pending: Pending::default(),
             shared: Mutex::new(Shared {
                 record: Record::new(),
+                own: Record::new(),
                 version: None,
                 digest: 0,
                 loaded: false,
@@ -214,7 +217,7 @@ impl Breaker {
     pub fn state(&self) -> Option<State> {
         let now = self.inner.clock.now();
         let s = self.inner.lock();
-        s.loaded.then(|| machine::effective_state(&s.record, now))
+        s.loaded.then(|| machine::effective_state(s.view(), now))
     }
 
     /// Reads the shared record now, within the back-end deadline, and returns the effective
@@ -502,6 +505,11 @@ impl Breaker {
                 Gate::Rejected(rejected) => return Err(Error::Rejected(rejected)),
                 Gate::Slow => {}
             }
+        }
+        // Under a quorum, the agent's own breaker when it tripped alone.
+        let own = inner.admit_own(|state, until| self.reject(state, until, inner.clock.now()));
+        if let Some(decided) = own {
+            return decided.map_err(Error::Rejected);
         }
         let degraded = inner.lock().degraded();
         if degraded && !inner.try_recover(dl).await {

@@ -17,6 +17,8 @@ pub(crate) enum Admitted {
     Closed { generation: u64 },
     /// A half-open probe holding this lease.
     Probe { generation: u64, lease: u64 },
+    /// A probe of the agent's own breaker under a quorum (see `own`), of its generation.
+    Own { generation: u64, lease: u64 },
     /// Admitted without protection while the back-end is unreachable (fail open, or a
     /// forced-closed breaker); its outcome is not counted.
     Unprotected,
@@ -112,19 +114,21 @@ impl<'a> Permit<'a> {
         owned
     }
 
-    /// Whether this permit is a half-open probe.
+    /// Whether this permit is a half-open probe (of the fleet's breaker, or of the agent's
+    /// own under a quorum).
     pub fn is_probe(&self) -> bool {
-        matches!(self.admitted, Admitted::Probe { .. })
+        matches!(self.admitted, Admitted::Probe { .. } | Admitted::Own { .. })
     }
 
-    /// The generation the call was admitted in (`None` when admitted without protection
-    /// while the back-end is unreachable).
+    /// The fleet's generation the call was admitted in (`None` when admitted without the
+    /// fleet's breaker: without protection while the back-end is unreachable, or as a probe
+    /// of the agent's own breaker under a quorum).
     pub fn generation(&self) -> Option<u64> {
         match self.admitted {
             Admitted::Closed { generation } | Admitted::Probe { generation, .. } => {
                 Some(generation)
             }
-            Admitted::Unprotected => None,
+            Admitted::Own { .. } | Admitted::Unprotected => None,
         }
     }
 
@@ -182,6 +186,10 @@ impl<'a> Permit<'a> {
             Admitted::Closed { generation } => self.inner.settle_closed(generation, outcome, slow),
             Admitted::Unprotected => {
                 crate::observe::call(self.inner.name, self.inner.backend, outcome);
+                None
+            }
+            Admitted::Own { generation, lease } => {
+                self.inner.settle_own(generation, lease, outcome);
                 None
             }
             admitted => Some(Deferred {
@@ -264,7 +272,7 @@ impl Inner {
     /// newer generation's replace them.
     #[cold]
     #[inline(never)]
-    fn send_later(self: &Arc<Self>, generation: u64, tally: Tally) {
+    pub(crate) fn send_later(self: &Arc<Self>, generation: u64, tally: Tally) {
         {
             let mut s = self.lock();
             s.unsent = match s.unsent {
@@ -319,11 +327,13 @@ impl Inner {
     async fn write_tally(self: &Arc<Self>, generation: u64, mut tally: Tally, dl: Deadline) {
         let policy = &self.policy;
         tally.successes = tally.successes.saturating_add(self.pending.take());
+        let agent = self.agent;
         self.apply(
-            |rec, now| machine::record_tally(rec, policy, now, generation, tally),
+            |rec, now| machine::record_tally_from(rec, policy, now, generation, tally, agent),
             dl,
         )
         .await;
+        self.count_own(tally);
     }
 
     /// Queues an outcome for the next maintenance and makes that due now.
@@ -358,7 +368,7 @@ impl Inner {
                 )
                 .await;
             }
-            Admitted::Unprotected => {}
+            Admitted::Own { .. } | Admitted::Unprotected => {}
         }
     }
 }

@@ -95,6 +95,9 @@ pub(crate) enum Health {
 pub(crate) struct Shared {
     /// The cached shared record, or the local record while degraded.
     pub(crate) record: Record,
+    /// Under a quorum, the agent's own breaker (see `own`): its own outcomes, by the policy
+    /// without the quorum. Closed, and unused, without a quorum.
+    pub(crate) own: Record,
     /// Its version in the back-end (`None`: absent there).
     pub(crate) version: Option<u64>,
     /// A [`digest`] of the stored bytes at `version`: a store that lost its data and counts
@@ -142,6 +145,8 @@ impl Shared {
 pub(crate) struct Inner {
     pub(crate) name: Name,
     pub(crate) policy: Policy,
+    /// The policy of the agent's own breaker under a quorum (`None`: no quorum).
+    pub(crate) own_policy: Option<Policy>,
     /// The classifiers of `call` and `call_blocking`.
     pub(crate) classifiers: crate::outcome::DefaultClassifiers,
     pub(crate) driver: Arc<dyn DynDriver>,
@@ -200,7 +205,7 @@ impl Inner {
             delay,
         };
         s.last_error = Some(err.clone());
-        self.hot.publish(&s.record, true);
+        self.publish_view(&s);
         drop(s);
         crate::observe::backend_error(&err);
         self.events.emit(Event::BackendError(err.clone()));
@@ -217,12 +222,17 @@ impl Inner {
             self.pending.take();
         }
         let now = self.clock.now();
+        if rec.generation != old_gen {
+            // A transition of the fleet's breaker (a trip, an operator's force or reset)
+            // takes over from the agent's own.
+            s.own = Record::new();
+        }
         s.record = rec;
         s.version = version;
         s.loaded = true;
         s.installs = s.installs.wrapping_add(1);
         s.last_sync = now;
-        self.hot.publish(&s.record, s.degraded());
+        self.publish_view(s);
         if announce {
             let cause = if s.record.writer == self.agent {
                 Cause::Caused
@@ -313,7 +323,7 @@ impl Inner {
                     let timers = self.judged_by(&s.record, &v.timers);
                     if s.record.timers != timers {
                         s.record.timers = timers;
-                        self.hot.publish(&s.record, s.degraded());
+                        self.publish_view(s);
                     }
                     return;
                 }
@@ -418,7 +428,7 @@ impl Inner {
             s.health = Health::Healthy;
             s.last_error = None;
             self.install_stored(&mut s, stored, adopt, Read::Loaded { seq });
-            self.hot.publish(&s.record, false);
+            self.publish_view(&s);
             if was_down {
                 crate::observe::backend_recovered(self.name, self.backend);
                 self.events.emit(Event::BackendRecovered {
@@ -744,6 +754,7 @@ impl Inner {
         self.realign_clock_if_due(dl).await;
         self.drain_queued(dl).await;
         let successes = self.pending.take();
+        self.count_own(machine::Tally::new(successes, 0, 0));
         // Successes that no rule would read are counted and dropped: a healthy fleet writes
         // nothing (judged on the cached view; a failure still in flight from another agent
         // may make the next flush's successes count). Only a breaker with no record yet
@@ -758,7 +769,9 @@ impl Inner {
             let generation = self.hot.generation();
             let tally = machine::Tally::new(successes, 0, 0);
             self.apply(
-                |rec, now| machine::record_tally(rec, policy, now, generation, tally),
+                |rec, now| {
+                    machine::record_tally_from(rec, policy, now, generation, tally, self.agent)
+                },
                 dl,
             )
             .await;

@@ -167,6 +167,22 @@ pub fn check(rec: &Record, policy: &Policy, now: Timestamp) -> Result<(), String
             rec.buckets.len()
         ));
     }
+    if rec.failing_agents.len() > crate::policy::MAX_MIN_AGENTS as usize {
+        return Err(format!(
+            "{} failing agents, more than any quorum keeps",
+            rec.failing_agents.len()
+        ));
+    }
+    if let Some(a) = rec
+        .failing_agents
+        .iter()
+        .find(|a| a.bucket > current.saturating_add(margin))
+    {
+        return Err(format!(
+            "agent {} failed in bucket {}, which lies in the future (now is bucket {current})",
+            a.agent, a.bucket
+        ));
+    }
     Ok(())
 }
 
@@ -298,15 +314,31 @@ pub fn settle_probe(
     true
 }
 
-/// Adds a batch of closed-state outcomes and trips the breaker if a rule says so. Returns
-/// `false`, changing nothing, when the batch is from another generation or the breaker is
-/// not closed.
+/// [`record_tally_from`] by an agent of no known id ([`UNKNOWN_AGENT`]): for tools and tests.
 pub fn record_tally(
     rec: &mut Record,
     policy: &Policy,
     now: Timestamp,
     generation: u64,
     tally: Tally,
+) -> bool {
+    record_tally_from(rec, policy, now, generation, tally, UNKNOWN_AGENT)
+}
+
+/// The agent id of a writer that has none; under a quorum it counts as one agent.
+pub const UNKNOWN_AGENT: u64 = 0;
+
+/// Adds a batch of closed-state outcomes of `agent` and trips the breaker if a rule says so
+/// (and, under a quorum, enough distinct agents failed within the window). Returns `false`,
+/// changing nothing, when the batch is from another generation or the breaker is not
+/// closed.
+pub fn record_tally_from(
+    rec: &mut Record,
+    policy: &Policy,
+    now: Timestamp,
+    generation: u64,
+    tally: Tally,
+    agent: u64,
 ) -> bool {
     if rec.generation != generation || !matches!(rec.state, State::Closed | State::ForcedClosed) {
         return false;
@@ -333,6 +365,9 @@ pub fn record_tally(
                 rec.buckets.insert(at, b);
             }
         }
+    }
+    if tally.failures > 0 && policy.min_agents > 1 {
+        note_failing_agent(rec, policy, agent, index);
     }
     if tally.failures > 0 {
         let run = u32::try_from(tally.failures).unwrap_or(u32::MAX);
@@ -462,6 +497,7 @@ fn begin(rec: &mut Record, state: State, now: Timestamp) {
     rec.leases.clear();
     rec.probe_successes = 0;
     rec.operator = false;
+    rec.failing_agents.clear();
     // A new generation has no timers running yet.
     if let Some(timers) = &mut rec.timers {
         *timers = RunningTimers::default();
@@ -481,7 +517,48 @@ fn trip(rec: &mut Record, policy: &Policy, now: Timestamp) {
     }
 }
 
+/// Records that `agent` failed in slice `index`: its entry moves to the end (the newest),
+/// and the oldest entry makes room when the list holds a quorum already, since a quorum of
+/// `min_agents` needs no more ids than that.
+fn note_failing_agent(rec: &mut Record, policy: &Policy, agent: u64, index: u64) {
+    rec.failing_agents.retain(|a| a.agent != agent);
+    let room = usize::try_from(policy.min_agents)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    while rec.failing_agents.len() >= room {
+        rec.failing_agents.remove(0);
+    }
+    rec.failing_agents
+        .push(crate::record::FailingAgent::new(agent, index));
+}
+
+/// The distinct agents that failed within the window at `now`, as the record knows them.
+pub fn failing_agents(rec: &Record, policy: &Policy, now: Timestamp) -> usize {
+    let oldest = oldest_live_index(now.as_millis() / bucket_millis(policy));
+    let mut live: Vec<u64> = rec
+        .failing_agents
+        .iter()
+        .filter(|a| a.bucket >= oldest)
+        .map(|a| a.agent)
+        .collect();
+    live.sort_unstable();
+    live.dedup();
+    live.len()
+}
+
+/// Whether the quorum of [`Policy::min_agents`] holds at `now` (always, without one).
+pub fn quorum_met(rec: &Record, policy: &Policy, now: Timestamp) -> bool {
+    policy.min_agents <= 1
+        || failing_agents(rec, policy, now)
+            >= usize::try_from(policy.min_agents).unwrap_or(usize::MAX)
+}
+
 fn should_trip(rec: &Record, policy: &Policy, now: Timestamp) -> bool {
+    rule_met(rec, policy, now) && quorum_met(rec, policy, now)
+}
+
+/// Whether a trip rule's own condition holds on `rec` at `now`, quorum aside.
+pub fn rule_met(rec: &Record, policy: &Policy, now: Timestamp) -> bool {
     let counts = window_counts(rec, policy, now);
     let calls = counts.successes.saturating_add(counts.failures);
     policy.trip_rules.iter().any(|rule| match *rule {
@@ -508,6 +585,7 @@ fn oldest_live_index(current: u64) -> u64 {
 fn prune(rec: &mut Record, current: u64) {
     let oldest = oldest_live_index(current);
     rec.buckets.retain(|b| b.index >= oldest);
+    rec.failing_agents.retain(|a| a.bucket >= oldest);
 }
 
 fn add(b: &mut Bucket, t: Tally) {
