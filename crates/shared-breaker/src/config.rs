@@ -83,6 +83,9 @@ pub struct PolicyConfig {
     pub on_backend_failure: Option<BackendFailureConfig>,
     /// Strict mode.
     pub strict: Option<bool>,
+    /// A quorum: the distinct agents whose failures a fleet-wide trip needs within the
+    /// window ([`Policy::min_agents`]; 1, the default, is none).
+    pub min_agents: Option<u32>,
 }
 
 /// [`BackendFailure`] as written in configuration.
@@ -280,6 +283,9 @@ impl PolicyConfig {
         }
         if let Some(strict) = self.strict {
             b = b.strict(strict);
+        }
+        if let Some(agents) = self.min_agents {
+            b = b.min_agents(agents);
         }
         Ok(b.build()?)
     }
@@ -636,9 +642,11 @@ mod tests {
             success_threshold = 2
             on_backend_failure = "fail_open"
             strict = true
+            min_agents = 3
             "#,
         )
         .unwrap();
+        assert_eq!(p.min_agents, 3);
         assert_eq!(p.window, Duration::from_secs(30));
         assert_eq!(p.open_for, Duration::from_secs(90));
         assert_eq!(p.probe_lease, Duration::from_millis(250));
@@ -678,6 +686,8 @@ success_threshold = 2",
             ("slow_call_rate = 0.5", "slow_call"),
             (r#"on_backend_failure = "panic""#, "on_backend_failure"),
             (r#"strict = "yes""#, "strict"),
+            ("min_agents = 0", "min_agents"),
+            ("min_agents = 65", "min_agents"),
         ];
         for (text, key) in cases {
             let err = policy_from_toml(text).unwrap_err().to_string();
@@ -702,6 +712,7 @@ success_threshold = 2",
                 ("BREAKER_FAILURES", "7"),
                 ("BREAKER_OPEN_FOR", "45s"),
                 ("BREAKER_STRICT", "true"),
+                ("BREAKER_MIN_AGENTS", "2"),
                 ("OTHER_THING", "ignored"),
             ]),
         )
@@ -712,6 +723,7 @@ success_threshold = 2",
         );
         assert_eq!(p.open_for, Duration::from_secs(45));
         assert!(p.strict);
+        assert_eq!(p.min_agents, 2);
         let err = policy_from_vars("BREAKER_", vars(&[("BREAKER_OPENFOR", "1s")])).unwrap_err();
         assert!(err.to_string().contains("openfor"), "{err}");
         let err = policy_from_vars("BREAKER_", vars(&[("BREAKER_FAILURE_RATE", "2")])).unwrap_err();
