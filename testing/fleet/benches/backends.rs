@@ -7,10 +7,12 @@
 //! driver, how long another connection's change takes to reach its watcher and what a flush
 //! costs meanwhile. Then how far a breaker's clock is from Redis's own (and
 //! the host's coarse clock from its exact one), idle and with every core loaded; and what a
-//! failing call costs its caller on each back-end.
+//! failing call costs its caller on each back-end; and what one sick agent of three does to
+//! the healthy ones, without a quorum and with one.
 //!
 //! Run with `cargo xtask bench backends` (or `cargo bench -p breaker-fleet --bench
-//! backends`); `-- NAME…` runs only the sections named (`sqlite`, `redis`, `etcd`, `clock`, `failure`).
+//! backends`); `-- NAME…` runs only the sections named (`sqlite`, `redis`, `etcd`, `clock`,
+//! `failure`, `quorum`).
 //! Figures go to BENCHMARKS.md.
 
 use breaker_fleet::measure::{self, Spread};
@@ -43,6 +45,44 @@ fn failure(_: &Bins) {
             show(
                 &format!("  {scheme}, {what}"),
                 measure::call_latency(url, 500, Duration::from_millis(2), failing),
+            );
+        }
+    }
+}
+
+/// Three agents on one SQLite file and on one Redis, one of them sick (its endpoint refuses
+/// every connection), for 5 s: without a quorum and with `min_agents(2)`, what the healthy
+/// agents had rejected and what reached the sick one's broken endpoint.
+fn quorum(bins: &Bins) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let redis = RedisServer::start();
+    let urls = [
+        format!("sqlite://{}", dir.path().join("quorum.db").display()),
+        redis.url(),
+    ];
+    println!("\none sick agent of three, 5 failures trip, open 300 ms, a call every 5 ms, 5 s");
+    for url in &urls {
+        let scheme = url.split("://").next().unwrap_or(url);
+        for min_agents in [1, 2] {
+            let reports = breaker_fleet::scenario::run_sick_agents(
+                bins,
+                url,
+                1,
+                min_agents,
+                Duration::from_secs(5),
+            );
+            let healthy = &reports[1..];
+            let (rejected, calls): (u64, u64) = healthy
+                .iter()
+                .map(|r| (r.rejected, r.rejected + r.admitted))
+                .fold((0, 0), |(a, b), (r, c)| (a + r, b + c));
+            println!(
+                "  {scheme}, min_agents {min_agents}: healthy agents rejected {rejected} of {calls} \
+                 calls ({:.1}%); the sick agent's calls that reached its endpoint: {}, its own \
+                 openings: {}",
+                100.0 * rejected as f64 / calls.max(1) as f64,
+                reports[0].failed,
+                reports[0].local_openings,
             );
         }
     }
@@ -85,12 +125,13 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let bins: Bins = breaker_fleet::bins!();
-    let sections: [Section; 5] = [
+    let sections: [Section; 6] = [
         ("sqlite", sqlite),
         ("redis", redis),
         ("etcd", etcd),
         ("clock", clock),
         ("failure", failure),
+        ("quorum", quorum),
     ];
     for (name, run) in sections {
         if wanted.is_empty() || wanted.iter().any(|w| w == name) {

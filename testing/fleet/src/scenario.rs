@@ -338,3 +338,125 @@ macro_rules! bins {
         }
     };
 }
+
+/// What an agent of [`run_sick_agents`] reported: its summary, and its transitions.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Calls admitted (made).
+    pub admitted: u64,
+    /// Calls rejected.
+    pub rejected: u64,
+    /// Admitted calls that failed.
+    pub failed: u64,
+    /// The agent's own breaker opened this many times (`cause: local`).
+    pub local_openings: u64,
+    /// The fleet's breaker opened, as this agent saw it.
+    pub fleet_opened: bool,
+}
+
+/// Three agents on one breaker under a quorum of `min_agents` (1: none), five failures trip,
+/// open for 300 ms, calls every 5 ms for `run`: the first `sick` agents call an endpoint
+/// that refuses every connection (their own network path is broken), the others the
+/// healthy flaky server. Returns each agent's report.
+pub fn run_sick_agents(
+    bins: &Bins,
+    backend_url: &str,
+    sick: usize,
+    min_agents: u32,
+    run: Duration,
+) -> Vec<Report> {
+    let server = FlakyServer::start(&bins.server, &["--frequency", "1000", "--fail-count", "0"]);
+    // Nothing listens there: a connection refused at once.
+    let refused = format!("http://127.0.0.1:{}", breaker_testing::servers::free_port());
+    let name = format!("sick-{sick}-of-{min_agents}-{}", std::process::id());
+    let agents: Vec<Proc> = (0..3)
+        .map(|i| {
+            let target = if i < sick { &refused } else { server.base() };
+            let args: Vec<String> = [
+                "--backend",
+                backend_url,
+                "--name",
+                &name,
+                "--target",
+                target,
+                "--threshold",
+                "5",
+                "--open-for-ms",
+                "300",
+                "--min-agents",
+                &min_agents.to_string(),
+                "--run-ms",
+                &run.as_millis().to_string(),
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            Proc::spawn(&format!("agent {i}"), &bins.agent, &args)
+        })
+        .collect();
+    agents
+        .iter()
+        .map(|a| {
+            let summary = a
+                .wait_for(run + Duration::from_secs(30), |l| l.contains("\"summary\""))
+                .expect("the agent reports");
+            let v: Value = serde_json::from_str(&summary).expect("a JSON line");
+            let seen: Vec<Value> = a
+                .lines()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["event"] == "transition")
+                .collect();
+            Report {
+                admitted: v["admitted"].as_u64().unwrap_or_default(),
+                rejected: v["rejected"].as_u64().unwrap_or_default(),
+                failed: v["failed"].as_u64().unwrap_or_default(),
+                local_openings: seen
+                    .iter()
+                    .filter(|t| t["cause"] == "local" && t["to"] == "open")
+                    .count() as u64,
+                fleet_opened: seen
+                    .iter()
+                    .any(|t| t["cause"] != "local" && t["to"] == "open"),
+            }
+        })
+        .collect()
+}
+
+/// [`run_sick_agents`] with one sick agent and then two, asserting: with one, the healthy
+/// agents see no rejection and the fleet's breaker never opens, while the sick agent protects
+/// itself (its own breaker opens, and its calls to the broken endpoint are at most the
+/// threshold plus one probe per opening, plus one in flight); with two, the fleet opens.
+pub fn run_one_bad_agent(bins: &Bins, backend_url: &str) {
+    let run = Duration::from_secs(3);
+    let one = run_sick_agents(bins, backend_url, 1, 2, run);
+    eprintln!("one sick agent: {one:?}");
+    let (sick, healthy) = (&one[0], &one[1..]);
+    for (i, h) in healthy.iter().enumerate() {
+        assert_eq!(h.rejected, 0, "healthy agent {i} rejected nothing: {h:?}");
+        assert!(!h.fleet_opened, "the fleet never opened: {h:?}");
+        assert!(h.admitted > 100, "and kept calling: {h:?}");
+    }
+    assert!(!sick.fleet_opened, "{sick:?}");
+    assert!(
+        sick.local_openings >= 1,
+        "the sick agent opened its own: {sick:?}"
+    );
+    // The threshold, then one probe per opening of its own after the first, and one in flight.
+    let bound = 5 + sick.local_openings;
+    assert!(
+        sick.failed <= bound,
+        "the sick agent's calls to its broken endpoint: {}, at most {bound}",
+        sick.failed
+    );
+    let two = run_sick_agents(bins, backend_url, 2, 2, run);
+    eprintln!("two sick agents: {two:?}");
+    assert!(
+        two.iter().any(|r| r.fleet_opened),
+        "two sick agents open the fleet's breaker: {two:?}"
+    );
+    assert!(
+        two[2].rejected > 0,
+        "and the third agent is protected by it: {two:?}"
+    );
+}

@@ -52,3 +52,9 @@ fn a_dead_probe_holders_permit_lapses_and_another_agent_probes() {
     let cluster = EtcdCluster::start(3);
     scenario::run_probe_holder_dies(&bins(), &url(&cluster));
 }
+
+#[test]
+fn one_bad_agent_cannot_open_the_fleet_under_a_quorum() {
+    let cluster = EtcdCluster::single();
+    scenario::run_one_bad_agent(&bins(), &url(&cluster));
+}

@@ -47,3 +47,9 @@ fn a_dead_probe_holders_permit_lapses_and_another_agent_probes() {
     let redis = RedisServer::start();
     scenario::run_probe_holder_dies(&bins(), &redis.url());
 }
+
+#[test]
+fn one_bad_agent_cannot_open_the_fleet_under_a_quorum() {
+    let redis = RedisServer::start();
+    scenario::run_one_bad_agent(&bins(), &redis.url());
+}

@@ -41,3 +41,10 @@ fn a_dead_probe_holders_permit_lapses_and_another_agent_probes() {
     let url = format!("sqlite://{}", dir.path().join("probe.db").display());
     scenario::run_probe_holder_dies(&bins(), &url);
 }
+
+#[test]
+fn one_bad_agent_cannot_open_the_fleet_under_a_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("quorum.db").display());
+    scenario::run_one_bad_agent(&bins(), &url);
+}

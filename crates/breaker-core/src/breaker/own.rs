@@ -62,8 +62,9 @@ impl Inner {
             return;
         }
         let generation = s.own.generation;
-        machine::record_tally(&mut s.own, policy, now, generation, tally);
-        if s.own.state == State::Open {
+        // Counted only while its own breaker is closed (a probe's outcome settles it instead).
+        let counted = machine::record_tally(&mut s.own, policy, now, generation, tally);
+        if counted && s.own.state == State::Open {
             self.own_transition(&mut s, State::Closed);
         }
     }

@@ -4,7 +4,8 @@
 //! through the driver, and prints how long each took.
 //!
 //! Output lines: `{"event":"ready"}` after the first call, then
-//! `{"event":"transition","from":..,"to":..,"generation":..,"cause":"caused"|"observed"}`.
+//! `{"event":"transition","from":..,"to":..,"generation":..,"cause":"caused"|"observed"|"local"}`,
+//! and with `--run-ms` a last `{"event":"summary",..}` line.
 
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,13 @@ struct Args {
     /// ever reporting (until killed): a probe holder that dies.
     #[arg(long)]
     hold_probe: bool,
+    /// A quorum: distinct agents whose failures a fleet-wide trip needs (`min_agents`).
+    #[arg(long, default_value_t = 1)]
+    min_agents: u32,
+    /// Stop calling after this many milliseconds, print a summary line
+    /// (`{"event":"summary","admitted":..,"rejected":..,"failed":..}`) and exit.
+    #[arg(long)]
+    run_ms: Option<u64>,
 }
 
 fn main() {
@@ -93,6 +101,7 @@ fn breaker(args: &Args, driver: std::sync::Arc<dyn DynDriver>) -> Breaker {
         .backend_timeout(Duration::from_millis(args.backend_timeout_ms))
         .strict(args.strict)
         .probe_lease(Duration::from_millis(args.probe_lease_ms))
+        .min_agents(args.min_agents)
         .build()
         .unwrap_or_else(|e| {
             eprintln!("breaker-agent: {e}");
@@ -185,8 +194,26 @@ fn run(args: Args, driver: std::sync::Arc<dyn DynDriver>) {
         .into();
     let mut events = breaker.subscribe();
     let mut ready = false;
+    let stop = args
+        .run_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let (mut admitted, mut rejected, mut failed) = (0u64, 0u64, 0u64);
     loop {
-        let _ = breaker.call_blocking(|| http.get(&target).call().map(|_| ()));
+        if stop.is_some_and(|at| Instant::now() >= at) {
+            let line = serde_json::json!({
+                "event": "summary",
+                "admitted": admitted,
+                "rejected": rejected,
+                "failed": failed,
+            });
+            println!("{line}");
+            return;
+        }
+        match breaker.call_blocking(|| http.get(&target).call().map(|_| ())) {
+            Ok(()) => admitted += 1,
+            Err(e) if e.is_rejected() => rejected += 1,
+            Err(_) => (admitted, failed) = (admitted + 1, failed + 1),
+        }
         if !ready {
             println!("{}", serde_json::json!({"event": "ready"}));
             ready = true;
@@ -200,10 +227,10 @@ fn run(args: Args, driver: std::sync::Arc<dyn DynDriver>) {
                 ..
             } = event
             {
-                let cause = if cause == Cause::Caused {
-                    "caused"
-                } else {
-                    "observed"
+                let cause = match cause {
+                    Cause::Caused => "caused",
+                    Cause::Local => "local",
+                    _ => "observed",
                 };
                 let line = serde_json::json!({
                     "event": "transition",
