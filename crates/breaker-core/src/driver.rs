@@ -313,6 +313,10 @@ pub enum DriverErrorKind {
     Corrupt,
     /// The driver's configuration is wrong (bad URL, wrong credentials, foreign schema).
     Config,
+    /// A stored record of a newer layout than this build reads: written by a newer build
+    /// of the fleet. It is left as it is, and the breaker applies its back-end failure
+    /// policy until the record is one it reads (see the changelog's upgrade notes).
+    Incompatible,
     /// Anything else.
     Other,
 }
@@ -324,6 +328,7 @@ impl fmt::Display for DriverErrorKind {
             DriverErrorKind::Timeout => "timed out",
             DriverErrorKind::Corrupt => "corrupt record",
             DriverErrorKind::Config => "configuration error",
+            DriverErrorKind::Incompatible => "incompatible record",
             DriverErrorKind::Other => "error",
         })
     }

@@ -55,10 +55,6 @@ const FOREIGN: &[(Foreign, &[&str])] = &[
         &["HSET", "R", "owner", "someone"],
     ),
     (
-        Foreign::at_record("a newer schema"),
-        &["HSET", "R", "v", "3", "d", "{\"schema\":42}"],
-    ),
-    (
         Foreign::at_record("version abc"),
         &["HSET", "R", "v", "abc", "d", "{}"],
     ),

@@ -37,8 +37,10 @@ impl SqliteHarness {
             .poll_interval(Duration::from_millis(5))
     }
 
-    /// A connection of the harness's own, as a foreign writer or an operator's tool has.
+    /// A connection of the harness's own, as a foreign writer or an operator's tool has, to
+    /// the database with the driver's schema (made by opening a driver first).
     fn connection(&self) -> Connection {
+        drop(SqliteDriver::open_with(&self.path, self.options()).expect("the database opens"));
         let conn = Connection::open(&self.path).expect("the database opens");
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
         conn

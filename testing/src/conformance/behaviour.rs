@@ -501,13 +501,15 @@ pub async fn strict_mode_writes_every_outcome<H: Harness>(h: Arc<H>) {
     assert_eq!(counts.successes, 11, "written without a flush");
 }
 
-/// A value under the breaker's name that is not a record (garbage, another schema version)
+/// A value under the breaker's name that is not a record (garbage, a schema no build wrote)
 /// is reported as corrupt; the breaker keeps working and replaces it with its next write.
 pub async fn corrupt_record_is_reported_and_replaced<H: Harness>(h: Arc<H>) {
     let garbage = b"\xff\x00 not a record".to_vec();
-    let mut newer = String::from_utf8(Record::new().encode()).unwrap();
-    newer = newer.replace("\"schema\":1", "\"schema\":99");
-    for bytes in [garbage, newer.into_bytes()] {
+    // A schema older than any build wrote is corrupt; a newer one is an incompatibility,
+    // left alone (`foreign::a_newer_schema_is_refused_and_left_alone`).
+    let mut older = String::from_utf8(Record::new().encode()).unwrap();
+    older = older.replace("\"schema\":1", "\"schema\":0");
+    for bytes in [garbage, older.into_bytes()] {
         let clock = clock();
         let policy = base().build().unwrap();
         let name = unique_name("corrupt");

@@ -7,7 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use breaker_core::{Driver, Event, MAX_RECORD_BYTES, ManualClock, Name, Policy, Record, State};
+use breaker_core::{
+    Driver, DriverErrorKind, Event, MAX_RECORD_BYTES, ManualClock, Name, Policy, Record,
+    SCHEMA_VERSION, State,
+};
 
 use super::{HostileHarness, START, agent, stored_record};
 use crate::calls::fail;
@@ -148,4 +151,48 @@ pub async fn namespace_neighbours_never_meet<H: HostileHarness>(h: Arc<H>) {
         assert!(l1.contains(&n1) && !l1.contains(&n2), "{what}: {l1:?}");
         assert!(l2.contains(&n2) && !l2.contains(&n1), "{what}: {l2:?}");
     }
+}
+
+/// A record of a newer schema than this build reads (written by a newer build during a
+/// rolling upgrade) is never misread and never written over: it is reported as an
+/// incompatibility, the back-end failure policy applies (here the local fallback: the call
+/// is admitted), and once the record is one this build reads, the breaker is shared again.
+pub async fn a_newer_schema_is_refused_and_left_alone<H: HostileHarness>(h: Arc<H>) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("newer");
+    let current = String::from_utf8(Record::new().encode()).unwrap();
+    let newer = current.replace(
+        "\"schema\":1",
+        &format!("\"schema\":{}", SCHEMA_VERSION + 1),
+    );
+    h.plant_value(&name, newer.clone().into_bytes()).await;
+    let b = agent(&*h, &name, &one_failure_trips(), &clock).await;
+    let mut events = b.subscribe();
+    assert!(
+        crate::calls::succeed(&b).await.is_ok(),
+        "the local fallback admits"
+    );
+    assert!(b.is_degraded(), "the failure policy applies");
+    let reported = events.drain().into_iter().any(|e| {
+        matches!(e, Event::BackendError(ref err) if err.kind() == DriverErrorKind::Incompatible)
+    });
+    assert!(reported, "reported as an incompatible record");
+    let _ = fail(&b).await;
+    let n = Name::new(&name).unwrap();
+    let stored = h
+        .driver()
+        .await
+        .load(&n, T)
+        .await
+        .unwrap()
+        .expect("still there");
+    assert_eq!(stored.value, newer.into_bytes(), "never written over");
+    // The fleet's record becomes one this build reads (the newer agents went back, or wrote
+    // in the older layout): shared again at the next retry.
+    h.plant_value(&name, current.into_bytes()).await;
+    clock.advance(Duration::from_secs(10));
+    assert!(crate::calls::succeed(&b).await.is_ok());
+    assert!(!b.is_degraded(), "shared again");
+    let _ = fail(&b).await;
+    assert_eq!(stored_record(&*h, &name).await.unwrap().state, State::Open);
 }

@@ -197,6 +197,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases each $harness;
             foreign::foreign_contents_never_wedge_a_breaker,
             foreign::a_value_too_large_to_read_is_corrupt_and_replaced,
+            foreign::a_newer_schema_is_refused_and_left_alone,
             foreign::namespace_neighbours_never_meet,
             loss::a_wiped_store_keeps_the_forced_state,
             loss::a_store_restored_from_an_older_backup_is_followed

@@ -14,7 +14,7 @@ use crate::events::{Cause, Event, EventHub};
 use crate::machine;
 use crate::name::Name;
 use crate::policy::{BackendFailure, Policy};
-use crate::record::Record;
+use crate::record::{Record, RecordError};
 use crate::time::{BreakerClock, SystemClock, Timestamp};
 use crate::timers::{self, RunningTimers, Timer};
 
@@ -194,8 +194,17 @@ impl Inner {
     /// each failed retry.
     pub(crate) fn fail(&self, operation: Operation, source: DriverError) -> BackendError {
         let err = self.backend_error(operation, source);
-        let now = self.clock.now();
         let mut s = self.lock();
+        self.mark_down(&mut s, err.clone());
+        drop(s);
+        crate::observe::backend_error(&err);
+        self.events.emit(Event::BackendError(err.clone()));
+        err
+    }
+
+    /// [`Inner::fail`]'s state change, with the lock held: degraded until the retry.
+    fn mark_down(&self, s: &mut Shared, err: BackendError) {
+        let now = self.clock.now();
         let delay = match s.health {
             Health::Healthy => self.policy.reconnect_initial,
             Health::Down { delay, .. } => delay.saturating_mul(2).min(self.policy.reconnect_max),
@@ -204,12 +213,8 @@ impl Inner {
             retry_at: now.saturating_add(jittered(delay, self.agent ^ now.as_millis())),
             delay,
         };
-        s.last_error = Some(err.clone());
-        self.publish_view(&s);
-        drop(s);
-        crate::observe::backend_error(&err);
-        self.events.emit(Event::BackendError(err.clone()));
-        err
+        s.last_error = Some(err);
+        self.publish_view(s);
     }
 
     /// Makes `rec` the cached view, reporting a transition if it is one.
@@ -328,6 +333,28 @@ impl Inner {
                     return;
                 }
                 let now = self.clock.now();
+                if let Err(RecordError::SchemaVersion { found }) = Record::decode(&v.value)
+                    && found > crate::record::SCHEMA_VERSION
+                {
+                    // A newer build's record: never misread, never written over. The
+                    // failure policy applies until it is one this build reads; every retry
+                    // reads it again.
+                    let err = self.backend_error(
+                        Operation::Load,
+                        DriverError::new(
+                            DriverErrorKind::Incompatible,
+                            format!(
+                                "the stored record has schema version {found}, newer than this \
+                                 build reads ({}): upgrade this agent",
+                                crate::record::SCHEMA_VERSION
+                            ),
+                        ),
+                    );
+                    self.mark_down(s, err.clone());
+                    crate::observe::backend_error(&err);
+                    self.events.emit(Event::BackendError(err));
+                    return;
+                }
                 let decoded = Record::decode(&v.value)
                     .map_err(|e| e.to_string())
                     .and_then(|mut rec| {
@@ -425,9 +452,12 @@ impl Inner {
         {
             let mut s = self.lock();
             let was_down = s.degraded();
-            s.health = Health::Healthy;
             s.last_error = None;
             self.install_stored(&mut s, stored, adopt, Read::Loaded { seq });
+            if let Some(incompatible) = s.last_error.clone() {
+                return Err(incompatible);
+            }
+            s.health = Health::Healthy;
             self.publish_view(&s);
             if was_down {
                 crate::observe::backend_recovered(self.name, self.backend);
@@ -575,7 +605,10 @@ impl Inner {
                 let mut s = self.lock();
                 self.install_stored(&mut s, stored, false, Read::Loaded { seq });
                 s.last_sync = self.clock.now();
-                Ok(())
+                match &s.last_error {
+                    Some(incompatible) if s.degraded() => Err(incompatible.clone()),
+                    _ => Ok(()),
+                }
             }
             Err(e) => Err(self.fail(Operation::Load, e)),
         }
@@ -641,6 +674,9 @@ impl Inner {
                 Ok(Swap::Conflict { current }) => {
                     let mut s = self.lock();
                     self.install_stored(&mut s, current, false, Read::Conflict);
+                    if let Some(incompatible) = s.last_error.clone().filter(|_| s.degraded()) {
+                        return Err(incompatible);
+                    }
                 }
                 Err(e) => return Err(self.fail(Operation::CompareAndSwap, e)),
             }
