@@ -184,7 +184,9 @@ fn ensure_system_tools() -> Result<(), String> {
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_system_tools()?;
     ensure_installed("nextest", "cargo-nextest")?;
+    let schema1 = outside::schema1_agent()?;
     run(cargo()
+        .env("BREAKER_SCHEMA1_AGENT", schema1)
         .args([
             "nextest",
             "run",

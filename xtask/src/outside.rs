@@ -155,3 +155,62 @@ mod tests {
         assert!(program.contains("fn main"), "{program}");
     }
 }
+
+/// The last build whose records are all schema 1 (main before the quorum's schema 2): the
+/// old side of the rolling-upgrade test, built from this repository's own history.
+const SCHEMA1_COMMIT: &str = "663c60ced004784cf068f139f0fdda545d438e25";
+
+/// Builds the schema-1 build's `breaker-agent` (from [`SCHEMA1_COMMIT`], unpacked with
+/// `git archive` into the target directory, with a target directory of its own so that its
+/// binaries never overwrite this build's) and returns the binary's path, which the
+/// rolling-upgrade test takes from `BREAKER_SCHEMA1_AGENT`.
+pub(crate) fn schema1_agent() -> Result<PathBuf, String> {
+    let src = target_dir().join("outside").join("schema1");
+    let stamp = src.join(".commit");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(SCHEMA1_COMMIT) {
+        let _ = std::fs::remove_dir_all(&src);
+        std::fs::create_dir_all(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+        let archive = Command::new("git")
+            .current_dir(root())
+            .args(["archive", "--format=tar", SCHEMA1_COMMIT])
+            .output()
+            .map_err(|e| format!("could not run git: {e}"))?;
+        if !archive.status.success() {
+            return Err(format!(
+                "the rolling-upgrade test's old build is commit {SCHEMA1_COMMIT} of this \
+                 repository, which this clone does not have (a shallow clone?): {}",
+                String::from_utf8_lossy(&archive.stderr).trim()
+            ));
+        }
+        let mut tar = Command::new("tar")
+            .args(["-x", "-C"])
+            .arg(&src)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("could not run tar: {e}"))?;
+        use std::io::Write;
+        tar.stdin
+            .take()
+            .expect("piped")
+            .write_all(&archive.stdout)
+            .map_err(|e| format!("unpacking the schema-1 build: {e}"))?;
+        let status = tar.wait().map_err(|e| format!("tar: {e}"))?;
+        if !status.success() {
+            return Err(format!("unpacking the schema-1 build failed: {status}"));
+        }
+        std::fs::write(&stamp, SCHEMA1_COMMIT).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    }
+    let target = target_dir().join("schema1");
+    run(cargo()
+        .current_dir(&src)
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "breaker-fleet",
+            "--bin",
+            "breaker-agent",
+        ]))?;
+    Ok(target.join("debug").join("breaker-agent"))
+}

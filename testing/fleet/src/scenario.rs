@@ -107,6 +107,17 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 ///    fleet-wide, and each transition is caused by exactly one agent;
 /// 3. once it recovers, every agent is closed again.
 pub fn run_fleet(bins: &Bins, backend_url: &str, fleet: &Fleet) {
+    run_mixed_fleet(bins, backend_url, fleet, |_| bins.agent.clone());
+}
+
+/// [`run_fleet`] with agent `i` run from the binary `agent(i)`: a fleet of two builds, as
+/// in a rolling upgrade.
+pub fn run_mixed_fleet(
+    bins: &Bins,
+    backend_url: &str,
+    fleet: &Fleet,
+    agent: impl Fn(usize) -> PathBuf,
+) {
     let server = FlakyServer::start(&bins.server, &["--frequency", "1000", "--fail-count", "0"]);
     let args = |_: usize| -> Vec<String> {
         vec![
@@ -125,7 +136,7 @@ pub fn run_fleet(bins: &Bins, backend_url: &str, fleet: &Fleet) {
         ]
     };
     let agents: Vec<Proc> = (0..fleet.agents)
-        .map(|i| Proc::spawn(&format!("agent {i}"), &bins.agent, &args(i)))
+        .map(|i| Proc::spawn(&format!("agent {i}"), &agent(i), &args(i)))
         .collect();
     for a in &agents {
         a.wait_for(Duration::from_secs(20), |l| l.contains("\"ready\""))
