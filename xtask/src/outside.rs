@@ -143,19 +143,6 @@ const NOT_PUBLISHED: &[&str] = &[
     "xtask",
 ];
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_quick_start_is_found_in_the_readme() {
-        let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-        let (dependency, program) = quick_start(&readme).unwrap();
-        assert!(dependency.starts_with(FACADE), "{dependency}");
-        assert!(program.contains("fn main"), "{program}");
-    }
-}
-
 /// The last build whose records are all schema 1 (main before the quorum's schema 2): the
 /// old side of the rolling-upgrade test, built from this repository's own history.
 const SCHEMA1_COMMIT: &str = "663c60ced004784cf068f139f0fdda545d438e25";
@@ -213,4 +200,17 @@ pub(crate) fn schema1_agent() -> Result<PathBuf, String> {
             "breaker-agent",
         ]))?;
     Ok(target.join("debug").join("breaker-agent"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quick_start_is_found_in_the_readme() {
+        let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+        let (dependency, program) = quick_start(&readme).unwrap();
+        assert!(dependency.starts_with(FACADE), "{dependency}");
+        assert!(program.contains("fn main"), "{program}");
+    }
 }
