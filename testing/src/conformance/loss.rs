@@ -8,7 +8,7 @@ use std::sync::Arc;
 use breaker_core::{Breaker, ManualClock, State};
 
 use super::hostile::policy;
-use super::{HostileHarness, START, agent, stored_record};
+use super::{HostileHarness, START, agent, stored_record, two_agents};
 use crate::calls::fail;
 use crate::unique_name;
 
@@ -26,10 +26,7 @@ async fn all_see(agents: &[&Breaker], state: State, what: &str) {
 pub async fn a_wiped_store_keeps_the_forced_state<H: HostileHarness>(h: Arc<H>) {
     let clock = ManualClock::new(START);
     let name = unique_name("wiped");
-    let (a, b) = (
-        agent(&*h, &name, &policy(), &clock).await,
-        agent(&*h, &name, &policy(), &clock).await,
-    );
+    let (a, b) = two_agents(&*h, &name, &policy(), &clock).await;
     a.force_open().await.unwrap();
     all_see(&[&b], State::ForcedOpen, "forced").await;
     h.wipe().await;
@@ -67,10 +64,7 @@ pub async fn a_wiped_store_keeps_the_forced_state<H: HostileHarness>(h: Arc<H>) 
 pub async fn a_store_restored_from_an_older_backup_is_followed<H: HostileHarness>(h: Arc<H>) {
     let clock = ManualClock::new(START);
     let name = unique_name("restored");
-    let (a, b) = (
-        agent(&*h, &name, &policy(), &clock).await,
-        agent(&*h, &name, &policy(), &clock).await,
-    );
+    let (a, b) = two_agents(&*h, &name, &policy(), &clock).await;
     let _ = fail(&a).await;
     let backup = h.back_up().await;
     for _ in 0..2 {

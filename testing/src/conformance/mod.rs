@@ -140,6 +140,19 @@ pub async fn agent<H: Harness>(h: &H, name: &str, policy: &Policy, clock: &Manua
         .expect("a valid breaker")
 }
 
+/// Two agents of one breaker, [`agent`] each.
+pub async fn two_agents<H: Harness>(
+    h: &H,
+    name: &str,
+    policy: &Policy,
+    clock: &ManualClock,
+) -> (Breaker, Breaker) {
+    (
+        agent(h, name, policy, clock).await,
+        agent(h, name, policy, clock).await,
+    )
+}
+
 /// One agent whose back-end can be switched off through the returned [`Faulty`].
 pub async fn faulty_agent<H: Harness>(
     h: &H,

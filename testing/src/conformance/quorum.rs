@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use breaker_core::{Cause, Error, Event, ManualClock, Policy, State};
 
-use super::{Harness, START, agent, stored_record};
+use super::{Harness, START, agent, stored_record, two_agents};
 use crate::calls::{fail, succeed};
 use crate::unique_name;
 
@@ -35,10 +35,7 @@ fn local_transition(events: &[Event], to: State) -> bool {
 pub async fn one_agent_failing_alone_opens_only_its_own<H: Harness>(h: Arc<H>) {
     let clock = ManualClock::new(START);
     let name = unique_name("quorum-alone");
-    let (sick, healthy) = (
-        agent(&*h, &name, &quorum(), &clock).await,
-        agent(&*h, &name, &quorum(), &clock).await,
-    );
+    let (sick, healthy) = two_agents(&*h, &name, &quorum(), &clock).await;
     let mut events = sick.subscribe();
     for _ in 0..3 {
         assert!(matches!(fail(&sick).await, Err(Error::Call(_))));
@@ -84,10 +81,7 @@ pub async fn one_agent_failing_alone_opens_only_its_own<H: Harness>(h: Arc<H>) {
 pub async fn a_quorum_of_agents_opens_the_fleet<H: Harness>(h: Arc<H>) {
     let clock = ManualClock::new(START);
     let name = unique_name("quorum-met");
-    let (a, b) = (
-        agent(&*h, &name, &quorum(), &clock).await,
-        agent(&*h, &name, &quorum(), &clock).await,
-    );
+    let (a, b) = two_agents(&*h, &name, &quorum(), &clock).await;
     let _ = fail(&a).await;
     let _ = fail(&a).await;
     assert_eq!(a.state(), Some(State::Closed), "two failures meet no rule");
@@ -112,10 +106,7 @@ pub async fn a_quorum_of_agents_opens_the_fleet<H: Harness>(h: Arc<H>) {
 pub async fn a_second_sick_agent_makes_the_quorum<H: Harness>(h: Arc<H>) {
     let clock = ManualClock::new(START);
     let name = unique_name("quorum-second");
-    let (first, second) = (
-        agent(&*h, &name, &quorum(), &clock).await,
-        agent(&*h, &name, &quorum(), &clock).await,
-    );
+    let (first, second) = two_agents(&*h, &name, &quorum(), &clock).await;
     for _ in 0..3 {
         let _ = fail(&first).await;
     }
@@ -148,10 +139,7 @@ pub async fn a_second_sick_agent_makes_the_quorum<H: Harness>(h: Arc<H>) {
 pub async fn failing_agents_expire_with_the_window<H: Harness>(h: Arc<H>) {
     let clock = ManualClock::new(START);
     let name = unique_name("quorum-expiry");
-    let (early, late) = (
-        agent(&*h, &name, &quorum(), &clock).await,
-        agent(&*h, &name, &quorum(), &clock).await,
-    );
+    let (early, late) = two_agents(&*h, &name, &quorum(), &clock).await;
     let _ = fail(&early).await;
     clock.advance(Duration::from_secs(11));
     for _ in 0..3 {
@@ -173,10 +161,7 @@ pub async fn failing_agents_expire_with_the_window<H: Harness>(h: Arc<H>) {
 pub async fn probes_stay_fleet_wide_under_a_quorum<H: Harness>(h: Arc<H>) {
     let clock = ManualClock::new(START);
     let name = unique_name("quorum-probe");
-    let (a, b) = (
-        agent(&*h, &name, &quorum(), &clock).await,
-        agent(&*h, &name, &quorum(), &clock).await,
-    );
+    let (a, b) = two_agents(&*h, &name, &quorum(), &clock).await;
     let _ = fail(&a).await;
     let _ = fail(&b).await;
     let _ = fail(&a).await;

@@ -12,7 +12,7 @@ use breaker_core::{
     machine,
 };
 
-use super::{Harness, START, agent, stored_record};
+use super::{Harness, START, agent, stored_record, two_agents};
 use crate::calls::{fail, succeed};
 use crate::unique_name;
 
@@ -42,10 +42,7 @@ pub async fn effective_state_at_the_open_periods_end<H: Harness>(h: Arc<H>) {
     let clock = clock();
     let policy = one_failure_trips().build().unwrap();
     let name = unique_name("effective");
-    let (a, b) = (
-        agent(&*h, &name, &policy, &clock).await,
-        agent(&*h, &name, &policy, &clock).await,
-    );
+    let (a, b) = two_agents(&*h, &name, &policy, &clock).await;
     b.refresh().await.unwrap();
     let _ = fail(&a).await;
     b.flush().await.unwrap();
@@ -98,10 +95,7 @@ pub async fn strict_agents_never_admit_from_a_stale_view<H: Harness>(h: Arc<H>) 
     let clock = clock();
     let policy = one_failure_trips().strict(true).build().unwrap();
     let name = unique_name("strict-stale");
-    let (a, b) = (
-        agent(&*h, &name, &policy, &clock).await,
-        agent(&*h, &name, &policy, &clock).await,
-    );
+    let (a, b) = two_agents(&*h, &name, &policy, &clock).await;
     succeed(&b).await.unwrap();
     let _ = fail(&a).await;
     let r = b.acquire().await;
@@ -195,10 +189,7 @@ pub async fn a_dropped_probe_frees_its_slot_promptly<H: Harness>(h: Arc<H>) {
     let clock = clock();
     let policy = one_failure_trips().build().unwrap();
     let name = unique_name("dropped-probe");
-    let (holder, other) = (
-        agent(&*h, &name, &policy, &clock).await,
-        agent(&*h, &name, &policy, &clock).await,
-    );
+    let (holder, other) = two_agents(&*h, &name, &policy, &clock).await;
     other.refresh().await.unwrap();
     let _ = fail(&holder).await;
     clock.advance(Duration::from_secs(5));
@@ -258,10 +249,7 @@ pub async fn the_longest_open_period_trips_and_stays_open<H: Harness>(h: Arc<H>)
         .build()
         .unwrap();
     let name = unique_name("longest");
-    let (a, b) = (
-        agent(&*h, &name, &policy, &clock).await,
-        agent(&*h, &name, &policy, &clock).await,
-    );
+    let (a, b) = two_agents(&*h, &name, &policy, &clock).await;
     let _ = fail(&a).await;
     a.flush().await.expect("the trip was written");
     assert_eq!(b.refresh().await.unwrap(), State::Open);
@@ -311,10 +299,7 @@ pub async fn transitions_are_announced_once_and_first_reads_never<H: Harness>(h:
     let clock = clock();
     let policy = one_failure_trips().build().unwrap();
     let name = unique_name("announced");
-    let (a, b) = (
-        agent(&*h, &name, &policy, &clock).await,
-        agent(&*h, &name, &policy, &clock).await,
-    );
+    let (a, b) = two_agents(&*h, &name, &policy, &clock).await;
     let (mut ea, mut eb) = (a.subscribe(), b.subscribe());
     b.refresh().await.unwrap();
     let transitions = |events: Vec<Event>| -> Vec<(State, State, u64, Cause)> {

@@ -151,11 +151,8 @@ pub fn check(rec: &Record, policy: &Policy, now: Timestamp) -> Result<(), String
     }
     let current = now.as_millis() / bucket_millis(policy);
     let margin = millis_of(CLOCK_MARGIN) / bucket_millis(policy);
-    if let Some(b) = rec
-        .buckets
-        .iter()
-        .find(|b| b.index > current.saturating_add(margin))
-    {
+    let in_the_future = |index: u64| index > current.saturating_add(margin);
+    if let Some(b) = rec.buckets.iter().find(|b| in_the_future(b.index)) {
         return Err(format!(
             "window bucket {} lies in the future (now is bucket {current})",
             b.index
@@ -173,11 +170,7 @@ pub fn check(rec: &Record, policy: &Policy, now: Timestamp) -> Result<(), String
             rec.failing_agents.len()
         ));
     }
-    if let Some(a) = rec
-        .failing_agents
-        .iter()
-        .find(|a| a.bucket > current.saturating_add(margin))
-    {
+    if let Some(a) = rec.failing_agents.iter().find(|a| in_the_future(a.bucket)) {
         return Err(format!(
             "agent {} failed in bucket {}, which lies in the future (now is bucket {current})",
             a.agent, a.bucket
