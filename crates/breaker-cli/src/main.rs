@@ -9,10 +9,11 @@
 //! ```
 
 mod view;
+mod watch;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use shared_breaker::{Breaker, DynDriver, Name, Policy, SystemClock, Timestamp};
@@ -61,13 +62,15 @@ enum Command {
         /// The breaker.
         name: String,
     },
-    /// Print every change of state as it happens, until interrupted (or `--for` passes).
+    /// Print every transition of every breaker as it happens (wall-clock time, breaker,
+    /// from -> to, generation, the agent whose write it was), following the back-end's own
+    /// push, until interrupted (or `--for` passes).
     Watch {
         /// Stop after this long (default: never).
         #[arg(long = "for", value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
-        /// How often to look.
-        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        /// How often the clock's transitions are judged (an open period that ends).
+        #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
         every: Duration,
     },
 }
@@ -100,7 +103,13 @@ fn run(cli: &Cli) -> Result<(), String> {
         Command::Trip { name } => operate(cli, &driver, name, Action::Trip),
         Command::Close { name } => operate(cli, &driver, name, Action::Close),
         Command::Reset { name } => operate(cli, &driver, name, Action::Reset),
-        Command::Watch { duration, every } => watch(cli, &driver, *duration, *every),
+        Command::Watch { duration, every } => watch::watch(
+            &driver,
+            cli.timeout,
+            *duration,
+            *every,
+            &mut watch::print(cli.json),
+        ),
     }
 }
 
@@ -218,41 +227,4 @@ fn operate(
     let row = row(driver, name, cli.timeout)?;
     print_rows(cli, std::slice::from_ref(&row));
     Ok(())
-}
-
-fn watch(
-    cli: &Cli,
-    driver: &Arc<dyn DynDriver>,
-    duration: Option<Duration>,
-    every: Duration,
-) -> Result<(), String> {
-    let started = Instant::now();
-    let mut last: std::collections::BTreeMap<String, (String, u64)> = Default::default();
-    loop {
-        let rows = rows(driver, cli.timeout)?;
-        for r in rows {
-            let seen = (r.state.clone(), r.generation);
-            if last.get(&r.name) != Some(&seen) {
-                if cli.json {
-                    emit(&format!(
-                        "{}\n",
-                        serde_json::to_string(&r).expect("a row serialises")
-                    ));
-                } else {
-                    emit(&format!(
-                        "{:>8.1}s  {:<32} {:<13} generation {}\n",
-                        started.elapsed().as_secs_f64(),
-                        r.name,
-                        r.state,
-                        r.generation
-                    ));
-                }
-                last.insert(r.name, seen);
-            }
-        }
-        if duration.is_some_and(|d| started.elapsed() >= d) {
-            return Ok(());
-        }
-        std::thread::sleep(every);
-    }
 }

@@ -77,16 +77,7 @@ fn list_show_trip_close_reset_and_watch_on_sqlite_with_a_running_agent() {
     );
 
     let mut watcher = Command::new(env!("CARGO_BIN_EXE_breaker"))
-        .args([
-            "--backend",
-            &backend,
-            "watch",
-            "--for",
-            "20s",
-            "--every",
-            "20ms",
-            "--json",
-        ])
+        .args(["--backend", &backend, "watch", "--for", "20s", "--json"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -100,7 +91,7 @@ fn list_show_trip_close_reset_and_watch_on_sqlite_with_a_running_agent() {
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap();
                 seen.lock()
                     .unwrap()
-                    .push(v["state"].as_str().unwrap().to_owned());
+                    .push(v["to"].as_str().unwrap().to_owned());
             }
         })
     };
@@ -216,4 +207,98 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
         assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+/// `watch` as a process, following the back-end's push: every transition of a breaker that
+/// trips, turns half-open when its open period ends (by the clock: nothing is written then),
+/// and closes after a probe, each with its wall-clock time, generation and writer.
+fn watch_shows_every_transition(backend: &str, agent: &Breaker) {
+    use std::io::BufRead;
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .args(["--backend", backend, "watch", "--for", "30s", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let reader = {
+        let out = watcher.stdout.take().unwrap();
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                lines
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&line).unwrap());
+            }
+        })
+    };
+    let wait_for = |from: Option<&str>, to: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = lines.lock().unwrap().iter().any(|l| {
+                l["to"] == to && from.is_none_or(|f| l["from"] == f) && l["breaker"] == "orders"
+            });
+            if found {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "watch never showed {from:?} -> {to}: {:?}",
+                lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for(None, "closed");
+    let _ = agent.call_blocking(|| Err::<(), ()>(()));
+    agent.written_blocking();
+    wait_for(Some("closed"), "open");
+    wait_for(Some("open"), "half_open");
+    agent.call_blocking(|| Ok::<(), ()>(())).expect("the probe");
+    wait_for(Some("half_open"), "closed");
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    reader.join().unwrap();
+    let lines = lines.lock().unwrap();
+    let by_clock = lines.iter().find(|l| l["to"] == "half_open").unwrap();
+    assert_eq!(by_clock["by"], "clock", "nothing was written: {by_clock}");
+    let trip = lines.iter().find(|l| l["to"] == "open").unwrap();
+    assert_eq!(trip["by"], "write");
+    assert!(trip["writer"].is_string(), "names the agent: {trip}");
+    assert!(trip["generation"].as_u64().unwrap() >= 1);
+    for l in lines.iter() {
+        let at = l["at"].as_str().unwrap();
+        humantime::parse_rfc3339(at).unwrap_or_else(|e| panic!("{at}: {e}"));
+    }
+}
+
+fn tripping_policy() -> Policy {
+    Policy::builder()
+        .failures_within(1, Duration::from_secs(60))
+        .open_for(Duration::from_millis(500))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn watch_shows_every_transition_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("watched.db");
+    let agent = shared_breaker::sqlite::breaker(&path, "orders", tripping_policy()).unwrap();
+    agent.call_blocking(|| Ok::<(), ()>(())).unwrap();
+    agent.flush_blocking().unwrap();
+    watch_shows_every_transition(&format!("sqlite://{}", path.display()), &agent);
+}
+
+#[test]
+fn watch_shows_every_transition_on_redis() {
+    let redis = RedisServer::start();
+    let driver = shared_breaker::redis::RedisDriver::open(&redis.url()).unwrap();
+    let agent = Breaker::builder("orders", driver)
+        .policy(tripping_policy())
+        .build()
+        .unwrap();
+    agent.call_blocking(|| Ok::<(), ()>(())).unwrap();
+    agent.flush_blocking().unwrap();
+    watch_shows_every_transition(&redis.url(), &agent);
 }
