@@ -1,5 +1,5 @@
-//! `breaker`: the operator CLI. Lists, inspects, trips (force open), closes (force closed),
-//! resets and watches the breakers on any back-end, chosen by URL. A forced state written
+//! `breaker`: the operator CLI. Lists, inspects, trips (force open), disables (force
+//! closed), resets and watches the breakers on any back-end, chosen by URL. A forced state written
 //! here is obeyed by every running agent.
 //!
 //! ```text
@@ -19,9 +19,18 @@ use clap::{Parser, Subcommand};
 use shared_breaker::{Breaker, DynDriver, Name, Policy, SystemClock, Timestamp};
 use view::Row;
 
+/// Examples for `--help`.
+const EXAMPLES: &str = "Examples:
+  breaker --backend redis://127.0.0.1:6379 list
+  breaker --backend 'sqlite:///var/lib/app/breakers.db?prefix=checkout' show payments --json
+  breaker --backend etcds://user:PASSWORD@10.0.0.7:2379 trip payments
+  breaker --backend etcd://10.0.0.7:2379 reset payments     # back to normal
+  breaker --backend etcd://10.0.0.7:2379 disable payments   # protection off until a reset
+  BREAKER_BACKEND=redis://10.0.0.5:6379 breaker watch --json";
+
 /// Operate the breakers of a back-end.
 #[derive(Parser, Debug)]
-#[command(name = "breaker", version)]
+#[command(name = "breaker", version, after_help = EXAMPLES)]
 struct Cli {
     /// The back-end: memory://, sqlite://PATH, redis://[USER:PASSWORD@]HOST:PORT, rediss://...,
     /// redis-cluster://HOST:PORT,..., etcd://[USER:PASSWORD@]HOST:PORT,..., etcds://...;
@@ -47,12 +56,19 @@ enum Command {
         /// The breaker.
         name: String,
     },
-    /// Force a breaker open for the whole fleet until `close` or `reset`.
+    /// Force a breaker open for the whole fleet until `reset` (or `disable`).
     Trip {
         /// The breaker.
         name: String,
     },
-    /// Force a breaker closed (disabled) for the whole fleet until `trip` or `reset`.
+    /// Force a breaker closed for the whole fleet: protection off, every call admitted,
+    /// nothing trips, until `reset` (or `trip`).
+    Disable {
+        /// The breaker.
+        name: String,
+    },
+    /// Not a verb: `reset` closes a breaker (back to normal), `disable` turns it off.
+    #[command(hide = true)]
     Close {
         /// The breaker.
         name: String,
@@ -101,7 +117,12 @@ fn run(cli: &Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Trip { name } => operate(cli, &driver, name, Action::Trip),
-        Command::Close { name } => operate(cli, &driver, name, Action::Close),
+        Command::Disable { name } => operate(cli, &driver, name, Action::Disable),
+        Command::Close { name } => Err(format!(
+            "`close` is ambiguous: `breaker reset {name}` closes the breaker (back to normal, \
+             fresh counters); `breaker disable {name}` forces it closed (protection off until \
+             a reset)"
+        )),
         Command::Reset { name } => operate(cli, &driver, name, Action::Reset),
         Command::Watch { duration, every } => watch::watch(
             &driver,
@@ -196,7 +217,7 @@ fn print_rows(cli: &Cli, rows: &[Row]) {
 #[derive(Clone, Copy)]
 enum Action {
     Trip,
-    Close,
+    Disable,
     Reset,
 }
 
@@ -219,7 +240,7 @@ fn operate(
     let done = futures_executor::block_on(async {
         match action {
             Action::Trip => breaker.force_open().await,
-            Action::Close => breaker.force_closed().await,
+            Action::Disable => breaker.force_closed().await,
             Action::Reset => breaker.reset().await,
         }
     });

@@ -27,6 +27,12 @@ pub struct Row {
     pub next_probe_in_ms: Option<u64>,
     /// Probe permits held in this half-open period.
     pub probes_held: usize,
+    /// Milliseconds since the current generation began (the last transition).
+    pub since_ms: Option<u64>,
+    /// Consecutive openings since the breaker last closed (drives the backoff).
+    pub openings: u32,
+    /// The agent that wrote the record last, in hex.
+    pub writer: Option<String>,
     /// What went wrong reading the record, if it is corrupt.
     pub error: Option<String>,
 }
@@ -50,6 +56,9 @@ impl Row {
                 consecutive_failures: 0,
                 next_probe_in_ms: None,
                 probes_held: 0,
+                since_ms: None,
+                openings: 0,
+                writer: None,
                 error: Some(e.to_string()),
             },
         }
@@ -82,6 +91,10 @@ impl Row {
                 _ => None,
             },
             probes_held: rec.leases.iter().filter(|l| rec.lease_live(l, now)).count(),
+            since_ms: (rec.since != Timestamp::ZERO)
+                .then(|| now.saturating_duration_since(rec.since).as_millis() as u64),
+            openings: rec.openings,
+            writer: (rec.writer != 0).then(|| format!("{:x}", rec.writer)),
             error: None,
         }
     }
@@ -89,17 +102,32 @@ impl Row {
 
 /// A human table of `rows`.
 pub fn table(rows: &[Row]) -> String {
+    let seconds =
+        |ms: Option<u64>| ms.map_or("-".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
     let mut out = format!(
-        "{:<32} {:<13} {:>10} {:>9} {:>9} {:>12}\n",
-        "NAME", "STATE", "GENERATION", "SUCCESSES", "FAILURES", "NEXT PROBE"
+        "{:<32} {:<13} {:>10} {:>9} {:>9} {:>12} {:>10} {:>8}  {}\n",
+        "NAME",
+        "STATE",
+        "GENERATION",
+        "SUCCESSES",
+        "FAILURES",
+        "NEXT PROBE",
+        "SINCE",
+        "OPENINGS",
+        "LAST WRITER"
     );
     for r in rows {
-        let next = r
-            .next_probe_in_ms
-            .map_or("-".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
         out.push_str(&format!(
-            "{:<32} {:<13} {:>10} {:>9} {:>9} {:>12}\n",
-            r.name, r.state, r.generation, r.successes, r.failures, next
+            "{:<32} {:<13} {:>10} {:>9} {:>9} {:>12} {:>10} {:>8}  {}\n",
+            r.name,
+            r.state,
+            r.generation,
+            r.successes,
+            r.failures,
+            seconds(r.next_probe_in_ms),
+            seconds(r.since_ms),
+            r.openings,
+            r.writer.as_deref().unwrap_or("-"),
         ));
         if let Some(e) = &r.error {
             out.push_str(&format!("    {e}\n"));
@@ -151,6 +179,18 @@ mod tests {
         let just_before = Timestamp::from_millis(until.as_millis() - 1);
         assert_eq!(Row::new("x", &stored, just_before, false).state, "open");
         assert_eq!(Row::new("x", &stored, until, false).state, "half_open");
+    }
+
+    #[test]
+    fn rows_say_since_when_how_often_and_who() {
+        let at = Timestamp::from_millis(1_000_000);
+        let stored = opened(at);
+        let later = at.saturating_add(std::time::Duration::from_millis(2_500));
+        let row = Row::new("x", &stored, later, false);
+        assert_eq!(row.since_ms, Some(2_500));
+        assert_eq!(row.openings, 1);
+        let text = table(&[row]);
+        assert!(text.contains("SINCE") && text.contains("2.5s"), "{text}");
     }
 
     #[test]

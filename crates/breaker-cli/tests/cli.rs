@@ -56,7 +56,7 @@ fn agent_sees(agent: &Breaker, state: State) {
 }
 
 #[test]
-fn list_show_trip_close_reset_and_watch_on_sqlite_with_a_running_agent() {
+fn list_show_trip_disable_reset_and_watch_on_sqlite_with_a_running_agent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("breakers.db");
     let backend = format!("sqlite://{}", path.display());
@@ -114,7 +114,17 @@ fn list_show_trip_close_reset_and_watch_on_sqlite_with_a_running_agent() {
     agent_sees(&agent, State::ForcedOpen);
     watch_shows("forced_open");
 
-    ok(&cli(&backend, &["close", "payments"]));
+    let ambiguous = failed(&cli(&backend, &["close", "payments"]));
+    assert!(
+        ambiguous.contains("reset payments") && ambiguous.contains("disable payments"),
+        "{ambiguous}"
+    );
+    assert_eq!(
+        agent.state(),
+        Some(State::ForcedOpen),
+        "`close` changed nothing"
+    );
+    ok(&cli(&backend, &["disable", "payments"]));
     agent_sees(&agent, State::ForcedClosed);
     ok(&cli(&backend, &["reset", "payments"]));
     agent_sees(&agent, State::Closed);
