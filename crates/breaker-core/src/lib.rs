@@ -26,6 +26,7 @@ mod events;
 pub mod machine;
 mod name;
 mod observe;
+pub use observe::METRICS;
 mod outcome;
 mod policy;
 mod record;

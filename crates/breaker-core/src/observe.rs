@@ -2,11 +2,13 @@
 //! behind its cargo feature. Without the features every function here is empty and inlined
 //! away, so the hot path pays nothing.
 //!
-//! Metrics, each labelled with `breaker` and `backend`:
+//! Metrics, each labelled with `breaker` and `backend`, described (`# HELP`) when the first
+//! breaker is built (see [`METRICS`]):
 //! - `breaker_calls_total` (`outcome`: success, failure, ignored),
-//! - `breaker_rejections_total` (`state`),
-//! - `breaker_transitions_total` (`from`, `to`, `cause`),
-//! - `breaker_state` gauge (0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed),
+//! - `breaker_not_permitted_calls_total` (`state`): calls rejected,
+//! - `breaker_transitions_total` (`from`, `to`, `cause`: caused, observed, local),
+//! - `breaker_state` gauge (`state`): one series per state, 1 for the breaker's state and 0
+//!   for the others, from the agent's first read of the record,
 //! - `breaker_backend_errors_total` (`operation`, `kind`),
 //! - `breaker_backend_latency_seconds` histogram (`operation`).
 
@@ -19,14 +21,75 @@ use crate::name::Name;
 use crate::outcome::Outcome;
 use crate::record::State;
 
-fn state_code(state: State) -> f64 {
-    match state {
-        State::Closed => 0.0,
-        State::Open => 1.0,
-        State::HalfOpen => 2.0,
-        State::ForcedOpen => 3.0,
-        State::ForcedClosed => 4.0,
+/// Every metric a breaker reports: name, kind, and help text. The dashboards in
+/// `dashboards/` query only these (a test checks it).
+pub const METRICS: &[(&str, &str, &str)] = &[
+    (
+        "breaker_calls_total",
+        "counter",
+        "Calls a breaker admitted, by outcome (success, failure, ignored).",
+    ),
+    (
+        "breaker_not_permitted_calls_total",
+        "counter",
+        "Calls a breaker rejected, by the state that rejected them.",
+    ),
+    (
+        "breaker_transitions_total",
+        "counter",
+        "State transitions, by from, to and cause (caused by this agent, observed, or local: the agent's own breaker under a quorum).",
+    ),
+    (
+        "breaker_state",
+        "gauge",
+        "1 for the state the breaker is in, 0 for the others: one series per state.",
+    ),
+    (
+        "breaker_backend_errors_total",
+        "counter",
+        "Failed back-end operations, by operation and kind.",
+    ),
+    (
+        "breaker_backend_latency_seconds",
+        "histogram",
+        "Time of back-end operations, by operation.",
+    ),
+];
+
+/// Every state, as the `state` label spells them.
+const STATES: [State; 5] = [
+    State::Closed,
+    State::Open,
+    State::HalfOpen,
+    State::ForcedOpen,
+    State::ForcedClosed,
+];
+
+/// Describes every metric, once per process, so that exporters print `# HELP` lines.
+pub(crate) fn describe() {
+    #[cfg(feature = "metrics")]
+    {
+        static DESCRIBED: std::sync::Once = std::sync::Once::new();
+        DESCRIBED.call_once(|| {
+            for (name, kind, help) in METRICS {
+                match *kind {
+                    "counter" => metrics::describe_counter!(*name, *help),
+                    "gauge" => metrics::describe_gauge!(*name, *help),
+                    _ => metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help),
+                }
+            }
+        });
     }
+}
+
+/// The breaker is in `now`: its series of `breaker_state` read 1 for it, 0 for the others.
+pub(crate) fn state(breaker: Name, backend: &'static str, now: State) {
+    #[cfg(feature = "metrics")]
+    for state in STATES {
+        metrics::gauge!("breaker_state", "breaker" => breaker.as_str(), "backend" => backend, "state" => state.as_str())
+            .set(if state == now { 1.0 } else { 0.0 });
+    }
+    let _ = (STATES, now);
 }
 
 /// A call ended with `outcome`.
@@ -48,7 +111,7 @@ pub(crate) fn call(breaker: Name, backend: &'static str, outcome: Outcome) {
 #[inline]
 pub(crate) fn rejected(breaker: Name, backend: &'static str, state: State) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("breaker_rejections_total", "breaker" => breaker.as_str(), "backend" => backend, "state" => state.as_str())
+    metrics::counter!("breaker_not_permitted_calls_total", "breaker" => breaker.as_str(), "backend" => backend, "state" => state.as_str())
         .increment(1);
 }
 
@@ -70,9 +133,8 @@ pub(crate) fn transition(
     {
         metrics::counter!("breaker_transitions_total", "breaker" => breaker.as_str(), "backend" => backend, "from" => from.as_str(), "to" => to.as_str(), "cause" => cause)
             .increment(1);
-        metrics::gauge!("breaker_state", "breaker" => breaker.as_str(), "backend" => backend)
-            .set(state_code(to));
     }
+    state(breaker, backend, to);
     #[cfg(feature = "tracing")]
     tracing::info!(
         breaker = breaker.as_str(),
@@ -83,7 +145,7 @@ pub(crate) fn transition(
         cause,
         "breaker transition"
     );
-    let _ = (from, to, generation, cause, state_code);
+    let _ = (from, to, generation, cause);
 }
 
 /// A back-end operation failed.

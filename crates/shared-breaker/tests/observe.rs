@@ -44,6 +44,32 @@ fn counters(snapshot: &Snapshot, name: &str) -> Vec<(Vec<(String, String)>, u64)
         .collect()
 }
 
+/// The `breaker_state` series of `breaker`: (state label, value), sorted by state.
+fn gauges(snapshot: &Snapshot, breaker: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = snapshot
+        .iter()
+        .filter(|(k, _, _, _)| {
+            k.key().name() == "breaker_state"
+                && k.key()
+                    .labels()
+                    .any(|l| l.key() == "breaker" && l.value() == breaker)
+        })
+        .filter_map(|(k, _, _, v)| match v {
+            DebugValue::Gauge(g) => Some((
+                k.key()
+                    .labels()
+                    .find(|l| l.key() == "state")?
+                    .value()
+                    .to_owned(),
+                g.into_inner(),
+            )),
+            _ => None,
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 #[test]
 fn metrics_count_calls_rejections_transitions_and_backend_errors() {
     let recorder = DebuggingRecorder::new();
@@ -61,6 +87,21 @@ fn metrics_count_calls_rejections_transitions_and_backend_errors() {
             .clock(clock)
             .build()
             .unwrap();
+        // A healthy breaker has its state series from its first read on. (A snapshot drains
+        // the counters: taken before the breaker under test calls.)
+        let healthy = Breaker::builder("healthy", driver.clone()).build().unwrap();
+        healthy.call_blocking(|| Ok::<(), ()>(())).unwrap();
+        let early: Snapshot = snapshotter.snapshot().into_vec();
+        assert_eq!(
+            gauges(&early, "healthy"),
+            vec![
+                ("closed".to_owned(), 1.0),
+                ("forced_closed".to_owned(), 0.0),
+                ("forced_open".to_owned(), 0.0),
+                ("half_open".to_owned(), 0.0),
+                ("open".to_owned(), 0.0)
+            ]
+        );
         b.call_blocking(|| Ok::<(), ()>(())).unwrap();
         let _ = b.call_blocking(|| Err::<(), ()>(()));
         let _ = b.call_blocking(|| Err::<(), ()>(()));
@@ -87,7 +128,18 @@ fn metrics_count_calls_rejections_transitions_and_backend_errors() {
             .all(|(l, _)| l.contains(&("breaker".into(), "observed".into()))
                 && l.contains(&("backend".into(), "memory".into())))
     );
-    let rejections = counters(&snapshot, "breaker_rejections_total");
+    assert!(
+        gauges(&snapshot, "observed").contains(&("open".to_owned(), 1.0)),
+        "one series per state: open now"
+    );
+    for (name, _, _) in shared_breaker::METRICS {
+        let described = snapshot
+            .iter()
+            .any(|(k, _, help, _)| k.key().name() == *name && help.is_some());
+        let emitted = snapshot.iter().any(|(k, _, _, _)| k.key().name() == *name);
+        assert!(!emitted || described, "{name} has no help text");
+    }
+    let rejections = counters(&snapshot, "breaker_not_permitted_calls_total");
     assert_eq!(rejections.iter().map(|(_, n)| n).sum::<u64>(), 1);
     let transitions = counters(&snapshot, "breaker_transitions_total");
     assert!(transitions.iter().any(|(l, n)| *n == 1

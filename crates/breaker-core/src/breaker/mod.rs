@@ -119,6 +119,7 @@ impl BreakerBuilder {
     /// and until then [`Breaker::state`] says it does not know.
     pub fn build(self) -> Result<Breaker, BuildError> {
         let name = Name::new(&self.name)?;
+        crate::observe::describe();
         self.policy.validate()?;
         let clock = match self.clock {
             Some(clock) => BreakerClock::Injected(clock),

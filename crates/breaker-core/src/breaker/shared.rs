@@ -221,6 +221,10 @@ impl Inner {
     fn install(&self, s: &mut Shared, rec: Record, version: Option<u64>) {
         let (from, old_gen) = (s.record.state, s.record.generation);
         let announce = s.loaded && (rec.generation != old_gen || rec.state != from);
+        if !s.loaded {
+            // The first read: the state series exists from now, not from the first transition.
+            crate::observe::state(self.name, self.backend, rec.state);
+        }
         if rec.generation != old_gen {
             // Successes counted locally belong to the generation that just ended, and an
             // outcome of an older generation changes nothing: they are not written.
