@@ -123,6 +123,7 @@ const SYSTEM_NEEDS: &[(Need, &str)] = &[
     (Need::Command("redis-cli"), "redis-tools"),
     (Need::Command("etcd"), "etcd-server"),
     (Need::Command("openssl"), "openssl"),
+    (Need::Command("promtool"), "prometheus"),
     (Need::Command("protoc"), "protobuf-compiler"),
     (
         Need::File("/usr/include/google/protobuf/descriptor.proto"),
