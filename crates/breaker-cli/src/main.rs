@@ -36,7 +36,7 @@ struct Cli {
     /// redis-cluster://HOST:PORT,..., etcd://[USER:PASSWORD@]HOST:PORT,..., etcds://...;
     /// options in the query (?prefix=checkout). Passwords are never printed.
     #[arg(long, env = "BREAKER_BACKEND", hide_env_values = true)]
-    backend: String,
+    backend: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -78,6 +78,12 @@ enum Command {
         /// The breaker.
         name: String,
     },
+    /// Print a completion script for `shell` (bash, zsh, fish, elvish, powershell): for
+    /// bash, `breaker completions bash > /etc/bash_completion.d/breaker`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print every transition of every breaker as it happens (wall-clock time, breaker,
     /// from -> to, generation, the agent whose write it was), following the back-end's own
     /// push, until interrupted (or `--for` passes).
@@ -103,8 +109,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
+    if let Command::Completions { shell } = &cli.command {
+        let mut script = Vec::new();
+        clap_complete::generate(
+            *shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "breaker",
+            &mut script,
+        );
+        emit(&String::from_utf8_lossy(&script));
+        return Ok(());
+    }
     check_backend(cli)?;
-    let driver = shared_breaker::config::open_backend(&cli.backend).map_err(|e| e.to_string())?;
+    let driver = shared_breaker::config::open_backend(backend(cli)?).map_err(|e| e.to_string())?;
     match &cli.command {
         Command::List => {
             let rows = rows(&driver, cli.timeout)?;
@@ -124,6 +141,7 @@ fn run(cli: &Cli) -> Result<(), String> {
              a reset)"
         )),
         Command::Reset { name } => operate(cli, &driver, name, Action::Reset),
+        Command::Completions { .. } => unreachable!("answered above"),
         Command::Watch { duration, every } => watch::watch(
             &driver,
             cli.timeout,
@@ -134,11 +152,18 @@ fn run(cli: &Cli) -> Result<(), String> {
     }
 }
 
+/// The back-end URL, which every command but `completions` needs.
+fn backend(cli: &Cli) -> Result<&str, String> {
+    cli.backend
+        .as_deref()
+        .ok_or_else(|| "give the back-end with --backend URL (or BREAKER_BACKEND)".to_owned())
+}
+
 /// Refuses what the CLI cannot mean: the memory back-end (another process's memory is out of
 /// reach, so it would always look empty), and a SQLite file that does not exist (opening
 /// would create it, and a mistyped path would show an empty, healthy fleet).
 fn check_backend(cli: &Cli) -> Result<(), String> {
-    let url = cli.backend.as_str();
+    let url = backend(cli)?;
     if url.starts_with("memory://") {
         return Err(
             "memory:// holds the breakers of one process; the CLI runs in another, so use the \

@@ -312,3 +312,33 @@ fn watch_shows_every_transition_on_redis() {
     agent.flush_blocking().unwrap();
     watch_shows_every_transition(&redis.url(), &agent);
 }
+
+#[test]
+fn completions_for_each_shell_and_a_clear_error_without_a_back_end() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_breaker"))
+            .args(["completions", shell])
+            .env_remove("BREAKER_BACKEND")
+            .output()
+            .unwrap();
+        let script = ok(&out);
+        for verb in ["list", "show", "trip", "disable", "reset", "watch"] {
+            assert!(script.contains(verb), "{shell} completes `{verb}`");
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .arg("list")
+        .env_remove("BREAKER_BACKEND")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(failed(&out).contains("--backend"));
+    let help = ok(&Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .arg("--help")
+        .output()
+        .unwrap());
+    assert!(
+        help.contains("Examples:") && help.contains("etcds://"),
+        "{help}"
+    );
+}
