@@ -124,6 +124,7 @@ const SYSTEM_NEEDS: &[(Need, &str)] = &[
     (Need::Command("etcd"), "etcd-server"),
     (Need::Command("openssl"), "openssl"),
     (Need::Command("promtool"), "prometheus"),
+    (Need::Command("chromium"), "chromium"),
     (Need::Command("protoc"), "protobuf-compiler"),
     (
         Need::File("/usr/include/google/protobuf/descriptor.proto"),

@@ -8,6 +8,7 @@
 //! breaker --backend etcd://10.0.0.7:2379 trip payments
 //! ```
 
+mod dashboard;
 mod view;
 mod watch;
 
@@ -78,6 +79,17 @@ enum Command {
         /// The breaker.
         name: String,
     },
+    /// Serve a live page of every breaker and its transitions (read-only unless given a
+    /// control token).
+    Dashboard {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:9400")]
+        listen: std::net::SocketAddr,
+        /// Allow trip, disable and reset from the page, to requests that carry this token
+        /// (`Authorization: Bearer TOKEN`). Without it the page is read-only.
+        #[arg(long, env = "BREAKER_DASHBOARD_TOKEN", hide_env_values = true)]
+        control_token: Option<String>,
+    },
     /// Print a completion script for `shell` (bash, zsh, fish, elvish, powershell): for
     /// bash, `breaker completions bash > /etc/bash_completion.d/breaker`.
     Completions {
@@ -142,6 +154,10 @@ fn run(cli: &Cli) -> Result<(), String> {
         )),
         Command::Reset { name } => operate(cli, &driver, name, Action::Reset),
         Command::Completions { .. } => unreachable!("answered above"),
+        Command::Dashboard {
+            listen,
+            control_token,
+        } => dashboard::serve(driver, cli.timeout, *listen, control_token.clone()),
         Command::Watch { duration, every } => watch::watch(
             &driver,
             cli.timeout,
@@ -252,10 +268,22 @@ fn operate(
     name: &str,
     action: Action,
 ) -> Result<(), String> {
-    // Only breakers that exist: a typo must not create a new, forced breaker.
-    row(driver, name, cli.timeout)?;
+    let row = operate_on(driver, name, action, cli.timeout)?;
+    print_rows(cli, std::slice::from_ref(&row));
+    Ok(())
+}
+
+/// Makes an operator's `action` on the breaker `name` (which must exist: a typo must not
+/// create a new, forced breaker) and returns its row after it.
+fn operate_on(
+    driver: &Arc<dyn DynDriver>,
+    name: &str,
+    action: Action,
+    timeout: Duration,
+) -> Result<Row, String> {
+    row(driver, name, timeout)?;
     let policy = Policy::builder()
-        .backend_timeout(cli.timeout)
+        .backend_timeout(timeout)
         .build()
         .map_err(|e| e.to_string())?;
     let breaker = Breaker::builder_dyn(name, driver.clone())
@@ -270,7 +298,5 @@ fn operate(
         }
     });
     done.map_err(|e| e.to_string())?;
-    let row = row(driver, name, cli.timeout)?;
-    print_rows(cli, std::slice::from_ref(&row));
-    Ok(())
+    row(driver, name, timeout)
 }
