@@ -5,6 +5,7 @@
 //! Metrics, each labelled with `breaker` and `backend`, described (`# HELP`) when the first
 //! breaker is built (see [`METRICS`]):
 //! - `breaker_calls_total` (`outcome`: success, failure, ignored),
+//! - `breaker_call_duration_seconds` histogram (`outcome`): how long admitted calls took,
 //! - `breaker_not_permitted_calls_total` (`state`): calls rejected,
 //! - `breaker_transitions_total` (`from`, `to`, `cause`: caused, observed, local),
 //! - `breaker_state` gauge (`state`): one series per state, 1 for the breaker's state and 0
@@ -28,6 +29,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "breaker_calls_total",
         "counter",
         "Calls a breaker admitted, by outcome (success, failure, ignored).",
+    ),
+    (
+        "breaker_call_duration_seconds",
+        "histogram",
+        "How long the calls a breaker admitted took, by outcome.",
     ),
     (
         "breaker_not_permitted_calls_total",
@@ -96,14 +102,43 @@ pub(crate) fn state(breaker: Name, backend: &'static str, now: State) {
 #[inline]
 pub(crate) fn call(breaker: Name, backend: &'static str, outcome: Outcome) {
     #[cfg(feature = "metrics")]
-    {
-        let outcome = match outcome {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-            Outcome::Ignored => "ignored",
-        };
-        metrics::counter!("breaker_calls_total", "breaker" => breaker.as_str(), "backend" => backend, "outcome" => outcome)
-            .increment(1);
+    metrics::counter!("breaker_calls_total", "breaker" => breaker.as_str(), "backend" => backend, "outcome" => outcome_label(outcome))
+        .increment(1);
+}
+
+/// When an admitted call began, for `breaker_call_duration_seconds`: a clock reading with the
+/// `metrics` feature, nothing (and no clock read) without it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CallTimer {
+    #[cfg(feature = "metrics")]
+    began: std::time::Instant,
+}
+
+impl CallTimer {
+    /// The call begins now.
+    #[inline]
+    pub(crate) fn start() -> Self {
+        CallTimer {
+            #[cfg(feature = "metrics")]
+            began: std::time::Instant::now(),
+        }
+    }
+
+    /// The call ended with `outcome`.
+    #[inline]
+    pub(crate) fn finish(self, breaker: Name, backend: &'static str, outcome: Outcome) {
+        #[cfg(feature = "metrics")]
+        metrics::histogram!("breaker_call_duration_seconds", "breaker" => breaker.as_str(), "backend" => backend, "outcome" => outcome_label(outcome))
+            .record(self.began.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+fn outcome_label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "success",
+        Outcome::Failure => "failure",
+        Outcome::Ignored => "ignored",
     }
 }
 

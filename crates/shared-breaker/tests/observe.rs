@@ -139,6 +139,18 @@ fn metrics_count_calls_rejections_transitions_and_backend_errors() {
         let emitted = snapshot.iter().any(|(k, _, _, _)| k.key().name() == *name);
         assert!(!emitted || described, "{name} has no help text");
     }
+    let durations = snapshot
+        .iter()
+        .filter(|(k, _, _, _)| {
+            k.key().name() == "breaker_call_duration_seconds"
+                && k.key().labels().any(|l| l.value() == "observed")
+        })
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Histogram(samples) => samples.len(),
+            _ => 0,
+        })
+        .sum::<usize>();
+    assert_eq!(durations, 3, "one duration per admitted call");
     let rejections = counters(&snapshot, "breaker_not_permitted_calls_total");
     assert_eq!(rejections.iter().map(|(_, n)| n).sum::<u64>(), 1);
     let transitions = counters(&snapshot, "breaker_transitions_total");

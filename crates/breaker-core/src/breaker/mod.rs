@@ -326,9 +326,11 @@ impl Breaker {
                     inner: &self.inner,
                     generation,
                 };
+                let timer = crate::observe::CallTimer::start();
                 let result = f().await;
                 let outcome = classifier.classify(&result);
                 let inner = call.finish();
+                timer.finish(inner.name, inner.backend, outcome);
                 if let Some(deferred) = inner.settle_closed(generation, outcome, false) {
                     Box::pin(inner.report(deferred, inner.deadline())).await;
                 }
@@ -369,9 +371,11 @@ impl Breaker {
             // The common case needs no permit: nothing to time, nothing to give back.
             Gate::Closed(generation) if self.inner.policy.slow_call.is_none() => {
                 let inner = &self.inner;
+                let timer = crate::observe::CallTimer::start();
                 return match std::panic::catch_unwind(AssertUnwindSafe(f)) {
                     Ok(result) => {
                         let outcome = classifier.classify(&result);
+                        timer.finish(inner.name, inner.backend, outcome);
                         if let Some(deferred) = inner.settle_closed(generation, outcome, false) {
                             inner.report_blocking(deferred);
                         }

@@ -72,6 +72,8 @@ pub struct Permit<'a> {
     /// When the call started on the breaker's clock, plus one; zero when slowness does not
     /// matter. Kept to one word: the permit lives in every call's future.
     started: u64,
+    /// For the call-duration metric (nothing without the `metrics` feature).
+    timer: crate::observe::CallTimer,
     settled: bool,
 }
 
@@ -97,6 +99,7 @@ impl<'a> Permit<'a> {
             inner: Holder::Borrowed(inner),
             admitted,
             started,
+            timer: crate::observe::CallTimer::start(),
             settled: false,
         }
     }
@@ -107,6 +110,7 @@ impl<'a> Permit<'a> {
             inner: Holder::Owned(Arc::clone(&self.inner)),
             admitted: self.admitted,
             started: self.started,
+            timer: self.timer,
             settled: false,
         };
         // This one hands its report over: dropping it must report nothing.
@@ -182,6 +186,8 @@ impl<'a> Permit<'a> {
             Some(rule) if slow && rule.counts_as_failure => Outcome::Failure,
             _ => outcome,
         };
+        self.timer
+            .finish(self.inner.name, self.inner.backend, outcome);
         match self.admitted {
             Admitted::Closed { generation } => self.inner.settle_closed(generation, outcome, slow),
             Admitted::Unprotected => {
