@@ -274,6 +274,7 @@ macro_rules! conformance_tests {
             quorum::a_second_sick_agent_makes_the_quorum,
             quorum::failing_agents_expire_with_the_window,
             quorum::probes_stay_fleet_wide_under_a_quorum,
+            quorum::under_a_quorum_an_outage_still_protects_and_leaves_nothing_behind,
             outage::fail_open_admits_everything,
             outage::fail_closed_rejects_with_backend_error,
             outage::local_fallback_protects_and_shared_state_returns,

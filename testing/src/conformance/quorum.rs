@@ -37,7 +37,23 @@ pub async fn one_agent_failing_alone_opens_only_its_own<H: Harness>(h: Arc<H>) {
     let name = unique_name("quorum-alone");
     let (sick, healthy) = two_agents(&*h, &name, &quorum(), &clock).await;
     let mut events = sick.subscribe();
-    for _ in 0..3 {
+    assert!(matches!(fail(&sick).await, Err(Error::Call(_))));
+    let local = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Transition {
+                        cause: Cause::Local,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(local(&events.drain()), 0, "one failure is no transition");
+    for _ in 0..2 {
         assert!(matches!(fail(&sick).await, Err(Error::Call(_))));
     }
     assert_eq!(sick.state(), Some(State::Open), "its own breaker opened");
@@ -65,6 +81,10 @@ pub async fn one_agent_failing_alone_opens_only_its_own<H: Harness>(h: Arc<H>) {
     clock.advance(Duration::from_secs(5));
     let probe = sick.acquire().await.expect("its own probe");
     assert!(probe.is_probe());
+    assert!(
+        local_transition(&events.drain(), State::HalfOpen),
+        "its own half-open"
+    );
     assert!(sick.acquire().await.is_err(), "one probe at a time");
     probe.success().await;
     assert_eq!(sick.state(), Some(State::Closed), "closed by its own probe");
@@ -174,4 +194,45 @@ pub async fn probes_stay_fleet_wide_under_a_quorum<H: Harness>(h: Arc<H>) {
     probe.success().await;
     b.flush().await.unwrap();
     assert_eq!(b.state(), Some(State::Closed), "closed for everyone");
+}
+
+/// While the back-end is unreachable, the local fallback protects the agent by the policy
+/// without the quorum (one agent alone could never make it), and its own breaker counts
+/// nothing: once the back-end answers again, its calls are admitted and its own count
+/// starts afresh.
+pub async fn under_a_quorum_an_outage_still_protects_and_leaves_nothing_behind<H: Harness>(
+    h: Arc<H>,
+) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("quorum-outage");
+    let (a, driver) = super::faulty_agent(&*h, &name, &quorum(), &clock).await;
+    assert!(succeed(&a).await.is_ok());
+    // Two failures while the back-end is down: the local fallback counts them, the agent's
+    // own breaker does not.
+    driver.set_down(true);
+    for _ in 0..2 {
+        let _ = fail(&a).await;
+    }
+    assert!(a.is_degraded());
+    driver.set_down(false);
+    clock.advance(Duration::from_secs(6));
+    assert!(succeed(&a).await.is_ok(), "shared again");
+    assert!(!a.is_degraded());
+    let _ = fail(&a).await;
+    assert_eq!(
+        a.state(),
+        Some(State::Closed),
+        "one failure after the outage: its own breaker counted none during it"
+    );
+    // Three failures while down: the local fallback trips on them, quorum or not.
+    driver.set_down(true);
+    clock.advance(Duration::from_secs(11));
+    for _ in 0..3 {
+        let _ = fail(&a).await;
+    }
+    assert!(a.is_degraded());
+    assert!(
+        matches!(succeed(&a).await, Err(Error::Rejected(_))),
+        "the local fallback tripped on three failures"
+    );
 }

@@ -331,11 +331,12 @@ impl Inner {
     /// Writes closed-state outcomes of `generation`, with the successes batched before
     /// them (in order: the successes first).
     async fn write_tally(self: &Arc<Self>, generation: u64, mut tally: Tally, dl: Deadline) {
-        let policy = &self.policy;
         tally.successes = tally.successes.saturating_add(self.pending.take());
         let agent = self.agent;
         self.apply(
-            |rec, now| machine::record_tally_from(rec, policy, now, generation, tally, agent),
+            |rec, now, policy| {
+                machine::record_tally_from(rec, policy, now, generation, tally, agent)
+            },
             dl,
         )
         .await;
@@ -356,7 +357,6 @@ impl Inner {
 
     /// Writes an outcome that could not be settled on the hot path.
     pub(crate) async fn report(self: &Arc<Self>, d: Deferred, dl: Deadline) {
-        let policy = &self.policy;
         match d.admitted {
             Admitted::Closed { generation } => {
                 if d.outcome != Outcome::Ignored {
@@ -367,7 +367,7 @@ impl Inner {
             Admitted::Probe { generation, lease } => {
                 crate::observe::call(self.name, self.backend, d.outcome);
                 self.apply(
-                    |rec, now| {
+                    |rec, now, policy| {
                         machine::settle_probe(rec, policy, now, generation, lease, d.outcome)
                     },
                     dl,

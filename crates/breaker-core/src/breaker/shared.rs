@@ -718,20 +718,30 @@ impl Inner {
     /// Applies `op` to the shared record; while the back-end is unreachable and the policy is
     /// the local fallback, to the local record instead. Outcomes are dropped under the other
     /// policies.
+    ///
+    /// `op` gets the policy to apply: the breaker's for the shared record; for the local
+    /// record, the same without a quorum, which one agent alone could never make.
     pub(crate) async fn apply(
         self: &Arc<Self>,
-        mut op: impl FnMut(&mut Record, Timestamp) -> bool,
+        mut op: impl FnMut(&mut Record, Timestamp, &Policy) -> bool,
         dl: Deadline,
     ) {
         let degraded = self.lock().degraded();
-        if !degraded && self.update(&mut op, dl).await.is_ok() {
+        let policy = &self.policy;
+        if !degraded
+            && self
+                .update(&mut |rec, now| op(rec, now, policy), dl)
+                .await
+                .is_ok()
+        {
             return;
         }
         if self.policy.on_backend_failure == BackendFailure::LocalFallback {
+            let local_policy = self.own_policy.as_ref().unwrap_or(&self.policy);
             let mut s = self.lock();
             let local = s.local_record();
             let mut rec = local.clone();
-            if op(&mut rec, self.clock.now()) && rec != local {
+            if op(&mut rec, self.clock.now(), local_policy) && rec != local {
                 self.install_local(&mut s, rec);
             }
         }
@@ -805,11 +815,10 @@ impl Inner {
                 || machine::successes_matter(&s.record, &self.policy, self.clock.now())
         };
         if matter {
-            let policy = &self.policy;
             let generation = self.hot.generation();
             let tally = machine::Tally::new(successes, 0, 0);
             self.apply(
-                |rec, now| {
+                |rec, now, policy| {
                     machine::record_tally_from(rec, policy, now, generation, tally, self.agent)
                 },
                 dl,

@@ -870,3 +870,24 @@ fn tallies_of_outcomes_add_up_and_saturate() {
         Tally::new(u64::MAX, u64::MAX, 0)
     );
 }
+
+/// A quorum counts agents within the window at the time asked, whether or not the record was
+/// pruned since: an agent whose last failure is older than the window does not count.
+#[test]
+fn the_quorum_counts_only_agents_inside_the_window() {
+    let p = Policy::builder()
+        .failures_within(3, Duration::from_secs(10))
+        .min_agents(2)
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    let g = rec.generation;
+    record_tally_from(&mut rec, &p, at(0), g, Tally::new(0, 1, 0), 7);
+    record_tally_from(&mut rec, &p, at(5_000), g, Tally::new(0, 1, 0), 8);
+    assert_eq!(failing_agents(&rec, &p, at(5_000)), 2);
+    assert!(quorum_met(&rec, &p, at(5_000)));
+    // Eleven seconds after the first agent's failure, only the second is in the window.
+    assert_eq!(failing_agents(&rec, &p, at(11_000)), 1);
+    assert!(!quorum_met(&rec, &p, at(11_000)));
+    assert_eq!(rec.state, State::Closed, "two failures meet no rule");
+}
