@@ -204,8 +204,7 @@ fn the_dashboard_shows_a_trip_on_redis_within_a_second() {
 fn shows_a_trip(backend: &str, agent: &shared_breaker::Breaker, label: &str) {
     agent.call_blocking(|| Ok::<(), ()>(())).unwrap();
     agent.flush_blocking().unwrap();
-    let backend = backend.to_owned();
-    let (_dashboard, base) = dashboard(&backend, None);
+    let (_dashboard, base) = dashboard(backend, None);
     let mut browser = Browser::open(&format!("{base}/"));
     let state = "document.querySelector('tr[data-breaker=\"payments\"]')?.dataset.state ?? null";
     until(
@@ -228,7 +227,7 @@ fn shows_a_trip(backend: &str, agent: &shared_breaker::Breaker, label: &str) {
     );
 
     // A trip from another process: the CLI.
-    let tripped = breaker_cli(&["--backend", &backend, "trip", "payments"]);
+    let tripped = breaker_cli(&["--backend", backend, "trip", "payments"]);
     assert!(tripped.status.success());
     let took = until(
         &mut browser,

@@ -132,6 +132,12 @@ impl Shared {
         matches!(self.health, Health::Down { .. })
     }
 
+    /// The error the breaker is degraded by, if it is (a read may have just found the
+    /// stored record incompatible).
+    pub(crate) fn down_error(&self) -> Option<BackendError> {
+        self.last_error.clone().filter(|_| self.degraded())
+    }
+
     /// The cached record as the local fallback breaker works on it: by this agent's clock,
     /// since the back-end that keeps the timers cannot be asked.
     pub(crate) fn local_record(&self) -> Record {
@@ -227,15 +233,13 @@ impl Inner {
         }
         if rec.generation != old_gen {
             // Successes counted locally belong to the generation that just ended, and an
-            // outcome of an older generation changes nothing: they are not written.
+            // outcome of an older generation changes nothing: they are not written. A
+            // transition of the fleet's breaker (a trip, an operator's force or reset) takes
+            // over from the agent's own.
             self.pending.take();
-        }
-        let now = self.clock.now();
-        if rec.generation != old_gen {
-            // A transition of the fleet's breaker (a trip, an operator's force or reset)
-            // takes over from the agent's own.
             s.own = Record::new();
         }
+        let now = self.clock.now();
         s.record = rec;
         s.version = version;
         s.loaded = true;
@@ -458,7 +462,7 @@ impl Inner {
             let was_down = s.degraded();
             s.last_error = None;
             self.install_stored(&mut s, stored, adopt, Read::Loaded { seq });
-            if let Some(incompatible) = s.last_error.clone() {
+            if let Some(incompatible) = s.down_error() {
                 return Err(incompatible);
             }
             s.health = Health::Healthy;
@@ -609,10 +613,7 @@ impl Inner {
                 let mut s = self.lock();
                 self.install_stored(&mut s, stored, false, Read::Loaded { seq });
                 s.last_sync = self.clock.now();
-                match &s.last_error {
-                    Some(incompatible) if s.degraded() => Err(incompatible.clone()),
-                    _ => Ok(()),
-                }
+                s.down_error().map_or(Ok(()), Err)
             }
             Err(e) => Err(self.fail(Operation::Load, e)),
         }
@@ -678,7 +679,7 @@ impl Inner {
                 Ok(Swap::Conflict { current }) => {
                     let mut s = self.lock();
                     self.install_stored(&mut s, current, false, Read::Conflict);
-                    if let Some(incompatible) = s.last_error.clone().filter(|_| s.degraded()) {
+                    if let Some(incompatible) = s.down_error() {
                         return Err(incompatible);
                     }
                 }
