@@ -23,6 +23,7 @@ use view::Row;
 /// Examples for `--help`.
 const EXAMPLES: &str = "Examples:
   breaker --backend redis://127.0.0.1:6379 list
+  breaker --backend redis://127.0.0.1:6379 --prefix checkout list
   breaker --backend 'sqlite:///var/lib/app/breakers.db?prefix=checkout' show payments --json
   breaker --backend etcds://user:PASSWORD@10.0.0.7:2379 trip payments
   breaker --backend etcd://10.0.0.7:2379 reset payments     # back to normal
@@ -38,6 +39,10 @@ struct Cli {
     /// options in the query (?prefix=checkout). Passwords are never printed.
     #[arg(long, env = "BREAKER_BACKEND", hide_env_values = true)]
     backend: Option<String>,
+    /// The agents' key prefix (their `.prefix(..)`), the same as `?prefix=` in the URL:
+    /// the breakers under another prefix are not shown.
+    #[arg(long, env = "BREAKER_PREFIX", global = true)]
+    prefix: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -133,7 +138,8 @@ fn run(cli: &Cli) -> Result<(), String> {
         return Ok(());
     }
     check_backend(cli)?;
-    let driver = shared_breaker::config::open_backend(backend(cli)?).map_err(|e| e.to_string())?;
+    let url = with_prefix(backend(cli)?, cli.prefix.as_deref())?;
+    let driver = shared_breaker::config::open_backend(&url).map_err(|e| e.to_string())?;
     match &cli.command {
         Command::List => {
             let rows = rows(&driver, cli.timeout)?;
@@ -173,6 +179,21 @@ fn backend(cli: &Cli) -> Result<&str, String> {
     cli.backend
         .as_deref()
         .ok_or_else(|| "give the back-end with --backend URL (or BREAKER_BACKEND)".to_owned())
+}
+
+/// The back-end URL with `--prefix` put in its query, where the back-end's own options are
+/// read. A prefix given both ways is refused rather than one silently winning.
+fn with_prefix(url: &str, prefix: Option<&str>) -> Result<String, String> {
+    let Some(prefix) = prefix else {
+        return Ok(url.to_owned());
+    };
+    Name::check(prefix).map_err(|e| format!("--prefix {prefix:?}: {e}"))?;
+    let query = url.split_once('?').map(|(_, q)| q);
+    if query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("prefix="))) {
+        return Err("the prefix is given twice: by --prefix and in the URL's ?prefix=".into());
+    }
+    let joint = if query.is_some() { '&' } else { '?' };
+    Ok(format!("{url}{joint}prefix={prefix}"))
 }
 
 /// Refuses what the CLI cannot mean: the memory back-end (another process's memory is out of

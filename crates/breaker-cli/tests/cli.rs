@@ -55,29 +55,26 @@ fn agent_sees(agent: &Breaker, state: State) {
     }
 }
 
-#[test]
-fn list_show_trip_disable_reset_and_watch_on_sqlite_with_a_running_agent() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("breakers.db");
-    let backend = format!("sqlite://{}", path.display());
-    let agent = shared_breaker::sqlite::breaker(&path, "payments", Policy::default()).unwrap();
+/// The operator's verbs as processes against `backend`, where `agent` (a running breaker
+/// named `payments`) obeys them: list, show, watch, trip, the refused `close`, disable, reset.
+fn operates_a_running_agent(backend: &str, agent: &Breaker) {
     agent.call_blocking(|| Ok::<(), ()>(())).unwrap();
     agent.flush_blocking().unwrap();
 
     let listed: serde_json::Value =
-        serde_json::from_str(&ok(&cli(&backend, &["list", "--json"]))).unwrap();
+        serde_json::from_str(&ok(&cli(backend, &["list", "--json"]))).unwrap();
     assert_eq!(listed[0]["name"], "payments");
     assert_eq!(listed[0]["state"], "closed");
     assert_eq!(listed[0]["successes"], 1);
 
-    let shown = ok(&cli(&backend, &["show", "payments"]));
+    let shown = ok(&cli(backend, &["show", "payments"]));
     assert!(
         shown.contains("payments") && shown.contains("closed"),
         "{shown}"
     );
 
     let mut watcher = Command::new(env!("CARGO_BIN_EXE_breaker"))
-        .args(["--backend", &backend, "watch", "--for", "20s", "--json"])
+        .args(["--backend", backend, "watch", "--for", "20s", "--json"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -109,12 +106,19 @@ fn list_show_trip_disable_reset_and_watch_on_sqlite_with_a_running_agent() {
     watch_shows("closed");
 
     let tripped: serde_json::Value =
-        serde_json::from_str(&ok(&cli(&backend, &["trip", "payments", "--json"]))).unwrap();
+        serde_json::from_str(&ok(&cli(backend, &["trip", "payments", "--json"]))).unwrap();
     assert_eq!(tripped[0]["state"], "forced_open");
-    agent_sees(&agent, State::ForcedOpen);
+    agent_sees(agent, State::ForcedOpen);
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&cli(backend, &["show", "payments", "--json"]))).unwrap();
+    assert!(
+        shown[0]["since_ms"].as_u64().is_some() && shown[0]["writer"].is_string(),
+        "since when and whose write: {shown}"
+    );
+    assert_eq!(shown[0]["openings"], 0, "an operator's trip is no opening");
     watch_shows("forced_open");
 
-    let ambiguous = failed(&cli(&backend, &["close", "payments"]));
+    let ambiguous = failed(&cli(backend, &["close", "payments"]));
     assert!(
         ambiguous.contains("reset payments") && ambiguous.contains("disable payments"),
         "{ambiguous}"
@@ -124,16 +128,67 @@ fn list_show_trip_disable_reset_and_watch_on_sqlite_with_a_running_agent() {
         Some(State::ForcedOpen),
         "`close` changed nothing"
     );
-    ok(&cli(&backend, &["disable", "payments"]));
-    agent_sees(&agent, State::ForcedClosed);
-    ok(&cli(&backend, &["reset", "payments"]));
-    agent_sees(&agent, State::Closed);
+    ok(&cli(backend, &["disable", "payments"]));
+    agent_sees(agent, State::ForcedClosed);
+    ok(&cli(backend, &["reset", "payments"]));
+    agent_sees(agent, State::Closed);
 
     watch_shows("forced_closed");
     // The watch process was started by this test; it is stopped by its own process id.
     watcher.kill().unwrap();
     watcher.wait().unwrap();
     reader.join().unwrap();
+}
+
+#[test]
+fn list_show_trip_disable_reset_and_watch_on_sqlite_with_a_running_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("breakers.db");
+    let agent = shared_breaker::sqlite::breaker(&path, "payments", Policy::default()).unwrap();
+    operates_a_running_agent(&format!("sqlite://{}", path.display()), &agent);
+}
+
+/// On Redis, and under a prefix as the README's examples use one: given as `--prefix` or in
+/// the URL, and the breakers under another prefix (the default one here) stay out of sight.
+#[test]
+fn list_show_trip_disable_reset_and_watch_on_redis_under_a_prefix() {
+    use shared_breaker::redis::{RedisDriver, RedisOptions};
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let driver = RedisDriver::open_with(&[&url], RedisOptions::default().prefix("checkout"));
+    let agent = Breaker::builder("payments", driver.unwrap())
+        .build()
+        .unwrap();
+    let elsewhere = Breaker::builder("search", RedisDriver::open(&url).unwrap())
+        .build()
+        .unwrap();
+    futures_executor::block_on(elsewhere.force_closed()).unwrap();
+
+    operates_a_running_agent(&format!("{url}?prefix=checkout"), &agent);
+
+    let by_flag = ok(&cli(&url, &["--prefix", "checkout", "list"]));
+    assert!(
+        by_flag.contains("payments") && !by_flag.contains("search"),
+        "{by_flag}"
+    );
+    let default = ok(&cli(&url, &["list"]));
+    assert!(
+        default.contains("search") && !default.contains("payments"),
+        "{default}"
+    );
+    let twice = failed(&cli(&format!("{url}?prefix=a"), &["--prefix", "b", "list"]));
+    assert!(twice.contains("prefix is given twice"), "{twice}");
+    let bad = failed(&cli(&url, &["--prefix", "a&b=c", "list"]));
+    assert!(bad.contains("--prefix"), "{bad}");
+    for verb in ["show", "trip", "disable", "reset"] {
+        let err = failed(&cli(&url, &["--prefix", "checkout", verb, "search"]));
+        assert!(err.contains("no breaker named `search`"), "{verb}: {err}");
+    }
+    assert_eq!(
+        futures_executor::block_on(elsewhere.refresh()).unwrap(),
+        State::ForcedClosed,
+        "nothing under the other prefix changed"
+    );
 }
 
 #[test]
@@ -186,23 +241,21 @@ fn read_only_verbs_create_nothing_and_refuse_what_cannot_be_meant() {
     assert!(err.contains("one process"), "{err}");
 }
 
-#[test]
-fn a_reader_that_goes_away_ends_the_command_quietly() {
+/// `breaker list | head -1`: a reader that goes away after the first line, five times (the
+/// panic it used to cause came one run in three), against `backend` holding `driver`'s 300
+/// breakers.
+fn a_reader_that_goes_away(backend: &str, driver: impl shared_breaker::Driver + Clone) {
     use std::io::Read;
     use std::process::Stdio;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("many.db");
-    let driver = shared_breaker::sqlite::SqliteDriver::open(&path).unwrap();
     for i in 0..300 {
         let b = Breaker::builder(&format!("breaker-{i:03}"), driver.clone())
             .build()
             .unwrap();
         futures_executor::block_on(b.force_closed()).unwrap();
     }
-    let url = format!("sqlite://{}", path.display());
     for _ in 0..5 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_breaker"))
-            .args(["--backend", &url, "list"])
+            .args(["--backend", backend, "list"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -217,6 +270,21 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
         assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.db");
+    let driver = shared_breaker::sqlite::SqliteDriver::open(&path).unwrap();
+    a_reader_that_goes_away(&format!("sqlite://{}", path.display()), driver);
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly_on_redis() {
+    let redis = RedisServer::start();
+    let driver = shared_breaker::redis::RedisDriver::open(&redis.url()).unwrap();
+    a_reader_that_goes_away(&redis.url(), driver);
 }
 
 /// `watch` as a process, following the back-end's push: every transition of a breaker that

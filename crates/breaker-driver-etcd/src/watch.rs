@@ -43,6 +43,7 @@ async fn run(inner: Weak<Inner>) {
             return;
         }
         let stop = watches.stopping();
+        let mut stopped = false;
         let from = seen.load(Ordering::Acquire);
         let mut options = WatchOptions::new().with_prefix();
         if from > 0 {
@@ -70,7 +71,10 @@ async fn run(inner: Weak<Inner>) {
             'stream: loop {
                 let message = tokio::select! {
                     m = stream.message() => m,
-                    () = stop.notified() => Ok(None),
+                    () = stop.notified() => {
+                        stopped = true;
+                        Ok(None)
+                    }
                 };
                 let Ok(Some(response)) = message else { break };
                 if response.canceled() {
@@ -149,6 +153,12 @@ async fn run(inner: Weak<Inner>) {
             drop(driver);
         }
         watches.set_alive(false);
+        if stopped {
+            // The last watcher left: retire, or, when another came meanwhile (a breaker
+            // dropped and the next one built), watch again at once; backing off is for
+            // failures, and a new breaker waits for its watch.
+            continue;
+        }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
     }

@@ -52,6 +52,7 @@ async fn subscribe(inner: Weak<Inner>, client: redis::Client) {
             return;
         }
         let stop = watches.stopping();
+        let mut stopped = false;
         let subscribed = match client.get_async_pubsub().await {
             Ok(mut pubsub) => pubsub.subscribe(&driver.channel).await.map(|()| pubsub),
             Err(e) => Err(e),
@@ -71,7 +72,10 @@ async fn subscribe(inner: Weak<Inner>, client: redis::Client) {
             loop {
                 let message = tokio::select! {
                     m = messages.next() => m,
-                    () = stop.notified() => None,
+                    () = stop.notified() => {
+                        stopped = true;
+                        None
+                    }
                 };
                 let Some(message) = message else { break };
                 if message.get_channel_name() != channel {
@@ -87,6 +91,12 @@ async fn subscribe(inner: Weak<Inner>, client: redis::Client) {
             drop(driver);
         }
         watches.set_alive(false);
+        if stopped {
+            // The last watcher left: retire, or, when another came meanwhile (a breaker
+            // dropped and the next one built), subscribe again at once; backing off is for
+            // failures, and a new breaker waits for its subscription.
+            continue;
+        }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
     }
