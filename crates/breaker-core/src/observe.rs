@@ -10,6 +10,10 @@
 //! - `breaker_transitions_total` (`from`, `to`, `cause`: caused, observed, local),
 //! - `breaker_state` gauge (`state`): one series per state, 1 for the breaker's state and 0
 //!   for the others, from the agent's first read of the record,
+//! - `breaker_window_failures` gauge: failures in the sliding window, fleet-wide, as the
+//!   agent last read the record (what a failures-in-window rule judges),
+//! - `breaker_failure_rate` gauge, for a breaker with a failure-rate rule: the fleet-wide
+//!   failure rate over the window that the rule judges (0 to 1),
 //! - `breaker_backend_errors_total` (`operation`, `kind`),
 //! - `breaker_backend_latency_seconds` histogram (`operation`).
 
@@ -49,6 +53,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "breaker_state",
         "gauge",
         "1 for the state the breaker is in, 0 for the others: one series per state.",
+    ),
+    (
+        "breaker_window_failures",
+        "gauge",
+        "Failures in the breaker's sliding window, fleet-wide, as this agent last read the shared record (they start afresh at every transition).",
+    ),
+    (
+        "breaker_failure_rate",
+        "gauge",
+        "For a breaker with a failure-rate rule: the fleet-wide failure rate (0 to 1) over its window that the rule judges; successes are shared only while the window holds failures, so it is 0 while healthy.",
     ),
     (
         "breaker_backend_errors_total",
@@ -96,6 +110,38 @@ pub(crate) fn state(breaker: Name, backend: &'static str, now: State) {
             .set(if state == now { 1.0 } else { 0.0 });
     }
     let _ = (STATES, now);
+}
+
+/// The sliding window as the agent sees it at `now` in `rec`: `breaker_window_failures`, and
+/// `breaker_failure_rate` where a rule judges the rate. Set when the agent installs a record
+/// and at each upkeep, so between calls it is as of the latest.
+pub(crate) fn window(
+    breaker: Name,
+    backend: &'static str,
+    rec: &crate::Record,
+    policy: &crate::Policy,
+    now: crate::Timestamp,
+) {
+    #[cfg(feature = "metrics")]
+    {
+        let window = crate::machine::window_counts(rec, policy, now);
+        metrics::gauge!("breaker_window_failures", "breaker" => breaker.as_str(), "backend" => backend)
+            .set(window.failures as f64);
+        let judges_rate = policy
+            .trip_rules
+            .iter()
+            .any(|r| matches!(r, crate::TripRule::FailureRate { .. }));
+        if judges_rate {
+            let calls = window.failures.saturating_add(window.successes);
+            let rate = if calls == 0 {
+                0.0
+            } else {
+                window.failures as f64 / calls as f64
+            };
+            metrics::gauge!("breaker_failure_rate", "breaker" => breaker.as_str(), "backend" => backend)
+                .set(rate);
+        }
+    }
 }
 
 /// A call ended with `outcome`.

@@ -70,11 +70,64 @@ fn gauges(snapshot: &Snapshot, breaker: &str) -> Vec<(String, f64)> {
     out
 }
 
+/// The one series called `name` of `breaker`.
+fn gauge(snapshot: &Snapshot, name: &str, breaker: &str) -> Option<f64> {
+    snapshot.iter().find_map(|(k, _, _, v)| match v {
+        DebugValue::Gauge(g)
+            if k.key().name() == name
+                && k.key()
+                    .labels()
+                    .any(|l| l.key() == "breaker" && l.value() == breaker) =>
+        {
+            Some(g.into_inner())
+        }
+        _ => None,
+    })
+}
+
+/// The window's gauges of a breaker judged by a failure rate: the rule's own figures, fleet-
+/// wide, and they age with the clock without a new record.
+fn window_gauges(snapshotter: &metrics_util::debugging::Snapshotter) {
+    let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+    let policy = Policy::builder()
+        .failure_rate(0.9, 10)
+        .window(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let b = Breaker::builder("rated", MemoryDriver::new())
+        .policy(policy)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // Both gauges from one snapshot (a snapshot drains what it read).
+    let read = || {
+        let snapshot = snapshotter.snapshot().into_vec();
+        let of = |name| gauge(&snapshot, name, "rated");
+        (of("breaker_window_failures"), of("breaker_failure_rate"))
+    };
+    b.call_blocking(|| Ok::<(), ()>(())).unwrap();
+    b.flush_blocking().unwrap();
+    assert_eq!(read(), (Some(0.0), Some(0.0)), "healthy");
+    let _ = b.call_blocking(|| Err::<(), ()>(()));
+    b.written_blocking();
+    for _ in 0..3 {
+        b.call_blocking(|| Ok::<(), ()>(())).unwrap();
+    }
+    b.flush_blocking().unwrap();
+    // One failure in five calls (the first success was shared as it made the record).
+    assert_eq!(read(), (Some(1.0), Some(0.2)));
+    clock.advance(Duration::from_secs(11));
+    b.call_blocking(|| Ok::<(), ()>(())).unwrap();
+    b.flush_blocking().unwrap();
+    assert_eq!(read(), (Some(0.0), Some(0.0)), "the failure aged out");
+}
+
 #[test]
 fn metrics_count_calls_rejections_transitions_and_backend_errors() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
+    window_gauges(&snapshotter);
     {
         let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
         let driver = MemoryDriver::new();

@@ -246,6 +246,7 @@ impl Inner {
         s.installs = s.installs.wrapping_add(1);
         s.last_sync = now;
         self.publish_view(s);
+        crate::observe::window(self.name, self.backend, &s.record, &self.policy, now);
         if announce {
             let cause = if s.record.writer == self.agent {
                 Cause::Caused
@@ -838,6 +839,16 @@ impl Inner {
             self.refresh(dl).await?;
             // The refresh may have found a forced state lost.
             self.restore_forced(dl).await?;
+        } else {
+            // Nothing installed: the window's gauges still age with the clock.
+            let s = self.lock();
+            crate::observe::window(
+                self.name,
+                self.backend,
+                &s.record,
+                &self.policy,
+                self.clock.now(),
+            );
         }
         match self.lock().last_error.clone() {
             Some(e) if force => Err(e),
