@@ -196,7 +196,8 @@ pub(crate) fn rejected(breaker: Name, backend: &'static str, state: State) {
         .increment(1);
 }
 
-/// The breaker moved from `from` to `to`.
+/// The breaker moved from `from` to `to`, by an operator's write or by `policy`'s rules.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn transition(
     breaker: Name,
     backend: &'static str,
@@ -204,6 +205,8 @@ pub(crate) fn transition(
     to: State,
     generation: u64,
     cause: Cause,
+    operator: bool,
+    policy: &crate::Policy,
 ) {
     let cause = match cause {
         Cause::Caused => "caused",
@@ -224,9 +227,25 @@ pub(crate) fn transition(
         to = to.as_str(),
         generation,
         cause,
+        reason = reason(from, to, operator, policy),
         "breaker transition"
     );
-    let _ = (from, to, generation, cause);
+    let _ = (from, to, generation, cause, operator, policy);
+}
+
+/// Why a breaker moved from `from` to `to`, in words: what tripped it names the policy's trip
+/// rules, with their thresholds.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+fn reason(from: State, to: State, operator: bool, policy: &crate::Policy) -> String {
+    match (from, to) {
+        _ if operator => "an operator's write".to_owned(),
+        (State::HalfOpen, State::Open) => "a probe failed".to_owned(),
+        (_, State::Open) => format!("trip rule met: {}", policy.trip_rules_text()),
+        (_, State::HalfOpen) => "the open period ended".to_owned(),
+        (State::HalfOpen, State::Closed) => "the probes succeeded".to_owned(),
+        _ => "a new record (the first, an expired one, or one that replaced a corrupt one)"
+            .to_owned(),
+    }
 }
 
 /// A back-end operation failed.

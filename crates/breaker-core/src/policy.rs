@@ -222,6 +222,34 @@ impl Policy {
             .any(|r| !matches!(r, TripRule::FailuresInWindow { .. }))
     }
 
+    /// The trip rules in words, for logs and operators: `5 failures within 10s`, rules
+    /// joined by ` or `.
+    pub fn trip_rules_text(&self) -> String {
+        let window = humantime_like(self.window);
+        let rules: Vec<String> = self
+            .trip_rules
+            .iter()
+            .map(|rule| match *rule {
+                TripRule::FailuresInWindow { failures: 1 } => format!("1 failure within {window}"),
+                TripRule::FailuresInWindow { failures } => {
+                    format!("{failures} failures within {window}")
+                }
+                TripRule::ConsecutiveFailures { failures } => {
+                    format!("{failures} consecutive failures")
+                }
+                TripRule::FailureRate { rate, min_calls } => format!(
+                    "a failure rate of {}% within {window} (from {min_calls} calls)",
+                    rate * 100.0
+                ),
+                TripRule::SlowCallRate { rate, min_calls } => format!(
+                    "a slow-call rate of {}% within {window} (from {min_calls} calls)",
+                    rate * 100.0
+                ),
+            })
+            .collect();
+        rules.join(" or ")
+    }
+
     /// Checks every invariant; the builder calls this.
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.trip_rules.is_empty() {
@@ -379,6 +407,15 @@ struct PolicyDraft {
     window: Option<Duration>,
     window_conflict: Option<(Duration, Duration)>,
     base: Policy,
+}
+
+/// A duration as people write one (`10s`, `1500ms`), without a dependency for it.
+fn humantime_like(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 impl PolicyBuilder {
@@ -644,6 +681,21 @@ mod tests {
         assert_eq!(p.open_period(u32::MAX), Duration::from_secs(5));
         let flat = Policy::default();
         assert_eq!(flat.open_period(7), flat.open_for);
+    }
+
+    #[test]
+    fn trip_rules_read_as_words() {
+        assert_eq!(Policy::default().trip_rules_text(), "5 failures within 10s");
+        let policy = Policy::builder()
+            .consecutive_failures(3)
+            .failure_rate(0.5, 20)
+            .window(Duration::from_millis(1500))
+            .build()
+            .unwrap();
+        assert_eq!(
+            policy.trip_rules_text(),
+            "3 consecutive failures or a failure rate of 50% within 1500ms (from 20 calls)"
+        );
     }
 
     #[test]

@@ -260,8 +260,9 @@ fn tracing_reports_transitions_and_backend_trouble() {
     assert!(
         text.contains("breaker transition")
             && text.contains("breaker=\"traced\"")
-            && text.contains("to=\"open\""),
-        "{text}"
+            && text.contains("to=\"open\"")
+            && text.contains("reason=\"trip rule met: 1 failure within 60s\""),
+        "what tripped it, with its threshold: {text}"
     );
     assert!(
         text.contains("breaker back-end trouble") && text.contains("backend=\"memory\""),

@@ -135,6 +135,8 @@ impl Inner {
             to,
             s.own.generation,
             Cause::Local,
+            false,
+            &self.policy,
         );
         self.events.emit(Event::Transition {
             breaker: self.name,

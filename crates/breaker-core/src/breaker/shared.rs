@@ -260,6 +260,8 @@ impl Inner {
                 s.record.state,
                 s.record.generation,
                 cause,
+                s.record.operator,
+                &self.policy,
             );
             self.events.emit(Event::Transition {
                 breaker: self.name,
