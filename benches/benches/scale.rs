@@ -55,10 +55,14 @@ impl Subject for Ours {
     fn build(n: usize) -> Self {
         let driver = MemoryDriver::new();
         // A rule that every other call failing never trips, over a window that holds the run.
-        let policy = Policy::builder()
-            .failures_within(u32::MAX, Duration::from_secs(3600))
-            .build()
-            .expect("a valid policy");
+        // One copy of the policy for every breaker, as an application that hands each
+        // builder the same `Arc<Policy>` has.
+        let policy = std::sync::Arc::new(
+            Policy::builder()
+                .failures_within(u32::MAX, Duration::from_secs(3600))
+                .build()
+                .expect("a valid policy"),
+        );
         let pid = std::process::id();
         Ours(
             (0..n)

@@ -240,7 +240,8 @@ fn lint() -> Result<(), String> {
 }
 
 /// `bench` runs every suite; `bench local [criterion args]`, `bench scale [breaker counts]`
-/// or `bench backends [sections]` one of them.
+/// (in one process, then over Redis and across agent processes) or `bench backends
+/// [sections]` one of them.
 fn bench(args: &[String]) -> Result<(), String> {
     let (which, extra) = match args.split_first() {
         Some((w, rest)) if ["local", "scale", "backends"].contains(&w.as_str()) => {
@@ -262,6 +263,11 @@ fn bench(args: &[String]) -> Result<(), String> {
             "scale",
             if which == "scale" { extra } else { &[] },
         )?;
+    }
+    if which == "scale" {
+        // Many breakers over Redis and a fleet of agent processes; `bench backends` (and so
+        // `bench` alone) runs it among the other back-end sections.
+        run_bench("breaker-fleet", "backends", &["scale".to_owned()])?;
     }
     if which == "backends" || which == "all" {
         run_bench(

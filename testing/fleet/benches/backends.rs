@@ -12,7 +12,10 @@
 //!
 //! Run with `cargo xtask bench backends` (or `cargo bench -p breaker-fleet --bench
 //! backends`); `-- NAME…` runs only the sections named (`sqlite`, `redis`, `etcd`, `clock`,
-//! `failure`, `quorum`).
+//! `failure`, `quorum`, `scale`). `scale` is also what `cargo xtask bench scale` runs after
+//! the in-process figures: one Redis driver with 1 to 100,000 breakers (time per call,
+//! bytes per idle breaker in Redis), and Redis operations per second for 1 to 16 agent
+//! processes by 1 to 10,000 breakers, healthy, failing without tripping, and in an outage.
 //! Figures go to BENCHMARKS.md.
 
 use breaker_fleet::measure::{self, Spread};
@@ -118,6 +121,83 @@ fn redis_round_trips(port: u16) -> u64 {
         .sum()
 }
 
+/// Bytes Redis holds for its data set (`used_memory` less the start-up overhead, from
+/// `INFO memory`).
+fn redis_dataset_bytes(port: u16) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "memory"])
+        .output()
+        .expect("redis-cli runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    field("used_memory").saturating_sub(field("used_memory_startup"))
+}
+
+/// Many breakers over Redis: in one process (one driver), what a call costs and what an
+/// idle breaker holds in Redis; across processes, what the fleet costs Redis per second.
+fn scale(bins: &Bins) {
+    println!("\nscale over Redis: one process, one driver, B breakers");
+    for breakers in [1, 1_000, 10_000, 100_000] {
+        let redis = RedisServer::start();
+        let before = redis_dataset_bytes(redis.port());
+        let r = measure::one_driver_many_breakers(&redis.url(), breakers, || {
+            redis_round_trips(redis.port())
+        });
+        let bytes = redis_dataset_bytes(redis.port()).saturating_sub(before);
+        println!(
+            "  {breakers:>7} breakers: built and first call {:.0} us each; round-robin healthy \
+             call {:.1} ns; {:.5} round trips per call; Redis holds {} B per idle breaker",
+            r.build_micros,
+            r.call_nanos,
+            r.round_trips_per_call,
+            bytes / breakers as u64
+        );
+    }
+    println!(
+        "\nscale over Redis: N agent processes by B breakers (shared by name), a call every \
+         ms per agent, 4 s"
+    );
+    let redis = RedisServer::start();
+    for (mode, fail, threshold) in [
+        ("healthy", false, 5),
+        ("failing, never tripping", true, u32::MAX),
+        ("outage (5 failures trip, open 1 s)", true, 5),
+    ] {
+        for agents in [1, 4, 16] {
+            for breakers in [1, 100, 10_000] {
+                let shape = measure::LoadShape {
+                    agents,
+                    breakers,
+                    fail,
+                    threshold,
+                    run: Duration::from_secs(4),
+                };
+                let load = measure::fleet_load(bins, &redis.url(), shape, || {
+                    redis_round_trips(redis.port())
+                });
+                println!(
+                    "  {mode}, {agents:>2} agents x {breakers:>6} breakers: {:.0} Redis ops/s \
+                     for {:.0} calls/s ({:.4} per call), {:.1}% rejected",
+                    load.ops_per_second,
+                    load.calls_per_second,
+                    load.ops_per_second / load.calls_per_second.max(1.0),
+                    load.rejected * 100.0
+                );
+            }
+        }
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any other argument names a section to run.
     let wanted: Vec<String> = std::env::args()
@@ -125,13 +205,14 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let bins: Bins = breaker_fleet::bins!();
-    let sections: [Section; 6] = [
+    let sections: [Section; 7] = [
         ("sqlite", sqlite),
         ("redis", redis),
         ("etcd", etcd),
         ("clock", clock),
         ("failure", failure),
         ("quorum", quorum),
+        ("scale", scale),
     ];
     for (name, run) in sections {
         if wanted.is_empty() || wanted.iter().any(|w| w == name) {

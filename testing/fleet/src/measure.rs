@@ -441,3 +441,148 @@ pub fn many_watched_sqlite(
     }
     (Spread::of(reach), Spread::of(flush))
 }
+
+/// What `agents` processes calling `breakers` breakers each did to the back-end.
+#[derive(Clone, Copy, Debug)]
+pub struct FleetLoad {
+    /// Back-end operations per second, all agents together, as `ops` counted them.
+    pub ops_per_second: f64,
+    /// Calls per second, all agents together.
+    pub calls_per_second: f64,
+    /// Of the calls, the share rejected.
+    pub rejected: f64,
+}
+
+/// The shape of a fleet's load: see [`fleet_load`].
+#[derive(Clone, Copy, Debug)]
+pub struct LoadShape {
+    /// Agent processes, each over its own driver.
+    pub agents: usize,
+    /// Breakers in each agent (the same names in every agent, so they share them).
+    pub breakers: usize,
+    /// Whether every call fails (else every call succeeds).
+    pub fail: bool,
+    /// Failures within 60 s that trip a breaker.
+    pub threshold: u32,
+    /// How long the agents call.
+    pub run: Duration,
+}
+
+/// `shape.agents` agent processes calling their breakers round-robin, one call every
+/// millisecond per agent. The back-end's operations are counted by `ops` from the moment
+/// every agent has built and called its breakers to the moment each has made its last call.
+pub fn fleet_load(bins: &Bins, url: &str, shape: LoadShape, ops: impl Fn() -> u64) -> FleetLoad {
+    let LoadShape {
+        agents,
+        breakers,
+        fail,
+        threshold,
+        run,
+    } = shape;
+    let name = format!(
+        "load-{}-{agents}-{breakers}-{fail}-{threshold}",
+        std::process::id()
+    );
+    let mut args: Vec<String> = [
+        "--backend",
+        url,
+        "--name",
+        &name,
+        "--breakers",
+        &breakers.to_string(),
+        "--interval-ms",
+        "1",
+        "--threshold",
+        &threshold.to_string(),
+        "--open-for-ms",
+        "1000",
+        "--run-ms",
+        &run.as_millis().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    if fail {
+        args.push("--fail".into());
+    }
+    let mut procs: Vec<Proc> = (0..agents)
+        .map(|i| Proc::spawn(&format!("load {i}"), &bins.agent, &args))
+        .collect();
+    for p in &procs {
+        p.wait_for(Duration::from_secs(300), |l| l.contains("\"ready\""))
+            .expect("the agent built its breakers");
+    }
+    let before = ops();
+    let started = Instant::now();
+    for p in &mut procs {
+        p.send_line("go");
+    }
+    let (mut calls, mut rejected) = (0u64, 0u64);
+    for p in &procs {
+        let line = p
+            .wait_for(run + Duration::from_secs(60), |l| l.contains("\"load\""))
+            .expect("a report");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        calls += v["calls"].as_u64().unwrap_or(0);
+        rejected += v["rejected"].as_u64().unwrap_or(0);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let used = ops().saturating_sub(before);
+    for p in &mut procs {
+        let _ = p.wait_exit(Duration::from_secs(60));
+    }
+    FleetLoad {
+        ops_per_second: used as f64 / seconds,
+        calls_per_second: calls as f64 / seconds,
+        rejected: rejected as f64 / calls.max(1) as f64,
+    }
+}
+
+/// One process, one driver, many breakers: see [`one_driver_many_breakers`].
+#[derive(Clone, Copy, Debug)]
+pub struct ManyBreakers {
+    /// Microseconds to build a breaker and make its first call, on average.
+    pub build_micros: f64,
+    /// Nanoseconds per successful call, the breakers called round-robin.
+    pub call_nanos: f64,
+    /// The back-end's round trips per call meanwhile, as `round_trips` counted them.
+    pub round_trips_per_call: f64,
+}
+
+/// `breakers` breakers over one driver for `url`, each built, called once and flushed (so
+/// that its record exists), then called round-robin, every call a success, at least
+/// 1,000,000 calls and five per breaker.
+pub fn one_driver_many_breakers(
+    url: &str,
+    breakers: usize,
+    round_trips: impl Fn() -> u64,
+) -> ManyBreakers {
+    let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
+    let started = Instant::now();
+    let all: Vec<Breaker> = (0..breakers)
+        .map(|i| {
+            let b = Breaker::builder_dyn(&format!("many-{i}"), driver.clone())
+                .build()
+                .expect("a breaker");
+            let _ = b.call_blocking(|| Ok::<(), ()>(()));
+            b
+        })
+        .collect();
+    for b in &all {
+        b.flush_blocking().expect("flush");
+    }
+    let build_micros = started.elapsed().as_secs_f64() * 1e6 / breakers as f64;
+    let calls = (breakers * 5).max(1_000_000);
+    let before = round_trips();
+    let started = Instant::now();
+    for i in 0..calls {
+        let r = all[i % breakers].call_blocking(|| Ok::<usize, ()>(i));
+        std::hint::black_box(r.is_ok());
+    }
+    let call_nanos = started.elapsed().as_secs_f64() * 1e9 / calls as f64;
+    let used = round_trips().saturating_sub(before);
+    ManyBreakers {
+        build_micros,
+        call_nanos,
+        round_trips_per_call: used as f64 / calls as f64,
+    }
+}

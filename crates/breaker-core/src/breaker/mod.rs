@@ -60,15 +60,16 @@ impl std::fmt::Debug for Breaker {
 pub struct BreakerBuilder {
     name: String,
     driver: Arc<dyn DynDriver>,
-    policy: Policy,
+    policy: Arc<Policy>,
     clock: Option<Arc<dyn Clock>>,
     classifiers: DefaultClassifiers,
 }
 
 impl BreakerBuilder {
-    /// The policy (default: [`Policy::default`]).
-    pub fn policy(mut self, policy: Policy) -> Self {
-        self.policy = policy;
+    /// The policy (default: [`Policy::default`]). Breakers given one `Arc<Policy>` share
+    /// one copy of it (as do all breakers with the default policy); a `Policy` is moved in.
+    pub fn policy(mut self, policy: impl Into<Arc<Policy>>) -> Self {
+        self.policy = policy.into();
         self
     }
 
@@ -141,7 +142,7 @@ impl BreakerBuilder {
             pending: Pending::default(),
             shared: Mutex::new(Shared {
                 record: Record::new(),
-                own: Record::new(),
+                own: None,
                 version: None,
                 digest: 0,
                 loaded: false,
@@ -174,6 +175,12 @@ fn agent_id() -> u64 {
     RandomState::new().hash_one(std::process::id()) | 1
 }
 
+/// The default policy, one copy for the process.
+fn default_policy() -> Arc<Policy> {
+    static DEFAULT: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(Policy::default())).clone()
+}
+
 impl Breaker {
     /// Starts building a breaker called `name` over `driver`.
     pub fn builder(name: &str, driver: impl Driver) -> BreakerBuilder {
@@ -185,7 +192,7 @@ impl Breaker {
         BreakerBuilder {
             name: name.to_owned(),
             driver,
-            policy: Policy::default(),
+            policy: default_policy(),
             clock: None,
             classifiers: DefaultClassifiers::default(),
         }

@@ -21,10 +21,12 @@ use super::shared::{Inner, Shared};
 
 /// The policy of an agent's own breaker: the fleet's, without the quorum; `None` when the
 /// fleet's policy has none (and the agent keeps no breaker of its own).
-pub(crate) fn own_policy(policy: &Policy) -> Option<Policy> {
-    (policy.min_agents > 1).then(|| Policy {
-        min_agents: 1,
-        ..policy.clone()
+pub(crate) fn own_policy(policy: &Policy) -> Option<Box<Policy>> {
+    (policy.min_agents > 1).then(|| {
+        Box::new(Policy {
+            min_agents: 1,
+            ..policy.clone()
+        })
     })
 }
 
@@ -33,16 +35,25 @@ impl Shared {
     /// closed and reachable (an open or forced fleet breaker, or the local fallback of an
     /// unreachable back-end, decides instead).
     pub(crate) fn own_in_charge(&self) -> bool {
-        self.own.state != State::Closed && self.record.state == State::Closed && !self.degraded()
+        self.own
+            .as_ref()
+            .is_some_and(|own| own.state != State::Closed)
+            && self.record.state == State::Closed
+            && !self.degraded()
     }
 
     /// The record that admission and [`crate::Breaker::state`] go by.
     pub(crate) fn view(&self) -> &Record {
-        if self.own_in_charge() {
-            &self.own
-        } else {
-            &self.record
+        match &self.own {
+            Some(own) if self.own_in_charge() => own,
+            _ => &self.record,
         }
+    }
+
+    /// The agent's own breaker, made closed at its first outcome (a breaker without a quorum
+    /// never has one, and holds no record for it).
+    fn own_mut(&mut self) -> &mut Record {
+        self.own.get_or_insert_with(Box::default)
     }
 }
 
@@ -61,10 +72,11 @@ impl Inner {
         if s.record.state != State::Closed || s.degraded() {
             return;
         }
-        let generation = s.own.generation;
+        let own = s.own_mut();
+        let generation = own.generation;
         // Counted only while its own breaker is closed (a probe's outcome settles it instead).
-        let counted = machine::record_tally(&mut s.own, policy, now, generation, tally);
-        if counted && s.own.state == State::Open {
+        let counted = machine::record_tally(own, policy, now, generation, tally);
+        if counted && own.state == State::Open {
             self.own_transition(&mut s, State::Closed);
         }
     }
@@ -81,20 +93,22 @@ impl Inner {
         if !s.own_in_charge() {
             return None;
         }
-        match machine::admission(&s.own, now) {
+        let own = s.own_mut();
+        match machine::admission(own, now) {
             Admission::Admit { .. } => None,
-            Admission::Reject { retry_at } => Some(Err(reject(s.own.state, retry_at))),
+            Admission::Reject { retry_at } => Some(Err(reject(own.state, retry_at))),
             Admission::Probe => {
-                let before = s.own.state;
-                let claim = machine::claim_probe(&mut s.own, policy, now);
-                if s.own.state != before {
+                let before = own.state;
+                let claim = machine::claim_probe(own, policy, now);
+                let after = own.state;
+                if after != before {
                     self.own_transition(&mut s, before);
                 }
                 match claim {
                     Claim::Probe { generation, lease } => {
                         Some(Ok(Permit::new(self, Admitted::Own { generation, lease })))
                     }
-                    Claim::Reject { retry_at } => Some(Err(reject(s.own.state, retry_at))),
+                    Claim::Reject { retry_at } => Some(Err(reject(after, retry_at))),
                     Claim::Admit { .. } => None,
                 }
             }
@@ -112,9 +126,10 @@ impl Inner {
         let now = self.clock.now();
         let fleet = {
             let mut s = self.lock();
-            let before = s.own.state;
-            machine::settle_probe(&mut s.own, policy, now, generation, lease, outcome);
-            if s.own.state != before {
+            let own = s.own_mut();
+            let before = own.state;
+            machine::settle_probe(own, policy, now, generation, lease, outcome);
+            if own.state != before {
                 self.own_transition(&mut s, before);
             }
             (s.record.state == State::Closed).then_some(s.record.generation)
@@ -127,13 +142,14 @@ impl Inner {
     /// Reports a transition of the agent's own breaker from `from`, and shows the view that
     /// admission now goes by.
     fn own_transition(&self, s: &mut Shared, from: State) {
-        let to = s.own.state;
+        let own = s.own_mut();
+        let (to, generation) = (own.state, own.generation);
         crate::observe::transition(
             self.name,
             self.backend,
             from,
             to,
-            s.own.generation,
+            generation,
             Cause::Local,
             false,
             &self.policy,
@@ -142,7 +158,7 @@ impl Inner {
             breaker: self.name,
             from,
             to,
-            generation: s.own.generation,
+            generation,
             cause: Cause::Local,
             at: self.clock.now(),
         });
@@ -152,10 +168,9 @@ impl Inner {
     /// Publishes the record admission goes by to the hot path. The agent's own breaker, when
     /// in charge, always takes the slow path (flagged as degraded there), which asks it.
     pub(crate) fn publish_view(&self, s: &Shared) {
-        if s.own_in_charge() {
-            self.hot.publish(&s.own, true);
-        } else {
-            self.hot.publish(&s.record, s.degraded());
+        match &s.own {
+            Some(own) if s.own_in_charge() => self.hot.publish(own, true),
+            _ => self.hot.publish(&s.record, s.degraded()),
         }
     }
 }

@@ -96,8 +96,9 @@ pub(crate) struct Shared {
     /// The cached shared record, or the local record while degraded.
     pub(crate) record: Record,
     /// Under a quorum, the agent's own breaker (see `own`): its own outcomes, by the policy
-    /// without the quorum. Closed, and unused, without a quorum.
-    pub(crate) own: Record,
+    /// without the quorum. `None` (closed) until its first outcome, and always without a
+    /// quorum, so that a breaker without one holds no second record.
+    pub(crate) own: Option<Box<Record>>,
     /// Its version in the back-end (`None`: absent there).
     pub(crate) version: Option<u64>,
     /// A [`digest`] of the stored bytes at `version`: a store that lost its data and counts
@@ -150,9 +151,9 @@ impl Shared {
 /// Everything a breaker handle shares.
 pub(crate) struct Inner {
     pub(crate) name: Name,
-    pub(crate) policy: Policy,
+    pub(crate) policy: Arc<Policy>,
     /// The policy of the agent's own breaker under a quorum (`None`: no quorum).
-    pub(crate) own_policy: Option<Policy>,
+    pub(crate) own_policy: Option<Box<Policy>>,
     /// The classifiers of `call` and `call_blocking`.
     pub(crate) classifiers: crate::outcome::DefaultClassifiers,
     pub(crate) driver: Arc<dyn DynDriver>,
@@ -237,7 +238,7 @@ impl Inner {
             // transition of the fleet's breaker (a trip, an operator's force or reset) takes
             // over from the agent's own.
             self.pending.take();
-            s.own = Record::new();
+            s.own = None;
         }
         let now = self.clock.now();
         s.record = rec;
@@ -741,7 +742,7 @@ impl Inner {
             return;
         }
         if self.policy.on_backend_failure == BackendFailure::LocalFallback {
-            let local_policy = self.own_policy.as_ref().unwrap_or(&self.policy);
+            let local_policy = self.own_policy.as_deref().unwrap_or(&self.policy);
             let mut s = self.lock();
             let local = s.local_record();
             let mut rec = local.clone();

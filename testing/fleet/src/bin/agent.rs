@@ -67,6 +67,16 @@ struct Args {
     /// A quorum: distinct agents whose failures a fleet-wide trip needs (`min_agents`).
     #[arg(long, default_value_t = 1)]
     min_agents: u32,
+    /// Call this many breakers (NAME-0 to NAME-(N-1)) round-robin, a call every
+    /// `--interval-ms` (0: a call every 100 microseconds), each call failing with `--fail`,
+    /// until `--run-ms` passes; then print `{"event":"load","calls":..,"rejected":..}`. The
+    /// breakers are built and called once each before `ready` is printed; the calls begin
+    /// once a line arrives on standard input.
+    #[arg(long)]
+    breakers: Option<usize>,
+    /// With `--breakers`: every call fails.
+    #[arg(long)]
+    fail: bool,
     /// Stop calling after this many milliseconds, print a summary line
     /// (`{"event":"summary","admitted":..,"rejected":..,"failed":..}`) and exit.
     #[arg(long)]
@@ -84,6 +94,7 @@ fn main() {
     };
     let timeout = Duration::from_millis(args.backend_timeout_ms);
     match (args.hammer, args.throughput) {
+        _ if args.breakers.is_some() => load(&args, driver),
         (Some(n), _) => hammer(&*driver, &args.name, n, timeout),
         (None, Some(n)) => throughput(&args, driver, n),
         (None, None) if args.noop => noop(&args, driver),
@@ -92,7 +103,52 @@ fn main() {
     }
 }
 
+/// Many breakers under load: see `--breakers`.
+fn load(args: &Args, driver: std::sync::Arc<dyn DynDriver>) {
+    let count = args.breakers.unwrap_or(1).max(1);
+    let breakers: Vec<Breaker> = (0..count)
+        .map(|i| named(args, driver.clone(), &format!("{}-{i}", args.name)))
+        .collect();
+    for b in &breakers {
+        let _ = b.call_blocking(|| Ok::<(), ()>(()));
+    }
+    for b in &breakers {
+        let _ = b.flush_blocking();
+    }
+    println!("{}", serde_json::json!({"event": "ready"}));
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    let gap = Duration::from_micros(if args.interval_ms == 0 {
+        100
+    } else {
+        args.interval_ms * 1_000
+    });
+    let stop = Instant::now() + Duration::from_millis(args.run_ms.unwrap_or(1_000));
+    let (mut calls, mut rejected) = (0u64, 0u64);
+    let mut next = Instant::now();
+    while Instant::now() < stop {
+        let b = &breakers[calls as usize % count];
+        let fail = args.fail;
+        let r = b.call_blocking(|| if fail { Err(()) } else { Ok(()) });
+        rejected += u64::from(r.is_err_and(|e| e.is_rejected()));
+        calls += 1;
+        next += gap;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({"event": "load", "calls": calls, "rejected": rejected})
+    );
+}
+
 fn breaker(args: &Args, driver: std::sync::Arc<dyn DynDriver>) -> Breaker {
+    named(args, driver, &args.name)
+}
+
+/// A breaker called `name` with the policy the arguments give.
+fn named(args: &Args, driver: std::sync::Arc<dyn DynDriver>, name: &str) -> Breaker {
     let policy = Policy::builder()
         .failures_within(args.threshold, Duration::from_secs(60))
         .open_for(Duration::from_millis(args.open_for_ms))
@@ -107,7 +163,7 @@ fn breaker(args: &Args, driver: std::sync::Arc<dyn DynDriver>) -> Breaker {
             eprintln!("breaker-agent: {e}");
             std::process::exit(2)
         });
-    Breaker::builder_dyn(&args.name, driver)
+    Breaker::builder_dyn(name, driver)
         .policy(policy)
         .build()
         .unwrap_or_else(|e| {
