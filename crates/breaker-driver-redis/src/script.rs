@@ -3,7 +3,9 @@
 //! notification in one step) and one for load.
 //!
 //! A record is a hash `{PREFIX/NAME}:r` with fields `v` (version) and `d` (the encoded
-//! record), and its version counter is `{PREFIX/NAME}:seq`; both share the hash tag
+//! record): one key per breaker. Builds before 0.2 also kept a version counter at
+//! `{PREFIX/NAME}:seq`; this one writes none, but keeps counting one that an older agent
+//! of a mixed fleet keeps, so that versions still only grow. Both share the hash tag
 //! `{PREFIX/NAME}`, hence one Redis Cluster slot, and neither a prefix nor a name can hold
 //! `/`, so no two breakers share a key. Every byte under these keys is untrusted: anything
 //! that is not exactly what the script writes (another type, a hash without our fields, a
@@ -11,9 +13,9 @@
 //! in the server and never transferred) reads as version 0 with no data, which no write ever
 //! gets, so a breaker reports it as corrupt and overwrites it by expecting version 0.
 //!
-//! Versions only grow and are never reused: the counter starts (and starts again after it
-//! expired with its record, or when it is not a counter of ours) from the server's clock in
-//! microseconds, above any version handed out before, and then counts writes.
+//! Versions only grow and are never reused: a new record's version (after its breaker's
+//! record expired, or replacing one that is not ours) is the server's clock in
+//! microseconds, above any version handed out before, and each write adds one.
 
 /// Reads the record and its version as they are, or as version 0 with no data when they are
 /// not ours. Shared by both scripts. ARGV[1] is the size limit in bytes.
@@ -65,15 +67,28 @@ if t == 'none' then
 elseif v ~= ARGV[1] then
   return {0, v, d}
 end
-local nv = redis.pcall('INCR', KEYS[2])
-if type(nv) ~= 'number' or nv == 1 or nv > 9007199254740991 then
-  -- A new counter, or one that is not ours: start above every version handed out before.
-  local now = redis.call('TIME')
-  nv = tonumber(now[1]) * 1000000 + tonumber(now[2])
-  local held = tonumber(v) or 0
-  if nv <= held then nv = held + 1 end
-  redis.call('DEL', KEYS[2])
-  redis.call('SET', KEYS[2], string.format('%d', nv))
+local held = tonumber(v) or 0
+local nv = nil
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  -- The version counter of an older build, which counted there rather than in the record:
+  -- it keeps counting for the agents that still use it, above the record's version. One
+  -- that is not a counter of ours is deleted.
+  local c = redis.pcall('INCR', KEYS[2])
+  if type(c) == 'number' and c > 1 and c > held and c <= 9007199254740991 then
+    nv = c
+  else
+    redis.call('DEL', KEYS[2])
+  end
+end
+if not nv then
+  if t == 'hash' and held > 0 and held < 9007199254740991 then
+    nv = held + 1
+  else
+    -- A new record, or one that is not ours: start above every version handed out before.
+    local now = redis.call('TIME')
+    nv = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    if nv <= held then nv = held + 1 end
+  end
 end
 -- Lua would print a number this large as 1.7e+15: versions are written as integers.
 local version = string.format('%d', nv)

@@ -1,4 +1,5 @@
-//! A rolling upgrade on one SQLite file: agents of the schema-1 build (the last build before
+//! A rolling upgrade on one SQLite file (and on one Redis, whose key layout changed too):
+//! agents of the schema-1 build (the last build before
 //! the quorum's schema 2, which `cargo xtask test` builds from this repository's history and
 //! names in `BREAKER_SCHEMA1_AGENT`) and agents of this build, side by side.
 
@@ -34,6 +35,21 @@ fn old_and_new_agents_are_one_fleet_without_the_quorum() {
     let url = format!("sqlite://{}", dir.path().join("mixed.db").display());
     let (bins, old) = (bins(), old_agent());
     scenario::run_mixed_fleet(&bins, &url, &Fleet::default(), |i| {
+        if i % 2 == 0 {
+            old.clone()
+        } else {
+            bins.agent.clone()
+        }
+    });
+}
+
+/// On Redis the older build also counts versions in a key beside the record, which this
+/// build no longer writes but counts on: mixed, they are still one fleet.
+#[test]
+fn old_and_new_agents_are_one_fleet_on_redis() {
+    let redis = breaker_testing::servers::RedisServer::start();
+    let (bins, old) = (bins(), old_agent());
+    scenario::run_mixed_fleet(&bins, &redis.url(), &Fleet::default(), |i| {
         if i % 2 == 0 {
             old.clone()
         } else {
