@@ -201,6 +201,16 @@ pub trait Driver: Send + Sync + 'static {
         let _ = timeout;
         async { Ok(None) }
     }
+
+    /// Which clock [`Driver::now`] reads, for breakers to share one alignment with it: the
+    /// clones of one driver (one connection to one back-end) answer the same key, so that
+    /// 10,000 breakers over it ask the back-end's time once, not 10,000 times, at start-up
+    /// and at each periodic re-alignment. `None` (the default): every breaker aligns its
+    /// own. The key is only compared while a breaker of the driver lives, so the address
+    /// of the driver's shared state is a fine key.
+    fn clock_key(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The dyn-compatible form of [`Driver`], implemented for every driver; a breaker holds its
@@ -240,6 +250,7 @@ pub trait DynDriver: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Swap, DriverError>>;
     fn now(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<Timestamp>, DriverError>>;
+    fn clock_key(&self) -> Option<usize>;
 }
 
 impl<D: Driver> DynDriver for D {
@@ -297,6 +308,9 @@ impl<D: Driver> DynDriver for D {
     }
     fn now(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<Timestamp>, DriverError>> {
         Box::pin(Driver::now(self, timeout))
+    }
+    fn clock_key(&self) -> Option<usize> {
+        Driver::clock_key(self)
     }
 }
 

@@ -261,12 +261,86 @@ impl OffsetClock {
     }
 }
 
+/// The host clock shifted onto one back-end's clock, shared by every breaker over the
+/// same driver (see [`crate::Driver::clock_key`]), with when it was last aligned.
+#[derive(Debug, Default)]
+pub(crate) struct HostClock {
+    pub(crate) offset: OffsetClock,
+    /// When the offset was last aligned, in host milliseconds; 0: never.
+    aligned_at: AtomicU64,
+}
+
+impl HostClock {
+    /// The clock for a breaker over a driver of `key`: the one its other breakers use, or a
+    /// new one (always, for a driver without a key).
+    pub(crate) fn for_driver(key: Option<usize>) -> Arc<HostClock> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, Weak};
+        let Some(key) = key else {
+            return Arc::default();
+        };
+        static SHARED: OnceLock<Mutex<HashMap<usize, Weak<HostClock>>>> = OnceLock::new();
+        let mut shared = SHARED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(clock) = shared.get(&key).and_then(Weak::upgrade) {
+            return clock;
+        }
+        // Forget the clocks of drivers that are gone, so the map holds live ones only.
+        shared.retain(|_, clock| clock.strong_count() > 0);
+        let clock = Arc::new(HostClock::default());
+        shared.insert(key, Arc::downgrade(&clock));
+        clock
+    }
+
+    /// Whether the offset needs aligning at host time `now`: never aligned, or aligned
+    /// `every` or longer ago. `claim` takes the alignment for the caller (others see it
+    /// done meanwhile), so that a thousand breakers due at once send one reading.
+    pub(crate) fn due(&self, now: Timestamp, every: Duration, claim: bool) -> bool {
+        let at = self.aligned_at.load(Ordering::Acquire);
+        let due = at == 0 || now.0 >= at.saturating_add(millis(every));
+        due && (!claim
+            || self
+                .aligned_at
+                .compare_exchange(at, now.0.max(1), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok())
+    }
+
+    /// The offset was aligned at host time `now`.
+    pub(crate) fn aligned(&self, now: Timestamp) {
+        self.aligned_at.store(now.0.max(1), Ordering::Release);
+    }
+
+    /// An alignment claimed at `claimed` failed: the next breaker due tries again.
+    pub(crate) fn unclaim(&self, claimed: Timestamp) {
+        let _ = self.aligned_at.compare_exchange(
+            claimed.0.max(1),
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Moves the last alignment back by `by` (tests).
+    #[cfg(test)]
+    pub(crate) fn age(&self, by: Duration) {
+        let at = self.aligned_at.load(Ordering::Acquire);
+        self.aligned_at
+            .store(at.saturating_sub(millis(by)).max(1), Ordering::Release);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The clock a breaker judges deadlines by: an injected one, or the host clock shifted onto
 /// the back-end's clock where the driver offers one.
 #[derive(Debug)]
 pub(crate) enum BreakerClock {
     Injected(Arc<dyn Clock>),
-    Host(OffsetClock),
+    Host(Arc<HostClock>),
 }
 
 impl BreakerClock {
@@ -276,7 +350,7 @@ impl BreakerClock {
     pub(crate) fn now(&self) -> Timestamp {
         match self {
             BreakerClock::Injected(clock) => clock.now(),
-            BreakerClock::Host(offset) => offset.shift(SystemClock::precise()),
+            BreakerClock::Host(host) => host.offset.shift(SystemClock::precise()),
         }
     }
 
@@ -287,7 +361,7 @@ impl BreakerClock {
     pub(crate) fn recent(&self) -> Timestamp {
         match self {
             BreakerClock::Injected(clock) => clock.now(),
-            BreakerClock::Host(offset) => offset.shift(SystemClock.now()),
+            BreakerClock::Host(host) => host.offset.shift(SystemClock.now()),
         }
     }
 }
@@ -395,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_starved_refresher_leaves_only_the_hot_path_behind() {
-        let clock = BreakerClock::Host(OffsetClock::default());
+        let clock = BreakerClock::Host(Arc::default());
         let recent = clock.recent();
         // Busy for 30 ms without yielding to anything: the refresher may or may not have
         // run meanwhile, the precise reading has moved on regardless.

@@ -410,6 +410,11 @@ impl Driver for RedisDriver {
         Ok(Some(watch))
     }
 
+    /// One alignment with Redis's clock for all the breakers over this driver's connection.
+    fn clock_key(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.inner) as usize)
+    }
+
     async fn now(&self, timeout: Duration) -> Result<Option<Timestamp>, DriverError> {
         let inner = self.inner.clone();
         on_runtime("redis clock", timeout, async move {

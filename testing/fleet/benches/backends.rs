@@ -165,7 +165,7 @@ fn scale(bins: &Bins) {
     }
     println!(
         "\nscale over Redis: N agent processes by B breakers (shared by name), a call every \
-         ms per agent, 4 s"
+         ms per agent, 4 s, the back-end counted after the first"
     );
     let redis = RedisServer::start();
     for (mode, fail, threshold) in [

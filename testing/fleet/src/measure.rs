@@ -468,9 +468,13 @@ pub struct LoadShape {
     pub run: Duration,
 }
 
+/// How long a fleet's load runs before the back-end's operations are counted.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// `shape.agents` agent processes calling their breakers round-robin, one call every
-/// millisecond per agent. The back-end's operations are counted by `ops` from the moment
-/// every agent has built and called its breakers to the moment each has made its last call.
+/// millisecond per agent. The back-end's operations are counted by `ops` from a second
+/// after every agent has built and called its breakers and begun, to the moment each has
+/// made its last call.
 pub fn fleet_load(bins: &Bins, url: &str, shape: LoadShape, ops: impl Fn() -> u64) -> FleetLoad {
     let LoadShape {
         agents,
@@ -511,11 +515,15 @@ pub fn fleet_load(bins: &Bins, url: &str, shape: LoadShape, ops: impl Fn() -> u6
         p.wait_for(Duration::from_secs(300), |l| l.contains("\"ready\""))
             .expect("the agent built its breakers");
     }
-    let before = ops();
     let started = Instant::now();
     for p in &mut procs {
         p.send_line("go");
     }
+    // The first second settles what starting up left in flight (pushes of the records the
+    // agents created, read again where they came late): the back-end is counted after it.
+    std::thread::sleep(SETTLE.min(run / 2));
+    let before = ops();
+    let counted_from = Instant::now();
     let (mut calls, mut rejected) = (0u64, 0u64);
     for p in &procs {
         let line = p
@@ -525,13 +533,14 @@ pub fn fleet_load(bins: &Bins, url: &str, shape: LoadShape, ops: impl Fn() -> u6
         calls += v["calls"].as_u64().unwrap_or(0);
         rejected += v["rejected"].as_u64().unwrap_or(0);
     }
-    let seconds = started.elapsed().as_secs_f64();
     let used = ops().saturating_sub(before);
+    let counted = counted_from.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
     for p in &mut procs {
         let _ = p.wait_exit(Duration::from_secs(60));
     }
     FleetLoad {
-        ops_per_second: used as f64 / seconds,
+        ops_per_second: used as f64 / counted,
         calls_per_second: calls as f64 / seconds,
         rejected: rejected as f64 / calls.max(1) as f64,
     }

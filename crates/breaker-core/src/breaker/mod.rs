@@ -25,7 +25,7 @@ use crate::name::Name;
 use crate::outcome::{Classifier, DefaultClassifiers, Outcome};
 use crate::policy::{BackendFailure, Policy};
 use crate::record::{Record, State};
-use crate::time::{BreakerClock, Clock, OffsetClock, Timestamp};
+use crate::time::{BreakerClock, Clock, HostClock, Timestamp};
 
 use hot::{Fast, HotView, Pending};
 use permit::Admitted;
@@ -124,7 +124,7 @@ impl BreakerBuilder {
         self.policy.validate()?;
         let clock = match self.clock {
             Some(clock) => BreakerClock::Injected(clock),
-            None => BreakerClock::Host(OffsetClock::default()),
+            None => BreakerClock::Host(HostClock::for_driver(self.driver.clock_key())),
         };
         let backend = self.driver.backend();
         let timers = matches!(clock, BreakerClock::Host(_)) && self.driver.keeps_timers();
@@ -154,7 +154,6 @@ impl BreakerBuilder {
                 queued: Vec::new(),
                 unsent: None,
                 lost_forced: false,
-                clock_aligned: None,
                 verify: false,
             }),
             maintaining: AtomicBool::new(false),

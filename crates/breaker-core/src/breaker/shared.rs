@@ -117,9 +117,6 @@ pub(crate) struct Shared {
     /// A value older than the view arrived: read the record at the next upkeep, to tell a
     /// stale push from a store that went back.
     pub(crate) verify: bool,
-    /// When the clock was last aligned with the back-end's (`None`: never, or the driver
-    /// has no clock).
-    pub(crate) clock_aligned: Option<Timestamp>,
     /// Outcomes that could not be written when they happened (a probe permit dropped
     /// unreported, a call that panicked inside a future), written at the next maintenance.
     pub(crate) queued: Vec<Deferred>,
@@ -447,7 +444,10 @@ impl Inner {
         adopt: bool,
         dl: Deadline,
     ) -> Result<(), BackendError> {
-        if let Err(e) = self.align_clock(dl).await {
+        // Once per driver, not per breaker: the breakers over one driver share its clock.
+        let due = matches!(&self.clock, BreakerClock::Host(host)
+            if host.due(SystemClock::precise(), CLOCK_REALIGN, false));
+        if due && let Err(e) = self.align_clock(dl).await {
             return Err(self.fail(Operation::Clock, e));
         }
         let seq = self.lock().installs;
@@ -491,7 +491,7 @@ impl Inner {
     /// was shortest (the first also opens a lazy connection, whose setup would otherwise
     /// count as clock error), each taken as of the middle of its round trip.
     async fn align_clock(self: &Arc<Self>, dl: Deadline) -> Result<(), DriverError> {
-        let BreakerClock::Host(offset) = &self.clock else {
+        let BreakerClock::Host(host) = &self.clock else {
             return Ok(());
         };
         let mut best: Option<(Duration, Timestamp, Timestamp)> = None;
@@ -511,8 +511,8 @@ impl Inner {
             }
         }
         if let Some((_, mid, reference)) = best {
-            offset.align(mid, reference);
-            self.lock().clock_aligned = Some(self.clock.now());
+            host.offset.align(mid, reference);
+            host.aligned(SystemClock::precise());
         }
         Ok(())
     }
@@ -521,12 +521,13 @@ impl Inner {
     /// drift between the host and the back-end does not build up; a failure leaves the last
     /// alignment in place (the next call's back-end errors will tell).
     async fn realign_clock_if_due(self: &Arc<Self>, dl: Deadline) {
-        let due = self
-            .lock()
-            .clock_aligned
-            .is_some_and(|at| self.clock.now() >= at.saturating_add(CLOCK_REALIGN));
-        if due {
-            let _ = self.align_clock(dl).await;
+        let BreakerClock::Host(host) = &self.clock else {
+            return;
+        };
+        let now = SystemClock::precise();
+        // Claimed, so that of the breakers over one driver that are due together, one asks.
+        if host.due(now, CLOCK_REALIGN, true) && self.align_clock(dl).await.is_err() {
+            host.unclaim(now);
         }
     }
 

@@ -21,6 +21,8 @@ use super::shared::Read;
 struct Silent {
     timers: bool,
     slow_clock: bool,
+    /// Its clones share one clock alignment (`Driver::clock_key`).
+    shared_clock: bool,
     readings: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// The thread of each compare-and-swap, in order.
     writers: std::sync::Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>,
@@ -52,6 +54,10 @@ impl Driver for Silent {
     }
     fn keeps_timers(&self) -> bool {
         self.timers
+    }
+    fn clock_key(&self) -> Option<usize> {
+        self.shared_clock
+            .then(|| std::sync::Arc::as_ptr(&self.readings) as usize)
     }
     async fn now(&self, _: Duration) -> Result<Option<Timestamp>, DriverError> {
         if !self.slow_clock {
@@ -407,16 +413,49 @@ fn the_clock_offset_is_taken_at_the_middle_of_the_round_trip_and_realigned() {
         sampled,
         "not due yet"
     );
-    {
-        let mut s = b.inner.lock();
-        let at = s.clock_aligned.expect("aligned");
-        s.clock_aligned = Some(Timestamp::from_millis(at.as_millis() - 301_000));
+    match &b.inner.clock {
+        crate::time::BreakerClock::Host(host) => host.age(Duration::from_secs(301)),
+        crate::time::BreakerClock::Injected(_) => panic!("no clock was injected"),
     }
     b.flush_blocking().unwrap();
     assert!(
         driver.readings.load(std::sync::atomic::Ordering::SeqCst) > sampled,
         "realigned"
     );
+}
+
+/// The breakers over one driver ask the back-end's time once between them, at start-up and
+/// at each re-alignment, and all follow it.
+#[test]
+fn breakers_over_one_driver_share_one_clock_alignment() {
+    let driver = Silent {
+        slow_clock: true,
+        shared_clock: true,
+        ..Silent::default()
+    };
+    let readings = || driver.readings.load(std::sync::atomic::Ordering::SeqCst);
+    let breakers: Vec<Breaker> = (0..3)
+        .map(|i| {
+            let b = Breaker::builder(&format!("shared-clock-{i}"), driver.clone())
+                .build()
+                .unwrap();
+            b.refresh_blocking().unwrap();
+            b
+        })
+        .collect();
+    assert_eq!(readings(), 5, "one alignment (five samples) for the three");
+    let expected = crate::SystemClock::precise().saturating_add(Duration::from_secs(10));
+    for b in &breakers {
+        assert!(b.now().as_millis().abs_diff(expected.as_millis()) < 30);
+    }
+    match &breakers[0].inner.clock {
+        crate::time::BreakerClock::Host(host) => host.age(Duration::from_secs(301)),
+        crate::time::BreakerClock::Injected(_) => panic!("no clock was injected"),
+    }
+    for b in &breakers {
+        b.flush_blocking().unwrap();
+    }
+    assert_eq!(readings(), 10, "one re-alignment for the three");
 }
 
 #[test]
