@@ -57,7 +57,7 @@ impl Driver for Silent {
     }
     fn clock_key(&self) -> Option<usize> {
         self.shared_clock
-            .then(|| std::sync::Arc::as_ptr(&self.readings) as usize)
+            .then_some(std::sync::Arc::as_ptr(&self.readings) as usize)
     }
     async fn now(&self, _: Duration) -> Result<Option<Timestamp>, DriverError> {
         if !self.slow_clock {
