@@ -125,9 +125,11 @@ pub struct Policy {
     pub on_backend_failure: BackendFailure,
     /// Strict mode: every admission is decided by a read of the back-end (never the cached
     /// view), so no call is admitted that the stored record, read at the call's start,
-    /// would reject; and every outcome is written before the call returns, instead of
-    /// batched (successes) or sent to the background writer (failures). Two round trips per
-    /// call (more when several writers contend; see BENCHMARKS.md).
+    /// would reject; and every outcome a rule reads is written before the call returns,
+    /// instead of batched (successes) or sent to the background writer (failures). Two round
+    /// trips per call (more when several writers contend; see BENCHMARKS.md); one for a
+    /// success that no rule reads (under the failures-in-window rule alone, once the
+    /// breaker's record exists).
     pub strict: bool,
     /// A quorum: the distinct agents whose failures a fleet-wide trip needs within the
     /// window, besides a trip rule's own condition. `1` (default): any agent's failures
@@ -544,7 +546,7 @@ impl PolicyBuilder {
     }
 
     /// Strict mode (default off): admission by a read of the back-end at every call, and
-    /// every outcome written at once; see [`Policy::strict`].
+    /// every outcome that a rule reads written at once; see [`Policy::strict`].
     pub fn strict(mut self, strict: bool) -> Self {
         self.policy.base.strict = strict;
         self

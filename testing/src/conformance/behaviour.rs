@@ -481,24 +481,52 @@ pub async fn consecutive_failures_reset_by_any_agent<H: Harness>(h: Arc<H>) {
     assert!(fleet.iter().all(|a| a.state() == Some(State::Open)));
 }
 
-/// In strict mode every admission reads the back-end and every outcome is written at once:
-/// two round trips per call, never more.
+/// In strict mode every admission reads the back-end and every outcome that a rule reads is
+/// written at once: two round trips per call under a rule that reads successes (a run of
+/// consecutive failures, which a success resets), never more; one, the read, for a success
+/// under the failures-in-window rule alone, which no rule reads (the first success still
+/// creates the record, so that operators see the breaker).
 pub async fn strict_mode_writes_every_outcome<H: Harness>(h: Arc<H>) {
-    let clock = clock();
-    let policy = base().strict(true).build().unwrap();
-    let (a, faulty) = faulty_agent(&*h, &unique_name("strict"), &policy, &clock).await;
-    succeed(&a).await.unwrap();
-    let before = faulty.attempts();
-    for _ in 0..10 {
+    for (rule, reads_successes) in [("consecutive", true), ("window", false)] {
+        let clock = clock();
+        let policy = if reads_successes {
+            Policy::builder().consecutive_failures(3)
+        } else {
+            base()
+        };
+        let policy = policy.strict(true).build().unwrap();
+        let name = unique_name(&format!("strict-{rule}"));
+        let (a, faulty) = faulty_agent(&*h, &name, &policy, &clock).await;
         succeed(&a).await.unwrap();
+        assert!(
+            h.driver()
+                .await
+                .load(&Name::new(&name).unwrap(), T)
+                .await
+                .unwrap()
+                .is_some(),
+            "{rule}: the first success created the record"
+        );
+        let before = faulty.attempts();
+        for _ in 0..10 {
+            succeed(&a).await.unwrap();
+        }
+        let per_call = if reads_successes { 2 } else { 1 };
+        assert_eq!(
+            faulty.attempts() - before,
+            10 * per_call,
+            "{rule}: one read per admission, and one write per outcome a rule reads"
+        );
+        let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());
+        let written = if reads_successes { 11 } else { 1 };
+        assert_eq!(counts.successes, written, "{rule}: written without a flush");
+        let _ = fail(&a).await;
+        assert_eq!(
+            machine::window_counts(&a.snapshot(), &policy, clock.now()).failures,
+            1,
+            "{rule}: a failure is written at once, whatever the rule"
+        );
     }
-    assert_eq!(
-        faulty.attempts() - before,
-        20,
-        "one read per admission and one write per outcome"
-    );
-    let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());
-    assert_eq!(counts.successes, 11, "written without a flush");
 }
 
 /// A value under the breaker's name that is not a record (garbage, a schema no build wrote)

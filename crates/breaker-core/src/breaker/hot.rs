@@ -26,6 +26,9 @@ const HELD: u64 = 1 << 4;
 /// ever has more than one round of unwritten failures and the fleet trips as promptly as if
 /// every failure were written before its call returned.
 const WRITE_IN_FLIGHT: u64 = 1 << 5;
+/// Set while the back-end holds a record of the breaker (as of the view), so that a success
+/// no rule reads need not be counted: there is no record to create for operators.
+const RECORDED: u64 = 1 << 6;
 const GENERATION_SHIFT: u32 = 8;
 
 /// What the hot path decided.
@@ -61,7 +64,7 @@ impl HotView {
 
     /// Publishes a new cached record (under the breaker's lock, as every change of the
     /// word is, so that a write in flight stays marked until it has landed).
-    pub(crate) fn publish(&self, rec: &Record, degraded: bool) {
+    pub(crate) fn publish(&self, rec: &Record, degraded: bool, recorded: bool) {
         let code = match rec.state {
             State::Closed => CLOSED,
             State::Open => OPEN,
@@ -79,7 +82,10 @@ impl HotView {
         // The deadline first: a reader that sees the new state also sees its deadline.
         self.open_until.store(until, Ordering::Release);
         let in_flight = self.word.load(Ordering::Relaxed) & WRITE_IN_FLIGHT;
-        let flags = held | in_flight | if degraded { DEGRADED } else { 0 };
+        let flags = held
+            | in_flight
+            | if degraded { DEGRADED } else { 0 }
+            | if recorded { RECORDED } else { 0 };
         self.word.store(
             code | flags | (rec.generation << GENERATION_SHIFT),
             Ordering::Release,
@@ -128,6 +134,12 @@ impl HotView {
         } else {
             self.word.fetch_and(!WRITE_IN_FLIGHT, Ordering::AcqRel);
         }
+    }
+
+    /// Whether the back-end holds a record of the breaker, as of the view.
+    #[inline]
+    pub(crate) fn recorded(&self) -> bool {
+        self.word.load(Ordering::Acquire) & RECORDED != 0
     }
 
     /// Whether a failure is on its way to the back-end.
@@ -267,7 +279,7 @@ mod tests {
     fn view(rec: &Record, degraded: bool) -> HotView {
         let v = HotView::new();
         v.schedule_maintenance(at(3_600_000));
-        v.publish(rec, degraded);
+        v.publish(rec, degraded, true);
         v
     }
 

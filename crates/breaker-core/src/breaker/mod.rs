@@ -132,6 +132,7 @@ impl BreakerBuilder {
             timers,
             name,
             own_policy: own::own_policy(&self.policy),
+            needs_successes: self.policy.needs_successes(),
             policy: self.policy,
             classifiers: self.classifiers,
             backend,

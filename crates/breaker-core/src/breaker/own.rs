@@ -169,8 +169,10 @@ impl Inner {
     /// in charge, always takes the slow path (flagged as degraded there), which asks it.
     pub(crate) fn publish_view(&self, s: &Shared) {
         match &s.own {
-            Some(own) if s.own_in_charge() => self.hot.publish(own, true),
-            _ => self.hot.publish(&s.record, s.degraded()),
+            Some(own) if s.own_in_charge() => self.hot.publish(own, true, s.version.is_some()),
+            _ => self
+                .hot
+                .publish(&s.record, s.degraded(), s.version.is_some()),
         }
     }
 }

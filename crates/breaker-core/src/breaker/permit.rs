@@ -254,6 +254,9 @@ impl Inner {
         crate::observe::call(self.name, self.backend, outcome);
         match outcome {
             Outcome::Ignored => None,
+            // No rule reads successes (the failures-in-window rule alone) and the record
+            // exists: nothing to count or write, in either mode.
+            Outcome::Success if !slow && !self.needs_successes && self.hot.recorded() => None,
             Outcome::Success if !slow && !self.policy.strict && self.hot.batches(generation) => {
                 self.pending.add_success();
                 None

@@ -149,6 +149,9 @@ impl Shared {
 pub(crate) struct Inner {
     pub(crate) name: Name,
     pub(crate) policy: Arc<Policy>,
+    /// Whether a trip rule reads successes ([`Policy::needs_successes`]): without one, a
+    /// success is neither counted nor written once the breaker's record exists.
+    pub(crate) needs_successes: bool,
     /// The policy of the agent's own breaker under a quorum (`None`: no quorum).
     pub(crate) own_policy: Option<Box<Policy>>,
     /// The classifiers of `call` and `call_blocking`.

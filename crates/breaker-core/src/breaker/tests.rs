@@ -551,3 +551,38 @@ fn a_breaker_holds_under_a_kilobyte_of_its_own() {
         "one copy of the policy"
     );
 }
+
+/// A success that no trip rule reads is not even counted once the breaker's record exists
+/// (nothing to write, no counter line allocated); under a rule that reads them, it is, and
+/// before the record exists it is too (its first write makes the breaker visible).
+#[test]
+fn successes_are_counted_only_where_a_rule_or_a_missing_record_needs_them() {
+    for (policy, reads) in [
+        (crate::Policy::default(), false),
+        (
+            crate::Policy::builder()
+                .consecutive_failures(3)
+                .build()
+                .unwrap(),
+            true,
+        ),
+    ] {
+        let b = Breaker::builder("counted", Silent::default())
+            .policy(policy)
+            .clock(ManualClock::new(T0))
+            .build()
+            .unwrap();
+        feed(&b, None, false, Read::Conflict);
+        b.call_blocking(|| Ok::<(), ()>(())).unwrap();
+        assert_eq!(b.inner.pending.take(), 1, "no record yet: counted");
+        feed(&b, stored(1, &Record::new()), false, Read::Conflict);
+        b.call_blocking(|| Ok::<(), ()>(())).unwrap();
+        b.call_blocking(|| Ok::<(), ()>(())).unwrap();
+        let counted = b.inner.pending.take();
+        assert_eq!(
+            counted,
+            if reads { 2 } else { 0 },
+            "reads successes: {reads}"
+        );
+    }
+}
