@@ -208,6 +208,54 @@ fn unknown_names_wrong_urls_and_unreachable_back_ends_are_clear_failures() {
     let dead = format!("redis://127.0.0.1:{}", free_port());
     let err = failed(&cli(&dead, &["list", "--timeout", "500ms"]));
     assert!(err.contains("redis") && err.contains("127.0.0.1"), "{err}");
+    // An etcd that is not there: one line naming it, not the client's debug dump.
+    let dead = format!("etcd://127.0.0.1:{}", free_port());
+    let err = failed(&cli(&dead, &["list", "--timeout", "500ms"]));
+    assert!(err.contains("etcd") && err.contains("127.0.0.1"), "{err}");
+    assert!(
+        err.trim().lines().count() == 1 && !err.contains("Status {") && !err.contains("source:"),
+        "{err}"
+    );
+}
+
+/// On SQLite too, breakers under a prefix are listed with `--prefix` or `?prefix=`, and
+/// only they.
+#[test]
+fn breakers_under_a_prefix_on_sqlite() {
+    use shared_breaker::sqlite::{SqliteDriver, SqliteOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prefixed.db");
+    let options = SqliteOptions::default().prefix("checkout");
+    let agent = Breaker::builder("payments", SqliteDriver::open_with(&path, options).unwrap())
+        .build()
+        .unwrap();
+    futures_executor::block_on(agent.force_open()).unwrap();
+    let other = Breaker::builder("search", SqliteDriver::open(&path).unwrap())
+        .build()
+        .unwrap();
+    futures_executor::block_on(other.force_closed()).unwrap();
+    let url = format!("sqlite://{}", path.display());
+    for listed in [
+        ok(&cli(&url, &["--prefix", "checkout", "list"])),
+        ok(&cli(&format!("{url}?prefix=checkout"), &["list"])),
+    ] {
+        assert!(
+            listed.contains("payments")
+                && listed.contains("forced_open")
+                && !listed.contains("search"),
+            "{listed}"
+        );
+    }
+    let default = ok(&cli(&url, &["list"]));
+    assert!(
+        default.contains("search") && !default.contains("payments"),
+        "{default}"
+    );
+    ok(&cli(&url, &["--prefix", "checkout", "reset", "payments"]));
+    assert_eq!(
+        futures_executor::block_on(agent.refresh()).unwrap(),
+        State::Closed
+    );
 }
 
 #[test]
