@@ -190,12 +190,19 @@ struct Padded(AtomicU64);
 /// plain load and store instead of a locked read-modify-write, and no two threads touch one
 /// cache line. A slot's counter is allocated when its thread first counts here, so an idle
 /// breaker, or one called from a single thread, holds one line, not one per possible
-/// thread. Counters only grow; `take` hands out the growth since the last take.
+/// thread; and the slots themselves are allocated at the first success counted, so that a
+/// breaker that counts none (its rules read no successes) holds two words for them.
+/// Counters only grow; `take` hands out the growth since the last take.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    slots: [OnceLock<Box<Padded>>; OWNED_SLOTS + 1],
+    slots: OnceLock<Box<Slots>>,
+    /// Successes counted without a line of their own: the few that make a breaker's record
+    /// under rules that read none (see [`Pending::add_early`]).
+    early: AtomicU64,
     taken: AtomicU64,
 }
+
+type Slots = [OnceLock<Box<Padded>>; OWNED_SLOTS + 1];
 
 /// Hands out thread slots and takes them back when threads end, so that thread pools that
 /// come and go keep finding free slots.
@@ -226,7 +233,16 @@ thread_local! {
 impl Pending {
     #[inline]
     fn counter(&self, slot: usize) -> &AtomicU64 {
-        &self.slots[slot].get_or_init(Box::default).0
+        &self.slots.get_or_init(Box::default)[slot]
+            .get_or_init(Box::default)
+            .0
+    }
+
+    /// Counts a success that only matters until the breaker's record exists (its rules read
+    /// none): on a shared word, allocating nothing.
+    #[inline]
+    pub(crate) fn add_early(&self) {
+        self.early.fetch_add(1, Ordering::Release);
     }
 
     #[inline]
@@ -244,12 +260,15 @@ impl Pending {
 
     /// Takes every success counted since the last take.
     pub(crate) fn take(&self) -> u64 {
+        let early = self.early.load(Ordering::Acquire);
         let total: u64 = self
             .slots
-            .iter()
+            .get()
+            .into_iter()
+            .flat_map(|slots| slots.iter())
             .filter_map(OnceLock::get)
             .map(|c| c.0.load(Ordering::Acquire))
-            .sum();
+            .fold(early, u64::saturating_add);
         // Concurrent takers each get a disjoint share: the counters only grow, so the
         // largest total seen so far is what has been handed out.
         total.saturating_sub(self.taken.fetch_max(total, Ordering::AcqRel))
@@ -422,7 +441,11 @@ mod tests {
     #[test]
     fn counters_are_allocated_for_the_threads_that_count() {
         let pending = Pending::default();
-        let allocated = |p: &Pending| p.slots.iter().filter(|s| s.get().is_some()).count();
+        let allocated = |p: &Pending| {
+            p.slots.get().map_or(0, |slots| {
+                slots.iter().filter(|s| s.get().is_some()).count()
+            })
+        };
         assert_eq!(allocated(&pending), 0, "an idle breaker holds no counter");
         pending.add_success();
         pending.add_success();
@@ -432,6 +455,19 @@ mod tests {
         });
         assert_eq!(allocated(&pending), 2);
         assert_eq!(pending.take(), 3);
+    }
+
+    #[test]
+    fn early_successes_allocate_nothing_and_are_taken_with_the_rest() {
+        let pending = Pending::default();
+        pending.add_early();
+        pending.add_early();
+        assert!(pending.slots.get().is_none(), "nothing allocated");
+        pending.add_success();
+        assert_eq!(pending.take(), 3);
+        pending.add_early();
+        assert_eq!(pending.take(), 1);
+        assert_eq!(pending.take(), 0);
     }
 
     #[test]
@@ -451,7 +487,7 @@ mod tests {
         });
         assert_eq!(pending.take(), threads as u64);
         assert!(
-            pending.slots[SHARED_SLOT].get().is_some(),
+            pending.slots.get().unwrap()[SHARED_SLOT].get().is_some(),
             "the shared one counted"
         );
     }

@@ -257,6 +257,16 @@ impl Inner {
             // No rule reads successes (the failures-in-window rule alone) and the record
             // exists: nothing to count or write, in either mode.
             Outcome::Success if !slow && !self.needs_successes && self.hot.recorded() => None,
+            // Until it does, the first successes make it (operators see the breaker).
+            Outcome::Success
+                if !slow
+                    && !self.needs_successes
+                    && !self.policy.strict
+                    && self.hot.batches(generation) =>
+            {
+                self.pending.add_early();
+                None
+            }
             Outcome::Success if !slow && !self.policy.strict && self.hot.batches(generation) => {
                 self.pending.add_success();
                 None
