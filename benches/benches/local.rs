@@ -1,7 +1,8 @@
 //! Local hot-path benchmarks: breaker against `recloser` and `failsafe` in the same run.
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p breaker-benches`). Groups:
-//! - `closed_sync`: one admitted call that succeeds, blocking API;
+//! - `closed_sync`: one admitted call that succeeds, blocking API (`breaker` under the
+//!   default rule, which counts no success; `breaker_counting` under one that does);
 //! - `closed_async`: the same through each library's async API, in one executor loop;
 //! - `open_rejection`: one call rejected by an open breaker;
 //! - `two_threads`: two threads calling one breaker; the time is wall time per call, so a
@@ -19,7 +20,24 @@ use recloser::{AsyncRecloser, Recloser};
 use shared_breaker::{Breaker, Policy};
 
 fn breaker(name: &str) -> Breaker {
-    let b = shared_breaker::memory::breaker(name, Policy::default()).expect("valid");
+    breaker_with(name, Policy::default())
+}
+
+/// A breaker under a rule that reads successes (a run of consecutive failures, which a
+/// success resets), so that every success is counted: the default rule reads none, and its
+/// successes are not even counted once the record exists.
+fn counting_breaker(name: &str) -> Breaker {
+    breaker_with(
+        name,
+        Policy::builder()
+            .consecutive_failures(5)
+            .build()
+            .expect("valid"),
+    )
+}
+
+fn breaker_with(name: &str, policy: Policy) -> Breaker {
+    let b = shared_breaker::memory::breaker(name, policy).expect("valid");
     // The first call reads the record; the benchmark measures the steady state.
     let _ = b.call_blocking(|| Ok::<u32, ()>(0));
     b
@@ -62,6 +80,10 @@ fn closed_sync(c: &mut Criterion) {
     let mut g = c.benchmark_group("closed_sync");
     let b = breaker("bench-closed-sync");
     g.bench_function("breaker", |bench| {
+        bench.iter(|| black_box(b.call_blocking(|| Ok::<u32, ()>(black_box(1)))))
+    });
+    let b = counting_breaker("bench-closed-sync-counting");
+    g.bench_function("breaker_counting", |bench| {
         bench.iter(|| black_box(b.call_blocking(|| Ok::<u32, ()>(black_box(1)))))
     });
     let r = recloser();
@@ -181,15 +203,22 @@ fn two_threads(iters: u64, call: impl Fn() + Send + Sync + 'static) -> Duration 
 
 fn two_threads_closed(c: &mut Criterion) {
     let mut g = c.benchmark_group("two_threads");
-    let b = breaker("bench-two-threads");
-    g.bench_function("breaker", |bench| {
-        bench.iter_custom(|iters| {
-            let b = b.clone();
-            two_threads(iters, move || {
-                let _ = black_box(b.call_blocking(|| Ok::<u32, ()>(black_box(1))));
+    for (label, b) in [
+        ("breaker", breaker("bench-two-threads")),
+        (
+            "breaker_counting",
+            counting_breaker("bench-two-threads-counting"),
+        ),
+    ] {
+        g.bench_function(label, |bench| {
+            bench.iter_custom(|iters| {
+                let b = b.clone();
+                two_threads(iters, move || {
+                    let _ = black_box(b.call_blocking(|| Ok::<u32, ()>(black_box(1))));
+                })
             })
-        })
-    });
+        });
+    }
     let r = Arc::new(recloser());
     g.bench_function("recloser", |bench| {
         bench.iter_custom(|iters| {
