@@ -258,13 +258,16 @@ fn redis(bins: &Bins) {
         let mode = if strict { "strict" } else { "default" };
         println!("round trips per call, {mode} mode, closed, {rate:.0} calls/s: {per_call:.4}");
     }
-    for writers in [1, 2, 4] {
-        let (per_call, rate) =
-            measure::strict_writers(&url, writers, 2_000, || redis_round_trips(redis.port()));
-        println!(
-            "strict mode, {writers} writers on one breaker: {per_call:.3} round trips per call, \
-             {rate:.0} calls/s in all"
-        );
+    for (rule, counting) in [("default rule", false), ("consecutive failures", true)] {
+        for writers in [1, 2, 4] {
+            let (per_call, rate) = measure::strict_writers(&url, writers, 2_000, counting, || {
+                redis_round_trips(redis.port())
+            });
+            println!(
+                "strict mode, {rule}, {writers} writers on one breaker: {per_call:.3} round \
+                 trips per call, {rate:.0} calls/s in all"
+            );
+        }
     }
     let calls = measure::fleet_throughput(bins, &url, 4, 2_000_000);
     println!("calls through one breaker from 4 agent processes: {calls:.0} calls/s in all");
@@ -288,13 +291,15 @@ fn etcd(bins: &Bins) {
         let mode = if strict { "strict" } else { "default" };
         println!("round trips per call, {mode} mode, closed, {rate:.0} calls/s: {per_call:.4}");
     }
-    for writers in [1, 2, 4] {
-        let (per_call, rate) =
-            measure::strict_writers(&url, writers, 1_000, || etcd.unary_requests(0));
-        println!(
-            "strict mode, {writers} writers on one breaker: {per_call:.3} round trips per call, \
-             {rate:.0} calls/s in all"
-        );
+    for (rule, counting) in [("default rule", false), ("consecutive failures", true)] {
+        for writers in [1, 2, 4] {
+            let (per_call, rate) =
+                measure::strict_writers(&url, writers, 1_000, counting, || etcd.unary_requests(0));
+            println!(
+                "strict mode, {rule}, {writers} writers on one breaker: {per_call:.3} round \
+                 trips per call, {rate:.0} calls/s in all"
+            );
+        }
     }
     let latency = measure::trip_to_rejection(bins, &url, 50);
     show("trip to another process's first rejection (watch)", latency);

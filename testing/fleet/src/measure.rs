@@ -176,17 +176,25 @@ pub fn round_trips_per_call(
 
 /// Strict mode with several writers on one breaker: `writers` agents (threads, each over its
 /// own driver, as separate processes would be), each making `each` successful calls back to
-/// back. Returns the back-end's round trips per call, counted by `round_trips` before and
+/// back, under the default rule or (`counting`) one that reads successes. Returns the back-end's round trips per call, counted by `round_trips` before and
 /// after (a read per admission and a write per outcome, plus the retries that conflicts
 /// between the writers cost), and the calls per second of all writers together.
 pub fn strict_writers(
     url: &str,
     writers: usize,
     each: u32,
+    counting: bool,
     round_trips: impl Fn() -> u64,
 ) -> (f64, f64) {
-    let policy = Policy::builder().strict(true).build().expect("a policy");
-    let name = format!("strict-writers-{}-{writers}", std::process::id());
+    // The default rule reads no successes, so strict mode writes none; a run of consecutive
+    // failures is reset by every success, so each is written.
+    let rule = if counting {
+        Policy::builder().consecutive_failures(5)
+    } else {
+        Policy::builder()
+    };
+    let policy = rule.strict(true).build().expect("a policy");
+    let name = format!("strict-writers-{}-{writers}-{counting}", std::process::id());
     let agents: Vec<Breaker> = (0..writers)
         .map(|_| {
             let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
