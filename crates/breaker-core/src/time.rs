@@ -274,16 +274,11 @@ impl HostClock {
     /// The clock for a breaker over a driver of `key`: the one its other breakers use, or a
     /// new one (always, for a driver without a key).
     pub(crate) fn for_driver(key: Option<usize>) -> Arc<HostClock> {
-        use std::collections::HashMap;
-        use std::sync::{Mutex, Weak};
+        use std::sync::Weak;
         let Some(key) = key else {
             return Arc::default();
         };
-        static SHARED: OnceLock<Mutex<HashMap<usize, Weak<HostClock>>>> = OnceLock::new();
-        let mut shared = SHARED
-            .get_or_init(Mutex::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut shared = shared_clocks();
         if let Some(clock) = shared.get(&key).and_then(Weak::upgrade) {
             return clock;
         }
@@ -292,6 +287,12 @@ impl HostClock {
         let clock = Arc::new(HostClock::default());
         shared.insert(key, Arc::downgrade(&clock));
         clock
+    }
+
+    /// How many drivers' clocks are kept (tests).
+    #[cfg(test)]
+    pub(crate) fn registered() -> usize {
+        shared_clocks().len()
     }
 
     /// Whether the offset needs aligning at host time `now`: never aligned, or aligned
@@ -329,6 +330,17 @@ impl HostClock {
         self.aligned_at
             .store(at.saturating_sub(millis(by)).max(1), Ordering::Release);
     }
+}
+
+/// The clock of each live driver that has a [`crate::Driver::clock_key`].
+fn shared_clocks()
+-> std::sync::MutexGuard<'static, std::collections::HashMap<usize, std::sync::Weak<HostClock>>> {
+    type Clocks = std::sync::Mutex<std::collections::HashMap<usize, std::sync::Weak<HostClock>>>;
+    static SHARED: OnceLock<Clocks> = OnceLock::new();
+    SHARED
+        .get_or_init(Clocks::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 fn millis(d: Duration) -> u64 {

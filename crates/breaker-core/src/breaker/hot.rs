@@ -258,6 +258,12 @@ impl Pending {
         }
     }
 
+    /// Whether any counter line is allocated (tests).
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> bool {
+        self.slots.get().is_some()
+    }
+
     /// Takes every success counted since the last take.
     pub(crate) fn take(&self) -> u64 {
         let early = self.early.load(Ordering::Acquire);

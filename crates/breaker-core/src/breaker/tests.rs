@@ -23,6 +23,8 @@ struct Silent {
     slow_clock: bool,
     /// Its clones share one clock alignment (`Driver::clock_key`).
     shared_clock: bool,
+    /// While set, a clock reading fails.
+    clock_fails: std::sync::Arc<std::sync::atomic::AtomicBool>,
     readings: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// The thread of each compare-and-swap, in order.
     writers: std::sync::Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>,
@@ -62,6 +64,12 @@ impl Driver for Silent {
     async fn now(&self, _: Duration) -> Result<Option<Timestamp>, DriverError> {
         if !self.slow_clock {
             return Ok(None);
+        }
+        if self.clock_fails.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DriverError::new(
+                crate::DriverErrorKind::Unavailable,
+                "the clock is down",
+            ));
         }
         self.readings
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -456,6 +464,65 @@ fn breakers_over_one_driver_share_one_clock_alignment() {
         b.flush_blocking().unwrap();
     }
     assert_eq!(readings(), 10, "one re-alignment for the three");
+
+    // Due together, on three threads at once: one of them claims the re-alignment.
+    let host = match &breakers[0].inner.clock {
+        crate::time::BreakerClock::Host(host) => host.clone(),
+        crate::time::BreakerClock::Injected(_) => panic!("no clock was injected"),
+    };
+    host.age(Duration::from_secs(301));
+    std::thread::scope(|s| {
+        for b in &breakers {
+            s.spawn(|| b.flush_blocking().unwrap());
+        }
+    });
+    assert_eq!(
+        readings(),
+        15,
+        "one re-alignment, claimed, for three at once"
+    );
+
+    // A re-alignment that failed is tried again by the next breaker due, not in 5 minutes.
+    host.age(Duration::from_secs(301));
+    driver
+        .clock_fails
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = breakers[0].flush_blocking();
+    driver
+        .clock_fails
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let before = readings();
+    breakers[1].flush_blocking().unwrap();
+    assert_eq!(readings(), before + 5, "the failed alignment was given up");
+
+    // Another driver's first breaker clears the clocks of drivers that are gone, and a
+    // live driver's next breaker still finds the one its breakers share.
+    let gone = Silent {
+        slow_clock: true,
+        shared_clock: true,
+        ..Silent::default()
+    };
+    drop(Breaker::builder("gone", gone).build().unwrap());
+    let registered = crate::time::HostClock::registered();
+    let other = Silent {
+        slow_clock: true,
+        shared_clock: true,
+        ..Silent::default()
+    };
+    let _other = Breaker::builder("other", other).build().unwrap();
+    assert!(
+        crate::time::HostClock::registered() <= registered,
+        "the gone driver's clock was forgotten"
+    );
+    let fourth = Breaker::builder("shared-clock-3", driver.clone())
+        .build()
+        .unwrap();
+    fourth.refresh_blocking().unwrap();
+    assert_eq!(
+        readings(),
+        before + 5,
+        "the fourth shares the three's alignment"
+    );
 }
 
 #[test]
@@ -574,6 +641,11 @@ fn successes_are_counted_only_where_a_rule_or_a_missing_record_needs_them() {
             .unwrap();
         feed(&b, None, false, Read::Conflict);
         b.call_blocking(|| Ok::<(), ()>(())).unwrap();
+        assert_eq!(
+            b.inner.pending.allocated(),
+            reads,
+            "a counter line only for a rule that reads successes"
+        );
         assert_eq!(b.inner.pending.take(), 1, "no record yet: counted");
         feed(&b, stored(1, &Record::new()), false, Read::Conflict);
         b.call_blocking(|| Ok::<(), ()>(())).unwrap();
