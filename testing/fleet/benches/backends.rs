@@ -98,26 +98,58 @@ fn show(what: &str, s: Spread) {
     println!("{what}: p50 {:?}, p99 {:?}, max {:?}", s.p50, s.p99, s.max);
 }
 
-/// Round trips Redis has served to drivers, from its own `INFO commandstats`: the commands
-/// a driver sends (scripts, `TIME`, `PING`, `SCAN`), not the ones scripts run inside.
-fn redis_round_trips(port: u16) -> u64 {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "INFO", "commandstats"])
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&out.stdout)
+/// The commands a driver sends (scripts, `TIME`, `PING`, `SCAN`, subscriptions), not the
+/// ones scripts run inside.
+const SENT_BY_DRIVERS: [&str; 7] = [
+    "evalsha",
+    "eval",
+    "time",
+    "ping",
+    "scan",
+    "script|load",
+    "subscribe",
+];
+
+/// Redis's own count of each command it served (`INFO commandstats`) and of the
+/// connections it accepted (`INFO stats`, as `connections`).
+fn redis_commands(port: u16) -> std::collections::BTreeMap<String, u64> {
+    let info = |section: &str| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "INFO", section])
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut counts: std::collections::BTreeMap<String, u64> = info("commandstats")
         .lines()
         .filter_map(|l| {
             let (cmd, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let sent_by_drivers = ["evalsha", "eval", "time", "ping", "scan", "script|load"];
-            sent_by_drivers.contains(&cmd).then_some(())?;
-            stats
+            let calls = stats
                 .strip_prefix("calls=")?
                 .split(',')
                 .next()?
-                .parse::<u64>()
-                .ok()
+                .parse()
+                .ok()?;
+            Some((cmd.to_owned(), calls))
         })
+        .collect();
+    if let Some(n) = info("stats").lines().find_map(|l| {
+        l.strip_prefix("total_connections_received:")?
+            .trim()
+            .parse()
+            .ok()
+    }) {
+        counts.insert("connections".to_owned(), n);
+    }
+    counts
+}
+
+/// Round trips Redis has served to drivers: [`SENT_BY_DRIVERS`], from `INFO commandstats`.
+fn redis_round_trips(port: u16) -> u64 {
+    let counts = redis_commands(port);
+    SENT_BY_DRIVERS
+        .iter()
+        .filter_map(|cmd| counts.get(*cmd))
         .sum()
 }
 
@@ -182,9 +214,29 @@ fn scale(bins: &Bins) {
                     threshold,
                     run: Duration::from_secs(4),
                 };
+                let before = std::cell::RefCell::new(std::collections::BTreeMap::new());
+                let after = std::cell::RefCell::new(std::collections::BTreeMap::new());
                 let load = measure::fleet_load(bins, &redis.url(), shape, || {
-                    redis_round_trips(redis.port())
+                    let counts = redis_commands(redis.port());
+                    let total = SENT_BY_DRIVERS.iter().filter_map(|c| counts.get(*c)).sum();
+                    // The first reading is the window's start, the second its end.
+                    let slot = if before.borrow().is_empty() {
+                        &before
+                    } else {
+                        &after
+                    };
+                    *slot.borrow_mut() = counts;
+                    total
                 });
+                // What the counted window's operations were, where there were any.
+                let (before, after) = (before.into_inner(), after.into_inner());
+                let spent: Vec<String> = after
+                    .iter()
+                    .filter_map(|(cmd, n)| {
+                        let d = n.saturating_sub(before.get(cmd).copied().unwrap_or(0));
+                        (d > 0 && cmd != "info").then(|| format!("{cmd} {d}"))
+                    })
+                    .collect();
                 println!(
                     "  {mode}, {agents:>2} agents x {breakers:>6} breakers: {:.0} Redis ops/s \
                      for {:.0} calls/s ({:.4} per call), {:.1}% rejected",
@@ -193,6 +245,9 @@ fn scale(bins: &Bins) {
                     load.ops_per_second / load.calls_per_second.max(1.0),
                     load.rejected * 100.0
                 );
+                if load.ops_per_second > 0.0 {
+                    println!("      counted: {}", spent.join(", "));
+                }
             }
         }
     }
