@@ -216,10 +216,10 @@ impl RedisDriver {
         .await
     }
 
-    /// The record key of `name` under `prefix`, `{PREFIX/NAME}:r`, and the key where
-    /// builds before 0.2 counted its versions, `{PREFIX/NAME}:seq` (see the script module). Neither a prefix nor a name may hold `/`
-    /// (both are validated as [`Name`]s), so the mapping is injective: `a` + `b:c` and `a:b`
-    /// + `c` are different keys.
+    /// The record key of `name` under `prefix`, `{PREFIX/NAME}:r`, and the key where builds
+    /// before 0.2 counted its versions, `{PREFIX/NAME}:seq` (see the script module). Neither
+    /// a prefix nor a name may hold `/` (both are validated as [`Name`]s), so the mapping is
+    /// injective: `a` + `b:c` and `a:b` + `c` are different keys.
     fn key(prefix: &str, name: &str) -> (String, String) {
         let tag = format!("{{{prefix}/{name}}}");
         (format!("{tag}:r"), format!("{tag}:seq"))
