@@ -112,7 +112,9 @@ pub fn trip_to_rejection(bins: &Bins, url: &str, trips: usize) -> Spread {
 }
 
 /// Calls per second through one breaker from `processes` agent processes at once, each
-/// making `each` no-op calls back to back; the total over the slowest process's time.
+/// making `each` no-op calls back to back: the total over the wall time from the start
+/// signal to the last report (the processes share the cores, so their own times overlap
+/// only in part).
 pub fn fleet_throughput(bins: &Bins, url: &str, processes: usize, each: u32) -> f64 {
     let name = format!("throughput-{}", std::process::id());
     let args = [
@@ -128,20 +130,20 @@ pub fn fleet_throughput(bins: &Bins, url: &str, processes: usize, each: u32) -> 
         .map(|i| Proc::spawn(&format!("throughput {i}"), &bins.agent, &args))
         .collect();
     std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
     for p in &mut procs {
         p.send_line("go");
     }
-    let mut slowest: f64 = 0.0;
+    for p in &procs {
+        p.wait_for(Duration::from_secs(120), |l| l.contains("\"throughput\""))
+            .expect("a report");
+    }
+    let wall = started.elapsed().as_secs_f64();
     for p in &mut procs {
         p.wait_exit(Duration::from_secs(120))
             .expect("the agent finishes");
-        let line = p
-            .wait_for(Duration::from_secs(5), |l| l.contains("\"throughput\""))
-            .expect("a report");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
-        slowest = slowest.max(v["seconds"].as_f64().unwrap_or(f64::MAX));
     }
-    f64::from(each) * processes as f64 / slowest
+    f64::from(each) * processes as f64 / wall
 }
 
 /// Back-end round trips per call at a steady call rate: `calls` successful calls, one about
