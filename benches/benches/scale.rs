@@ -5,7 +5,8 @@
 //! For each count: nanoseconds per successful call, nanoseconds per call when every other
 //! call fails (a rule that never trips, so the failure path is measured, not the open one),
 //! and the heap each breaker holds once created and called (counted by the allocator; for
-//! breaker this includes the shared store's record and the driver's watch).
+//! breaker this includes the shared store's record and the driver's watch), and what is
+//! still held once the breakers (and their driver) are dropped.
 //! Each figure is the median of three passes, with the lowest and highest beside it.
 //!
 //! Run with `cargo xtask bench scale` (or `cargo bench -p breaker-benches --bench scale`);
@@ -153,15 +154,18 @@ fn measure<S: Subject>(n: usize) {
     };
     let ok = [pass(false), pass(false), pass(false)];
     let mixed = [pass(true), pass(true), pass(true)];
+    drop(subject);
+    // What outlives the breakers (and, for ours, their driver): interned names, say.
+    let kept = held_bytes(&region) / n;
     println!(
-        "{:>7} breakers  {:<17} success {:>18} ns  half failing {:>18} ns  {:>7} B/breaker",
+        "{:>7} breakers  {:<17} success {:>18} ns  half failing {:>18} ns  {:>7} B/breaker  {:>5} B/breaker kept after drop",
         n,
         S::NAME,
         spread(ok),
         spread(mixed),
-        per_breaker
+        per_breaker,
+        kept
     );
-    drop(subject);
 }
 
 fn main() {
