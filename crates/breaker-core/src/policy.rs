@@ -227,7 +227,8 @@ impl Policy {
     /// The trip rules in words, for logs and operators: `5 failures within 10s`, rules
     /// joined by ` or `.
     pub fn trip_rules_text(&self) -> String {
-        let window = humantime_like(self.window);
+        // Durations as the rejections write them (`10s`, `1.5s`).
+        let window = format!("{:?}", self.window);
         let rules: Vec<String> = self
             .trip_rules
             .iter()
@@ -409,15 +410,6 @@ struct PolicyDraft {
     window: Option<Duration>,
     window_conflict: Option<(Duration, Duration)>,
     base: Policy,
-}
-
-/// A duration as people write one (`10s`, `1500ms`), without a dependency for it.
-fn humantime_like(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
 }
 
 impl PolicyBuilder {
@@ -696,7 +688,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             policy.trip_rules_text(),
-            "3 consecutive failures or a failure rate of 50% within 1500ms (from 20 calls)"
+            "3 consecutive failures or a failure rate of 50% within 1.5s (from 20 calls)"
         );
     }
 

@@ -300,7 +300,7 @@ impl HostClock {
     /// done meanwhile), so that a thousand breakers due at once send one reading.
     pub(crate) fn due(&self, now: Timestamp, every: Duration, claim: bool) -> bool {
         let at = self.aligned_at.load(Ordering::Acquire);
-        let due = at == 0 || now.0 >= at.saturating_add(millis(every));
+        let due = at == 0 || now.0 >= at.saturating_add(millis_of(every));
         due && (!claim
             || self
                 .aligned_at
@@ -328,7 +328,7 @@ impl HostClock {
     pub(crate) fn age(&self, by: Duration) {
         let at = self.aligned_at.load(Ordering::Acquire);
         self.aligned_at
-            .store(at.saturating_sub(millis(by)).max(1), Ordering::Release);
+            .store(at.saturating_sub(millis_of(by)).max(1), Ordering::Release);
     }
 }
 
@@ -341,10 +341,6 @@ fn shared_clocks()
         .get_or_init(Clocks::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The clock a breaker judges deadlines by: an injected one, or the host clock shifted onto

@@ -257,18 +257,14 @@ impl Inner {
             // No rule reads successes (the failures-in-window rule alone) and the record
             // exists: nothing to count or write, in either mode.
             Outcome::Success if !slow && !self.needs_successes && self.hot.recorded() => None,
-            // Until it does, the first successes make it (operators see the breaker).
-            Outcome::Success
-                if !slow
-                    && !self.needs_successes
-                    && !self.policy.strict
-                    && self.hot.batches(generation) =>
-            {
-                self.pending.add_early();
-                None
-            }
             Outcome::Success if !slow && !self.policy.strict && self.hot.batches(generation) => {
-                self.pending.add_success();
+                if self.needs_successes {
+                    self.pending.add_success();
+                } else {
+                    // Until the record exists, the first successes make it (operators see
+                    // the breaker): a shared word, no counter line of its own.
+                    self.pending.add_early();
+                }
                 None
             }
             // Strict mode writes every outcome before the caller goes on, and so does the

@@ -447,10 +447,9 @@ impl Inner {
         adopt: bool,
         dl: Deadline,
     ) -> Result<(), BackendError> {
-        // Once per driver, not per breaker: the breakers over one driver share its clock.
-        let due = matches!(&self.clock, BreakerClock::Host(host)
-            if host.due(SystemClock::precise(), CLOCK_REALIGN, false));
-        if due && let Err(e) = self.align_clock(dl).await {
+        // Unclaimed: a breaker's first contact does not go on until the clock it shares is
+        // aligned, even while another breaker of its driver aligns it too.
+        if let Err(e) = self.align_clock_if_due(false, dl).await {
             return Err(self.fail(Operation::Clock, e));
         }
         let seq = self.lock().installs;
@@ -520,18 +519,28 @@ impl Inner {
         Ok(())
     }
 
-    /// Re-aligns the clock once [`CLOCK_REALIGN`] has passed since the last alignment, so that
-    /// drift between the host and the back-end does not build up; a failure leaves the last
-    /// alignment in place (the next call's back-end errors will tell).
-    async fn realign_clock_if_due(self: &Arc<Self>, dl: Deadline) {
+    /// Aligns the clock the breakers of this driver share, when it never was or
+    /// [`CLOCK_REALIGN`] has passed since (so that drift between the host and the back-end
+    /// does not build up): once per driver, not per breaker. `claim`ed, one of the breakers
+    /// due together asks and the others go on with the last alignment; a claimed alignment
+    /// that fails is left for the next breaker due.
+    async fn align_clock_if_due(
+        self: &Arc<Self>,
+        claim: bool,
+        dl: Deadline,
+    ) -> Result<(), DriverError> {
         let BreakerClock::Host(host) = &self.clock else {
-            return;
+            return Ok(());
         };
         let now = SystemClock::precise();
-        // Claimed, so that of the breakers over one driver that are due together, one asks.
-        if host.due(now, CLOCK_REALIGN, true) && self.align_clock(dl).await.is_err() {
+        if !host.due(now, CLOCK_REALIGN, claim) {
+            return Ok(());
+        }
+        let aligned = self.align_clock(dl).await;
+        if claim && aligned.is_err() {
             host.unclaim(now);
         }
+        aligned
     }
 
     async fn ensure_watch(self: &Arc<Self>, dl: Deadline) {
@@ -810,7 +819,9 @@ impl Inner {
             }
         }
         self.restore_forced(dl).await?;
-        self.realign_clock_if_due(dl).await;
+        // A failure leaves the last alignment in place (the next call's back-end errors
+        // will tell).
+        let _ = self.align_clock_if_due(true, dl).await;
         self.drain_queued(dl).await;
         let successes = self.pending.take();
         self.count_own(machine::Tally::new(successes, 0, 0));
@@ -846,7 +857,7 @@ impl Inner {
             self.refresh(dl).await?;
             // The refresh may have found a forced state lost.
             self.restore_forced(dl).await?;
-        } else {
+        } else if cfg!(feature = "metrics") {
             // Nothing installed: the window's gauges still age with the clock.
             let s = self.lock();
             crate::observe::window(
