@@ -214,22 +214,16 @@ fn scale(bins: &Bins) {
                     threshold,
                     run: Duration::from_secs(4),
                 };
-                let before = std::cell::RefCell::new(std::collections::BTreeMap::new());
-                let after = std::cell::RefCell::new(std::collections::BTreeMap::new());
+                // The window's first and last readings, per command.
+                let mut readings = Vec::new();
                 let load = measure::fleet_load(bins, &redis.url(), shape, || {
                     let counts = redis_commands(redis.port());
                     let total = SENT_BY_DRIVERS.iter().filter_map(|c| counts.get(*c)).sum();
-                    // The first reading is the window's start, the second its end.
-                    let slot = if before.borrow().is_empty() {
-                        &before
-                    } else {
-                        &after
-                    };
-                    *slot.borrow_mut() = counts;
+                    readings.push(counts);
                     total
                 });
                 // What the counted window's operations were, where there were any.
-                let (before, after) = (before.into_inner(), after.into_inner());
+                let (before, after) = (&readings[0], &readings[readings.len() - 1]);
                 let spent: Vec<String> = after
                     .iter()
                     .filter_map(|(cmd, n)| {

@@ -485,7 +485,12 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// millisecond per agent. The back-end's operations are counted by `ops` from a second
 /// after every agent has built and called its breakers and begun, to the moment each has
 /// made its last call.
-pub fn fleet_load(bins: &Bins, url: &str, shape: LoadShape, ops: impl Fn() -> u64) -> FleetLoad {
+pub fn fleet_load(
+    bins: &Bins,
+    url: &str,
+    shape: LoadShape,
+    mut ops: impl FnMut() -> u64,
+) -> FleetLoad {
     let LoadShape {
         agents,
         breakers,
