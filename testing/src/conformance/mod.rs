@@ -239,6 +239,7 @@ macro_rules! conformance_tests {
             store::concurrent_swaps_add_up,
             store::list_shows_records,
             store::watch_delivers_changes,
+            store::a_watch_begun_as_the_last_one_ends_delivers_changes,
             behaviour::original_scenario,
             behaviour::fleet_trips_exactly_once,
             behaviour::half_open_admits_exactly_the_permits_fleet_wide,

@@ -258,16 +258,37 @@ pub async fn list_shows_records<H: Harness>(h: Arc<H>) {
     }
 }
 
-/// A driver that can watch delivers every later write of the watched name, and nothing of
-/// other names. A driver that cannot watch says so with `Ok(None)`.
-pub async fn watch_delivers_changes<H: Harness>(h: Arc<H>) {
-    let d = h.driver().await;
-    let n = name("watched");
+/// Changes a watch delivered, and the sink that collects them.
+fn collected() -> (Arc<Mutex<Vec<Change>>>, ChangeSink) {
     let seen: Arc<Mutex<Vec<Change>>> = Arc::default();
     let sink: ChangeSink = {
         let seen = seen.clone();
         Arc::new(move |c| seen.lock().unwrap().push(c))
     };
+    (seen, sink)
+}
+
+/// Waits (up to five seconds) until `seen` holds a change to `version`.
+async fn until_delivered(seen: &Mutex<Vec<Change>>, version: u64) {
+    for _ in 0..500 {
+        if seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.record.as_ref().is_some_and(|r| r.version == version))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A driver that can watch delivers every later write of the watched name, and nothing of
+/// other names. A driver that cannot watch says so with `Ok(None)`.
+pub async fn watch_delivers_changes<H: Harness>(h: Arc<H>) {
+    let d = h.driver().await;
+    let n = name("watched");
+    let (seen, sink) = collected();
     let Some(watch) = d.watch(&n, sink, T).await.unwrap() else {
         return;
     };
@@ -291,17 +312,7 @@ pub async fn watch_delivers_changes<H: Harness>(h: Arc<H>) {
             .await
             .unwrap(),
     );
-    for _ in 0..500 {
-        if seen
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|c| c.record.as_ref().is_some_and(|r| r.version == v2))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_delivered(&seen, v2).await;
     let seen = seen.lock().unwrap();
     assert!(seen.iter().all(|c| c.name == n), "only the watched name");
     let last = seen
@@ -311,4 +322,38 @@ pub async fn watch_delivers_changes<H: Harness>(h: Arc<H>) {
         .clone()
         .expect("a value");
     assert_eq!((last.version, last.value.as_slice()), (v2, &b"2"[..]));
+}
+
+/// The last watch of a driver ends and another begins at once (a breaker dropped, the next
+/// built): the new one is alive when `watch` returns and gets the next write.
+pub async fn a_watch_begun_as_the_last_one_ends_delivers_changes<H: Harness>(h: Arc<H>) {
+    let d = h.driver().await;
+    let n = name("rewatched");
+    let (_, first) = collected();
+    let Some(watch) = d.watch(&n, first, T).await.unwrap() else {
+        return;
+    };
+    drop(watch);
+    let (seen, sink) = collected();
+    let watch = d
+        .watch(&n, sink, T)
+        .await
+        .unwrap()
+        .expect("the driver watched before");
+    assert!(watch.is_alive(), "alive when watch returns");
+    let v1 = swapped(
+        h.driver()
+            .await
+            .compare_and_swap(&n, None, b"1".to_vec(), None, T)
+            .await
+            .unwrap(),
+    );
+    until_delivered(&seen, v1).await;
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.record.as_ref().is_some_and(|r| r.version == v1)),
+        "the write after the new watch began was delivered"
+    );
 }
