@@ -240,6 +240,12 @@ impl Record {
                 bytes: bytes.len(),
             });
         }
+        // One parse for a record this build reads (the common case); only bytes that are
+        // not one are parsed again, for their schema alone, to say why.
+        let full = match serde_json::from_slice::<Record>(bytes) {
+            Ok(rec) if (OLDEST_SCHEMA..=SCHEMA_VERSION).contains(&rec.schema) => return Ok(rec),
+            other => other,
+        };
         #[derive(Deserialize)]
         struct Header {
             schema: Option<u32>,
@@ -248,15 +254,15 @@ impl Record {
             reason: e.to_string(),
             bytes: bytes.len(),
         })?;
-        match header.schema {
-            None => Err(RecordError::Malformed {
+        match (header.schema, full) {
+            (None, _) => Err(RecordError::Malformed {
                 reason: "no `schema` field: not a breaker record".into(),
                 bytes: bytes.len(),
             }),
-            Some(found) if !(OLDEST_SCHEMA..=SCHEMA_VERSION).contains(&found) => {
+            (Some(found), _) if !(OLDEST_SCHEMA..=SCHEMA_VERSION).contains(&found) => {
                 Err(RecordError::SchemaVersion { found })
             }
-            Some(_) => serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed {
+            (Some(_), full) => full.map_err(|e| RecordError::Malformed {
                 reason: e.to_string(),
                 bytes: bytes.len(),
             }),

@@ -154,6 +154,7 @@ impl BreakerBuilder {
                 watch: None,
                 queued: Vec::new(),
                 unsent: None,
+                in_flight: None,
                 lost_forced: false,
                 verify: false,
             }),

@@ -123,6 +123,10 @@ pub(crate) struct Shared {
     /// Closed-state outcomes of one generation that the cached mode writes in the
     /// background (failures, slow calls), merged until the writer takes them.
     pub(crate) unsent: Option<(u64, machine::Tally)>,
+    /// The bytes of this agent's compare-and-swap in flight, if any: its push (an
+    /// in-process store pushes before the swap returns) is the record the writer installs
+    /// itself, not one to decode again.
+    pub(crate) in_flight: Option<Vec<u8>>,
 }
 
 impl Shared {
@@ -335,6 +339,15 @@ impl Inner {
                     }
                     return;
                 }
+                if read == Read::Pushed
+                    && !self.timers
+                    && s.in_flight.as_deref() == Some(v.value.as_slice())
+                    && s.version.is_none_or(|cur| cur < v.version)
+                {
+                    // This agent's own write, pushed before its swap returned: the writer
+                    // installs the record it wrote, without decoding it again.
+                    return;
+                }
                 if !adopt && s.version == Some(v.version) && s.digest == digest(&v.value) {
                     // The same record; only a timer can have run out since.
                     let timers = self.judged_by(&s.record, &v.timers);
@@ -345,7 +358,8 @@ impl Inner {
                     return;
                 }
                 let now = self.clock.now();
-                if let Err(RecordError::SchemaVersion { found }) = Record::decode(&v.value)
+                let decoded = Record::decode(&v.value);
+                if let Err(RecordError::SchemaVersion { found }) = decoded
                     && found > crate::record::SCHEMA_VERSION
                 {
                     // A newer build's record: never misread, never written over. The
@@ -367,14 +381,12 @@ impl Inner {
                     self.events.emit(Event::BackendError(err));
                     return;
                 }
-                let decoded = Record::decode(&v.value)
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut rec| {
-                        rec.timers = self.judged_by(&rec, &v.timers);
-                        machine::check(&rec, &self.policy, now)
-                            .map(|()| rec)
-                            .map_err(|why| format!("insane record: {why}"))
-                    });
+                let decoded = decoded.map_err(|e| e.to_string()).and_then(|mut rec| {
+                    rec.timers = self.judged_by(&rec, &v.timers);
+                    machine::check(&rec, &self.policy, now)
+                        .map(|()| rec)
+                        .map_err(|why| format!("insane record: {why}"))
+                });
                 match decoded {
                     Ok(rec)
                         if s.loaded
@@ -666,6 +678,7 @@ impl Inner {
             } else {
                 Vec::new()
             };
+            self.lock().in_flight = Some(bytes.clone());
             let started = std::time::Instant::now();
             let swapped = crate::observe::backend_op(
                 self.name,
@@ -682,6 +695,7 @@ impl Inner {
             )
             .await;
             self.note_write_time(started.elapsed());
+            self.lock().in_flight = None;
             match swapped {
                 Ok(Swap::Swapped { version: new }) => {
                     let mut s = self.lock();
