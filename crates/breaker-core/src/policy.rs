@@ -127,9 +127,10 @@ pub struct Policy {
     /// view), so no call is admitted that the stored record, read at the call's start,
     /// would reject; and every outcome a rule reads is written before the call returns,
     /// instead of batched (successes) or sent to the background writer (failures). Two round
-    /// trips per call (more when several writers contend; see BENCHMARKS.md); one for a
-    /// success that no rule reads (under the failures-in-window rule alone, once the
-    /// breaker's record exists).
+    /// trips per failure (more when several writers contend; see BENCHMARKS.md); one for a
+    /// success that changes nothing a rule reads in the record as read (under the
+    /// failures-in-window rule alone, a run of consecutive failures already broken, a rate
+    /// with no failure in the window), once the breaker's record exists.
     pub strict: bool,
     /// A quorum: the distinct agents whose failures a fleet-wide trip needs within the
     /// window, besides a trip rule's own condition. `1` (default): any agent's failures

@@ -482,10 +482,10 @@ pub async fn consecutive_failures_reset_by_any_agent<H: Harness>(h: Arc<H>) {
 }
 
 /// In strict mode every admission reads the back-end and every outcome that a rule reads is
-/// written at once: two round trips per call under a rule that reads successes (a run of
-/// consecutive failures, which a success resets), never more; one, the read, for a success
-/// under the failures-in-window rule alone, which no rule reads (the first success still
-/// creates the record, so that operators see the breaker).
+/// written at once, never more: a failure is the read and a write; a success is the read
+/// alone unless it can change what a rule decides in the record as read (it breaks a run of
+/// consecutive failures), and then the read and a write. The first success still creates the
+/// record, so that operators see the breaker.
 pub async fn strict_mode_writes_every_outcome<H: Harness>(h: Arc<H>) {
     for (rule, reads_successes) in [("consecutive", true), ("window", false)] {
         let clock = clock();
@@ -499,33 +499,49 @@ pub async fn strict_mode_writes_every_outcome<H: Harness>(h: Arc<H>) {
         let (a, faulty) = faulty_agent(&*h, &name, &policy, &clock).await;
         succeed(&a).await.unwrap();
         assert!(
-            h.driver()
-                .await
-                .load(&Name::new(&name).unwrap(), T)
-                .await
-                .unwrap()
-                .is_some(),
+            stored_record(&*h, &name).await.is_some(),
             "{rule}: the first success created the record"
         );
+        let round_trips = |before: u64| faulty.attempts() - before;
         let before = faulty.attempts();
         for _ in 0..10 {
             succeed(&a).await.unwrap();
         }
-        let per_call = if reads_successes { 2 } else { 1 };
         assert_eq!(
-            faulty.attempts() - before,
-            10 * per_call,
-            "{rule}: one read per admission, and one write per outcome a rule reads"
+            round_trips(before),
+            10,
+            "{rule}: a success that changes nothing a rule reads is the admission's read alone"
         );
-        let counts = machine::window_counts(&a.snapshot(), &policy, clock.now());
-        let written = if reads_successes { 11 } else { 1 };
-        assert_eq!(counts.successes, written, "{rule}: written without a flush");
+        let before = faulty.attempts();
         let _ = fail(&a).await;
         assert_eq!(
-            machine::window_counts(&a.snapshot(), &policy, clock.now()).failures,
+            round_trips(before),
+            2,
+            "{rule}: a failure is read and written"
+        );
+        let written = stored_record(&*h, &name).await.unwrap();
+        assert_eq!(
+            machine::window_counts(&written, &policy, clock.now()).failures,
             1,
             "{rule}: a failure is written at once, whatever the rule"
         );
+        let before = faulty.attempts();
+        succeed(&a).await.unwrap();
+        let per_call = if reads_successes { 2 } else { 1 };
+        assert_eq!(
+            round_trips(before),
+            per_call,
+            "{rule}: a success after a failure is written only where it breaks a run"
+        );
+        let written = stored_record(&*h, &name).await.unwrap();
+        assert_eq!(
+            written.consecutive_failures,
+            if reads_successes { 0 } else { 1 },
+            "{rule}: the run as the store holds it"
+        );
+        let before = faulty.attempts();
+        succeed(&a).await.unwrap();
+        assert_eq!(round_trips(before), 1, "{rule}: the run is broken already");
     }
 }
 

@@ -342,8 +342,19 @@ impl Inner {
     async fn write_tally(self: &Arc<Self>, generation: u64, mut tally: Tally, dl: Deadline) {
         tally.successes = tally.successes.saturating_add(self.pending.take());
         let agent = self.agent;
+        // Successes alone that no rule would read in the record as it stands (a run of
+        // consecutive failures already broken, a rate with no failure to dilute) change
+        // nothing: not written, in either mode, once the record exists (as the flush
+        // judges). Judged on the view (in strict mode, the admission's read): a failure of
+        // another agent that the view has not seen yet is ordered after these successes, as
+        // if they had landed first; one found by a conflicting write makes them count.
+        let successes_only = tally.failures == 0 && tally.slow == 0;
+        let recorded = self.hot.recorded();
         self.apply(
             |rec, now, policy| {
+                if successes_only && recorded && !machine::successes_matter(rec, policy, now) {
+                    return false;
+                }
                 machine::record_tally_from(rec, policy, now, generation, tally, agent)
             },
             dl,
