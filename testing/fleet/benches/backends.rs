@@ -307,14 +307,15 @@ fn redis(bins: &Bins) {
         let mode = if strict { "strict" } else { "default" };
         println!("round trips per call, {mode} mode, closed, {rate:.0} calls/s: {per_call:.4}");
     }
-    for (rule, counting) in [("default rule", false), ("consecutive failures", true)] {
+    for load in measure::StrictLoad::ALL {
         for writers in [1, 2, 4] {
-            let (per_call, rate) = measure::strict_writers(&url, writers, 2_000, counting, || {
+            let (per_call, rate) = measure::strict_writers(&url, writers, 2_000, load, || {
                 redis_round_trips(redis.port())
             });
             println!(
-                "strict mode, {rule}, {writers} writers on one breaker: {per_call:.3} round \
-                 trips per call, {rate:.0} calls/s in all"
+                "strict mode, {}, {writers} writers on one breaker: {per_call:.3} round \
+                 trips per call, {rate:.0} calls/s in all",
+                load.label()
             );
         }
     }
@@ -340,13 +341,14 @@ fn etcd(bins: &Bins) {
         let mode = if strict { "strict" } else { "default" };
         println!("round trips per call, {mode} mode, closed, {rate:.0} calls/s: {per_call:.4}");
     }
-    for (rule, counting) in [("default rule", false), ("consecutive failures", true)] {
+    for load in measure::StrictLoad::ALL {
         for writers in [1, 2, 4] {
             let (per_call, rate) =
-                measure::strict_writers(&url, writers, 1_000, counting, || etcd.unary_requests(0));
+                measure::strict_writers(&url, writers, 1_000, load, || etcd.unary_requests(0));
             println!(
-                "strict mode, {rule}, {writers} writers on one breaker: {per_call:.3} round \
-                 trips per call, {rate:.0} calls/s in all"
+                "strict mode, {}, {writers} writers on one breaker: {per_call:.3} round \
+                 trips per call, {rate:.0} calls/s in all",
+                load.label()
             );
         }
     }

@@ -176,27 +176,66 @@ pub fn round_trips_per_call(
     (used as f64 / f64::from(calls), rate)
 }
 
+/// What the strict writers of [`strict_writers`] call under.
+#[derive(Clone, Copy, Debug)]
+pub enum StrictLoad {
+    /// Every call succeeds, under the default rule (failures within a window), which reads
+    /// no successes: a call is the admission's read alone.
+    DefaultRule,
+    /// One call in ten fails, under 5 consecutive failures (never reached): every failure
+    /// is written, and so is the success that breaks its run.
+    ConsecutiveFailures,
+    /// One call in ten fails, under a failure rate of 99% (never reached): with failures in
+    /// the window every outcome is written, the case where writers contend most.
+    FailureRate,
+}
+
+impl StrictLoad {
+    /// Every load, in the order the bench prints them.
+    pub const ALL: [StrictLoad; 3] = [
+        StrictLoad::DefaultRule,
+        StrictLoad::ConsecutiveFailures,
+        StrictLoad::FailureRate,
+    ];
+
+    /// How the bench names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            StrictLoad::DefaultRule => "default rule, all succeeding",
+            StrictLoad::ConsecutiveFailures => "consecutive failures, 1 in 10 failing",
+            StrictLoad::FailureRate => "failure rate, 1 in 10 failing",
+        }
+    }
+
+    fn policy(self) -> Policy {
+        let rule = match self {
+            StrictLoad::DefaultRule => Policy::builder(),
+            StrictLoad::ConsecutiveFailures => Policy::builder().consecutive_failures(5),
+            StrictLoad::FailureRate => Policy::builder().failure_rate(0.99, 10),
+        };
+        rule.strict(true).build().expect("a policy")
+    }
+
+    /// Whether call `i` of a writer fails.
+    fn fails(self, i: u32) -> bool {
+        !matches!(self, StrictLoad::DefaultRule) && i % 10 == 9
+    }
+}
+
 /// Strict mode with several writers on one breaker: `writers` agents (threads, each over its
-/// own driver, as separate processes would be), each making `each` successful calls back to
-/// back, under the default rule or (`counting`) one that reads successes. Returns the back-end's round trips per call, counted by `round_trips` before and
-/// after (a read per admission and a write per outcome, plus the retries that conflicts
-/// between the writers cost), and the calls per second of all writers together.
+/// own driver, as separate processes would be), each making `each` calls back to back under
+/// `load`. Returns the back-end's round trips per call, counted by `round_trips` before and
+/// after (a read per admission and a write per outcome a rule reads, plus the retries that
+/// conflicts between the writers cost), and the calls per second of all writers together.
 pub fn strict_writers(
     url: &str,
     writers: usize,
     each: u32,
-    counting: bool,
+    load: StrictLoad,
     round_trips: impl Fn() -> u64,
 ) -> (f64, f64) {
-    // The default rule reads no successes, so strict mode writes none; a run of consecutive
-    // failures is reset by every success, so each is written.
-    let rule = if counting {
-        Policy::builder().consecutive_failures(5)
-    } else {
-        Policy::builder()
-    };
-    let policy = rule.strict(true).build().expect("a policy");
-    let name = format!("strict-writers-{}-{writers}-{counting}", std::process::id());
+    let policy = load.policy();
+    let name = format!("strict-writers-{}-{writers}-{load:?}", std::process::id());
     let agents: Vec<Breaker> = (0..writers)
         .map(|_| {
             let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
@@ -214,8 +253,8 @@ pub fn strict_writers(
     std::thread::scope(|scope| {
         for a in &agents {
             scope.spawn(move || {
-                for _ in 0..each {
-                    let _ = a.call_blocking(|| Ok::<(), ()>(()));
+                for i in 0..each {
+                    let _ = a.call_blocking(|| if load.fails(i) { Err(()) } else { Ok(()) });
                 }
             });
         }
