@@ -154,7 +154,7 @@ impl BreakerBuilder {
                 watch: None,
                 queued: Vec::new(),
                 unsent: None,
-                in_flight: None,
+                own_write: None,
                 lost_forced: false,
                 verify: false,
             }),

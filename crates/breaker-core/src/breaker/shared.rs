@@ -123,10 +123,10 @@ pub(crate) struct Shared {
     /// Closed-state outcomes of one generation that the cached mode writes in the
     /// background (failures, slow calls), merged until the writer takes them.
     pub(crate) unsent: Option<(u64, machine::Tally)>,
-    /// The bytes of this agent's compare-and-swap in flight, if any: its push (an
+    /// The [`digest`] of this agent's compare-and-swap in flight, if any: its push (an
     /// in-process store pushes before the swap returns) is the record the writer installs
     /// itself, not one to decode again.
-    pub(crate) in_flight: Option<Vec<u8>>,
+    pub(crate) own_write: Option<u64>,
 }
 
 impl Shared {
@@ -341,11 +341,13 @@ impl Inner {
                 }
                 if read == Read::Pushed
                     && !self.timers
-                    && s.in_flight.as_deref() == Some(v.value.as_slice())
+                    && s.own_write.is_some_and(|own| own == digest(&v.value))
                     && s.version.is_none_or(|cur| cur < v.version)
                 {
                     // This agent's own write, pushed before its swap returned: the writer
-                    // installs the record it wrote, without decoding it again.
+                    // installs the record it wrote, without decoding it again. (Another
+                    // value of the same digest would be skipped too; the view is then one
+                    // write behind, which the next write's conflict mends.)
                     return;
                 }
                 if !adopt && s.version == Some(v.version) && s.digest == digest(&v.value) {
@@ -678,7 +680,7 @@ impl Inner {
             } else {
                 Vec::new()
             };
-            self.lock().in_flight = Some(bytes.clone());
+            self.lock().own_write = Some(written);
             let started = std::time::Instant::now();
             let swapped = crate::observe::backend_op(
                 self.name,
@@ -695,7 +697,7 @@ impl Inner {
             )
             .await;
             self.note_write_time(started.elapsed());
-            self.lock().in_flight = None;
+            self.lock().own_write = None;
             match swapped {
                 Ok(Swap::Swapped { version: new }) => {
                     let mut s = self.lock();
