@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use breaker_core::{
-    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Timer, Timestamp, Versioned,
-    Watch,
+    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Reviser, Swap, Timer, Timestamp,
+    Updated, Versioned, Watch,
 };
 
 /// Wraps a driver; while switched down, every operation fails with
@@ -184,6 +184,26 @@ impl<D: Driver> Driver for Faulty<D> {
         self.inner
             .compare_and_swap_with_timers(name, expected, value, ttl, timers, timeout)
             .await
+    }
+
+    fn updates_atomically(&self) -> bool {
+        self.inner.updates_atomically()
+    }
+
+    /// One attempt where the inner driver updates in one step; otherwise the loads and
+    /// swaps it is made of, each through this wrapper, so each is counted and can fail.
+    async fn update<'a>(
+        &'a self,
+        name: &'a Name,
+        revise: &'a mut Reviser<'_>,
+        timeout: Duration,
+    ) -> Result<Updated, DriverError> {
+        if !self.inner.updates_atomically() {
+            return breaker_core::update_with_swaps(self, name, revise, timeout).await;
+        }
+        self.gate("update", timeout)?;
+        self.write_gate(timeout)?;
+        self.inner.update(name, revise, timeout).await
     }
 
     async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
@@ -59,6 +59,44 @@ pub enum Swap {
         current: Option<Versioned>,
     },
 }
+
+/// What a reviser ([`Driver::update`]) makes of the record it was shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revision {
+    /// Leave the stored record as it is: nothing is written.
+    Keep,
+    /// Write `value` in place of the record shown, with an expiry after `ttl` (`None`:
+    /// never).
+    Write {
+        /// The encoded record to store.
+        value: Vec<u8>,
+        /// How long the record lives.
+        ttl: Option<Duration>,
+    },
+}
+
+/// The result of a [`Driver::update`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Updated {
+    /// The reviser kept the record; nothing was written.
+    Kept,
+    /// The reviser's value was written with this new version.
+    Written {
+        /// The version just written.
+        version: u64,
+    },
+}
+
+/// The reviser of a [`Driver::update`]: shown the record stored now (`None`: nothing), it
+/// says what to make of it. It may be called again after a conflict, each time with the
+/// record that won, so it must not assume it runs once.
+pub type Reviser<'a> = dyn FnMut(Option<Versioned>) -> Revision + Send + 'a;
+
+/// How often the default [`Driver::update`] revises after conflicting writes before it
+/// gives up.
+pub const MAX_UPDATE_ATTEMPTS: u32 = 64;
 
 /// A change of one breaker's record, pushed by a driver that can watch. For a driver that
 /// keeps timers, a timer that runs out is a change too: the same version, fewer timers.
@@ -191,6 +229,31 @@ pub trait Driver: Send + Sync + 'static {
         self.compare_and_swap(name, expected, value, ttl, timeout)
     }
 
+    /// Whether [`Driver::update`] is one atomic step in the back-end (a transaction that
+    /// holds the record while the reviser runs), so that writers of one record never
+    /// conflict and each outcome costs one write. The breaker then writes through `update`;
+    /// otherwise (the default) through compare-and-swap from its own view, which saves the
+    /// read. A driver that [keeps timers](Driver::keeps_timers) is always written through
+    /// [`Driver::compare_and_swap_with_timers`].
+    fn updates_atomically(&self) -> bool {
+        false
+    }
+
+    /// Shows `revise` the record of `name` and writes what it makes of it, as one step:
+    /// no other write lands between the record shown and the one written. The default, for
+    /// a driver that only has compare-and-swap, loads the record and swaps, revising again
+    /// with the record that won each conflict, at most [`MAX_UPDATE_ATTEMPTS`] times, all
+    /// within `timeout`. A driver that [updates atomically](Driver::updates_atomically)
+    /// calls `revise` once.
+    fn update<'a>(
+        &'a self,
+        name: &'a Name,
+        revise: &'a mut Reviser<'_>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Updated, DriverError>> + Send + 'a {
+        update_with_swaps(self, name, revise, timeout)
+    }
+
     /// The back-end's own clock, if it has one every agent can read (Redis server time).
     /// Breakers that were given no clock follow it, so no two agents' wall clocks are ever
     /// compared.
@@ -211,6 +274,47 @@ pub trait Driver: Send + Sync + 'static {
     fn clock_key(&self) -> Option<usize> {
         None
     }
+}
+
+/// [`Driver::update`] by load and compare-and-swap on `driver`: the default for a driver
+/// that does not [update atomically](Driver::updates_atomically), and for a wrapper that
+/// must count the operations it is made of.
+pub async fn update_with_swaps<D: Driver + ?Sized>(
+    driver: &D,
+    name: &Name,
+    revise: &mut Reviser<'_>,
+    timeout: Duration,
+) -> Result<Updated, DriverError> {
+    let started = Instant::now();
+    let left = || {
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            Err(DriverError::new(
+                DriverErrorKind::Timeout,
+                format!("update: no write within the {timeout:?} deadline"),
+            ))
+        } else {
+            Ok(left)
+        }
+    };
+    let mut current = driver.load(name, left()?).await?;
+    for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let expected = current.as_ref().map(|v| v.version);
+        let Revision::Write { value, ttl } = revise(current) else {
+            return Ok(Updated::Kept);
+        };
+        match driver
+            .compare_and_swap(name, expected, value, ttl, left()?)
+            .await?
+        {
+            Swap::Swapped { version } => return Ok(Updated::Written { version }),
+            Swap::Conflict { current: won } => current = won,
+        }
+    }
+    Err(DriverError::new(
+        DriverErrorKind::Other,
+        format!("update: gave up after {MAX_UPDATE_ATTEMPTS} conflicting writes"),
+    ))
 }
 
 /// The dyn-compatible form of [`Driver`], implemented for every driver; a breaker holds its
@@ -251,6 +355,13 @@ pub trait DynDriver: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Swap, DriverError>>;
     fn now(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<Timestamp>, DriverError>>;
     fn clock_key(&self) -> Option<usize>;
+    fn updates_atomically(&self) -> bool;
+    fn update<'a>(
+        &'a self,
+        name: &'a Name,
+        revise: &'a mut Reviser<'_>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Updated, DriverError>>;
 }
 
 impl<D: Driver> DynDriver for D {
@@ -311,6 +422,17 @@ impl<D: Driver> DynDriver for D {
     }
     fn clock_key(&self) -> Option<usize> {
         Driver::clock_key(self)
+    }
+    fn updates_atomically(&self) -> bool {
+        Driver::updates_atomically(self)
+    }
+    fn update<'a>(
+        &'a self,
+        name: &'a Name,
+        revise: &'a mut Reviser<'_>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Updated, DriverError>> {
+        Box::pin(Driver::update(self, name, revise, timeout))
     }
 }
 

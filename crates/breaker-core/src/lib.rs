@@ -36,8 +36,8 @@ pub mod timers;
 
 pub use breaker::{AdmissionError, Breaker, BreakerBuilder, Permit};
 pub use driver::{
-    Change, ChangeSink, Driver, DriverError, DriverErrorKind, DynDriver, Swap, Versioned, Watch,
-    check_prefix,
+    Change, ChangeSink, Driver, DriverError, DriverErrorKind, DynDriver, MAX_UPDATE_ATTEMPTS,
+    Reviser, Revision, Swap, Updated, Versioned, Watch, check_prefix, update_with_swaps,
 };
 pub use error::{BackendError, BuildError, Error, Operation, Rejected};
 pub use events::{Cause, Event, SUBSCRIPTION_CAPACITY, Subscription};

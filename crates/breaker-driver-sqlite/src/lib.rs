@@ -52,7 +52,8 @@ pub use breaker_core::{
     ManualClock, Outcome, Permit, Policy, PolicyError, Rejected, State, SystemClock,
 };
 use breaker_core::{
-    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Swap, Versioned, Watch,
+    ChangeSink, Driver, DriverError, DriverErrorKind, Name, Reviser, Swap, Updated, Versioned,
+    Watch,
 };
 use futures_channel::oneshot;
 
@@ -171,6 +172,16 @@ impl SqliteDriver {
         timeout: Duration,
         f: impl FnOnce(&mut Worker, Duration) -> Result<T, DriverError> + Send + 'static,
     ) -> Result<T, DriverError> {
+        let answer = self.queue(timeout, f)?;
+        answer.await.map_err(|_| self.gone())?
+    }
+
+    /// Queues `f` for the worker and returns where its answer will come.
+    fn queue<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut Worker, Duration) -> Result<T, DriverError> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, DriverError>>, DriverError> {
         let (reply, answer) = oneshot::channel();
         let queued = Instant::now();
         let path = self.shared.path.clone();
@@ -190,17 +201,18 @@ impl SqliteDriver {
             };
             let _ = reply.send(result);
         });
-        let gone = || {
-            DriverError::new(
-                DriverErrorKind::Unavailable,
-                format!(
-                    "sqlite {}: the worker thread is gone",
-                    self.shared.path.display()
-                ),
-            )
-        };
-        self.shared.jobs.send(job).map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.shared.jobs.send(job).map_err(|_| self.gone())?;
+        Ok(answer)
+    }
+
+    fn gone(&self) -> DriverError {
+        DriverError::new(
+            DriverErrorKind::Unavailable,
+            format!(
+                "sqlite {}: the worker thread is gone",
+                self.shared.path.display()
+            ),
+        )
     }
 }
 
@@ -232,6 +244,32 @@ impl Driver for SqliteDriver {
 
     async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
         self.on_worker(timeout, |w, left| w.list(left)).await
+    }
+
+    fn updates_atomically(&self) -> bool {
+        true
+    }
+
+    /// One write transaction on the worker, which shows the caller the record and waits
+    /// for its revision: writers of one record, in this process or another, take turns
+    /// and never conflict.
+    async fn update<'a>(
+        &'a self,
+        name: &'a Name,
+        revise: &'a mut Reviser<'_>,
+        timeout: Duration,
+    ) -> Result<Updated, DriverError> {
+        let (show, shown) = oneshot::channel();
+        let (revised, revision) = mpsc::sync_channel(1);
+        let name = *name;
+        let answer = self.queue(timeout, move |w, left| {
+            w.update(&name, left, show, revision)
+        })?;
+        // A worker that fails before it reads drops `show`; its error is the answer.
+        if let Ok(current) = shown.await {
+            let _ = revised.send(revise(current));
+        }
+        answer.await.map_err(|_| self.gone())?
     }
 
     async fn watch(

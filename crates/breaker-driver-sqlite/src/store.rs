@@ -1,5 +1,6 @@
-//! The SQL of the store contract: load, compare-and-swap in one immediate transaction, list,
-//! and the sweep of expired rows. Times are milliseconds on the driver's clock.
+//! The SQL of the store contract: load, compare-and-swap and update each in one immediate
+//! transaction, list, and the sweep of expired rows. Times are milliseconds on the driver's
+//! clock.
 //!
 //! Every cell is untrusted: SQLite lets anyone store any type in any column. A row reads
 //! through [`ROW`]: a version that is not a positive integer reads as 0 (which no write ever
@@ -10,8 +11,9 @@
 //! never stops `list` for the others.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use breaker_core::{Name, Swap, Versioned};
+use breaker_core::{Name, Revision, Swap, Versioned};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Expired rows are swept on every this many swaps, so no background process is needed.
@@ -84,6 +86,67 @@ pub(crate) fn swap(
         tx.commit()?;
         return Ok(Swap::Conflict { current });
     }
+    let version = write(&tx, prefix, name, value, expires_at, now, swaps)?;
+    tx.commit()?;
+    Ok(Swap::Swapped { version })
+}
+
+/// What [`update`] did.
+pub(crate) enum Revised {
+    /// The reviser kept the record.
+    Kept,
+    /// The reviser's value was written with this version.
+    Written { version: u64, value: Vec<u8> },
+    /// The reviser gave no answer (its caller is gone, or took past the deadline): the
+    /// transaction was rolled back.
+    Abandoned,
+}
+
+/// Shows `revise` the live record of `name` and writes what it makes of it, in one write
+/// transaction taken at its start, so that no other process writes between the record
+/// shown and the one written: writers of one record wait for each other, they never
+/// conflict. `revise` answering `None` abandons the transaction.
+pub(crate) fn update(
+    conn: &mut Connection,
+    prefix: &str,
+    name: &str,
+    now: i64,
+    swaps: u64,
+    revise: impl FnOnce(Option<Versioned>) -> Option<Revision>,
+) -> rusqlite::Result<Revised> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current = live(read(&tx, prefix, name)?, now);
+    match revise(current) {
+        // Dropping the transaction rolls it back.
+        None => Ok(Revised::Abandoned),
+        Some(Revision::Write { value, ttl }) => {
+            let version = write(&tx, prefix, name, &value, expires_at(now, ttl), now, swaps)?;
+            tx.commit()?;
+            Ok(Revised::Written { version, value })
+        }
+        Some(_keep) => {
+            tx.commit()?;
+            Ok(Revised::Kept)
+        }
+    }
+}
+
+/// When a record written at `now` to live for `ttl` expires (`None`: never).
+pub(crate) fn expires_at(now: i64, ttl: Option<Duration>) -> Option<i64> {
+    ttl.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+}
+
+/// Writes `value` as the record of `name` with the next version, inside the caller's
+/// write transaction, and sweeps expired rows on every [`SWEEP_EVERY`]th write.
+fn write(
+    tx: &Connection,
+    prefix: &str,
+    name: &str,
+    value: &[u8],
+    expires_at: Option<i64>,
+    now: i64,
+    swaps: u64,
+) -> rusqlite::Result<u64> {
     // The next version. A counter that is missing or not ours (not an integer, or so large
     // that adding one would turn it into a float) starts again above every version stored
     // and above the clock in microseconds, so versions still never repeat.
@@ -100,7 +163,7 @@ pub(crate) fn swap(
     let version = match bumped {
         Some(version) => version,
         None => {
-            let version = fresh_version(&tx)?;
+            let version = fresh_version(tx)?;
             tx.execute(
                 "INSERT INTO breaker_meta (key, value) VALUES ('last_version', ?1)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -115,12 +178,9 @@ pub(crate) fn swap(
         params![prefix, name, version, value, expires_at],
     )?;
     if swaps.is_multiple_of(SWEEP_EVERY) {
-        sweep(&tx, now)?;
+        sweep(tx, now)?;
     }
-    tx.commit()?;
-    Ok(Swap::Swapped {
-        version: version as u64,
-    })
+    Ok(version as u64)
 }
 
 /// A version above every one stored and above the clock in microseconds: where a counter

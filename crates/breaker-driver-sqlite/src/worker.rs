@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use breaker_core::{Change, ChangeSink, Clock, DriverError, Name, Swap, Versioned};
+use breaker_core::{
+    Change, ChangeSink, Clock, DriverError, Name, Revision, Swap, Updated, Versioned,
+};
+use futures_channel::oneshot;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::{error, schema, store};
@@ -185,15 +188,13 @@ impl Worker {
         self.swaps = self.swaps.wrapping_add(1);
         let swaps = self.swaps;
         let swapped = self.run("compare-and-swap", timeout, |conn, prefix, now| {
-            let expires_at =
-                ttl.map(|d| now.saturating_add(d.as_millis().min(i64::MAX as u128) as i64));
             store::swap(
                 conn,
                 prefix,
                 name.as_str(),
                 expected,
                 &value,
-                expires_at,
+                store::expires_at(now, ttl),
                 now,
                 swaps,
             )
@@ -205,6 +206,46 @@ impl Worker {
             self.deliver(name, record);
         }
         Ok(swapped)
+    }
+
+    /// Sends the live record of `name` to `shown` and writes the revision that comes back
+    /// on `revised`, in one write transaction (see `store::update`). The transaction holds
+    /// the database's write lock while the caller revises: a caller that has gone, or does
+    /// not answer within `timeout`, has it rolled back.
+    pub(crate) fn update(
+        &mut self,
+        name: &Name,
+        timeout: Duration,
+        shown: oneshot::Sender<Option<Versioned>>,
+        revised: mpsc::Receiver<Revision>,
+    ) -> Result<Updated, DriverError> {
+        self.swaps = self.swaps.wrapping_add(1);
+        let swaps = self.swaps;
+        let deadline = Instant::now() + timeout;
+        let revise = |current| {
+            shown.send(current).ok()?;
+            revised
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .ok()
+        };
+        let updated = self.run("update", timeout, |conn, prefix, now| {
+            store::update(conn, prefix, name.as_str(), now, swaps, revise)
+        })?;
+        match updated {
+            store::Revised::Kept => Ok(Updated::Kept),
+            store::Revised::Written { version, value } => {
+                self.deliver(name, Some(Versioned::new(version, value)));
+                Ok(Updated::Written { version })
+            }
+            store::Revised::Abandoned => Err(DriverError::new(
+                breaker_core::DriverErrorKind::Timeout,
+                format!(
+                    "sqlite {}: update: no revision within the {timeout:?} deadline; nothing \
+                     was written",
+                    self.path.display()
+                ),
+            )),
+        }
     }
 
     pub(crate) fn list(

@@ -270,6 +270,37 @@ fn main() {
     }
 }
 
+/// A new driver to the back-end `url` names.
+fn opened(url: &str) -> std::sync::Arc<dyn shared_breaker::DynDriver> {
+    shared_breaker::config::open_backend(url).expect("the back-end opens")
+}
+
+/// Strict writers on one breaker in a SQLite file, each over its own driver (its own
+/// connection and worker), every operation of theirs counted on the way: SQLite has no
+/// server to count them. Its writers update in one transaction, so they never conflict.
+fn sqlite_strict_writers(dir: &std::path::Path) {
+    use breaker_testing::Faulty;
+    use shared_breaker::sqlite::SqliteDriver;
+    for load in measure::StrictLoad::ALL {
+        for writers in [1, 2, 4] {
+            let path = dir.join(format!("strict-{writers}-{load:?}.db"));
+            let drivers = std::sync::Mutex::new(Vec::<Faulty<SqliteDriver>>::new());
+            let open = || -> std::sync::Arc<dyn shared_breaker::DynDriver> {
+                let driver = Faulty::new(SqliteDriver::open(&path).expect("the file opens"));
+                drivers.lock().unwrap().push(driver.clone());
+                std::sync::Arc::new(driver)
+            };
+            let operations = || drivers.lock().unwrap().iter().map(Faulty::attempts).sum();
+            let (per_call, rate) = measure::strict_writers(open, writers, 2_000, load, operations);
+            println!(
+                "strict mode, {}, {writers} writers on one breaker: {per_call:.3} operations \
+                 per call, {rate:.0} calls/s in all",
+                load.label()
+            );
+        }
+    }
+}
+
 fn sqlite(bins: &Bins) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
@@ -285,6 +316,7 @@ fn sqlite(bins: &Bins) {
         "trip to another process's first rejection (poll every 25 ms)",
         latency,
     );
+    sqlite_strict_writers(dir.path());
     for breakers in [1, 1_000, 10_000] {
         let path = dir.path().join(format!("watched-{breakers}.db"));
         let (reach, flush) = measure::many_watched_sqlite(&path, breakers, 40);
@@ -309,9 +341,13 @@ fn redis(bins: &Bins) {
     }
     for load in measure::StrictLoad::ALL {
         for writers in [1, 2, 4] {
-            let (per_call, rate) = measure::strict_writers(&url, writers, 2_000, load, || {
-                redis_round_trips(redis.port())
-            });
+            let (per_call, rate) = measure::strict_writers(
+                || opened(&url),
+                writers,
+                2_000,
+                load,
+                || redis_round_trips(redis.port()),
+            );
             println!(
                 "strict mode, {}, {writers} writers on one breaker: {per_call:.3} round \
                  trips per call, {rate:.0} calls/s in all",
@@ -343,8 +379,13 @@ fn etcd(bins: &Bins) {
     }
     for load in measure::StrictLoad::ALL {
         for writers in [1, 2, 4] {
-            let (per_call, rate) =
-                measure::strict_writers(&url, writers, 1_000, load, || etcd.unary_requests(0));
+            let (per_call, rate) = measure::strict_writers(
+                || opened(&url),
+                writers,
+                1_000,
+                load,
+                || etcd.unary_requests(0),
+            );
             println!(
                 "strict mode, {}, {writers} writers on one breaker: {per_call:.3} round \
                  trips per call, {rate:.0} calls/s in all",

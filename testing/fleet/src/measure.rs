@@ -1,9 +1,10 @@
 //! Measurements across processes, shared by every back-end's benchmark: compare-and-swap
 //! throughput and waits, and how long a trip by one process takes to reach another.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared_breaker::{Breaker, Policy};
+use shared_breaker::{Breaker, DynDriver, Policy};
 
 use crate::procs::Proc;
 use crate::scenario::{self, Bins};
@@ -223,12 +224,13 @@ impl StrictLoad {
 }
 
 /// Strict mode with several writers on one breaker: `writers` agents (threads, each over its
-/// own driver, as separate processes would be), each making `each` calls back to back under
-/// `load`. Returns the back-end's round trips per call, counted by `round_trips` before and
-/// after (a read per admission and a write per outcome a rule reads, plus the retries that
-/// conflicts between the writers cost), and the calls per second of all writers together.
+/// own driver from `open`, as separate processes would be), each making `each` calls back
+/// to back under `load`. Returns the back-end's round trips per call, counted by
+/// `round_trips` before and after (a read per admission and a write per outcome a rule
+/// reads, plus the retries that conflicts between the writers cost), and the calls per
+/// second of all writers together.
 pub fn strict_writers(
-    url: &str,
+    open: impl Fn() -> Arc<dyn DynDriver>,
     writers: usize,
     each: u32,
     load: StrictLoad,
@@ -238,8 +240,7 @@ pub fn strict_writers(
     let name = format!("strict-writers-{}-{writers}-{load:?}", std::process::id());
     let agents: Vec<Breaker> = (0..writers)
         .map(|_| {
-            let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
-            Breaker::builder_dyn(&name, driver)
+            Breaker::builder_dyn(&name, open())
                 .policy(policy.clone())
                 .build()
                 .expect("a breaker")

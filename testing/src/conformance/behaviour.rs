@@ -545,6 +545,43 @@ pub async fn strict_mode_writes_every_outcome<H: Harness>(h: Arc<H>) {
     }
 }
 
+/// Two strict agents admitted before either wrote, each failing: both failures reach the
+/// record. On a driver that updates atomically the second is one write (it revises the
+/// record the first wrote); through compare-and-swap its stale view conflicts, at most once.
+pub async fn writers_admitted_together_lose_no_outcome<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let policy = base().strict(true).build().unwrap();
+    let name = unique_name("writers");
+    let (a, _) = faulty_agent(&*h, &name, &policy, &clock).await;
+    let (b, b_driver) = faulty_agent(&*h, &name, &policy, &clock).await;
+    succeed(&a).await.unwrap();
+    succeed(&b).await.unwrap();
+    let first = a.acquire().await.unwrap();
+    let second = b.acquire().await.unwrap();
+    first.failure().await;
+    a.written().await;
+    let before = b_driver.attempts();
+    second.failure().await;
+    b.written().await;
+    let writes = b_driver.attempts() - before;
+    if h.driver().await.updates_atomically() {
+        assert_eq!(writes, 1, "an atomic update never conflicts");
+    } else {
+        assert!((1..=2).contains(&writes), "{writes} writes for one failure");
+    }
+    let stored = stored_record(&*h, &name).await.unwrap();
+    assert_eq!(
+        machine::window_counts(&stored, &policy, clock.now()).failures,
+        2,
+        "both failures are counted"
+    );
+    assert_eq!(
+        b.snapshot(),
+        stored,
+        "the second writer's view is what it wrote"
+    );
+}
+
 /// A value under the breaker's name that is not a record (garbage, a schema no build wrote)
 /// is reported as corrupt; the breaker keeps working and replaces it with its next write.
 pub async fn corrupt_record_is_reported_and_replaced<H: Harness>(h: Arc<H>) {

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use breaker_core::{Change, ChangeSink, Driver, Name, Swap};
+use breaker_core::{Change, ChangeSink, Driver, Name, Revision, Swap, Updated, Versioned};
 
 use super::{Expiry, Harness, age_store};
 use crate::unique_name;
@@ -232,6 +232,103 @@ pub async fn concurrent_swaps_add_up<H: Harness>(h: Arc<H>) {
     let d = h.driver().await;
     let total = decode(&d.load(&n, T).await.unwrap().unwrap().value);
     assert_eq!(total, TASKS * EACH);
+}
+
+/// `update` shows the reviser the record stored now and writes what it makes of it: a kept
+/// record stays as it is (nothing written, no version used), a revision is written with a
+/// new version, and the next update is shown it.
+pub async fn update_shows_the_record_and_writes_the_revision<H: Harness>(h: Arc<H>) {
+    let d = h.driver().await;
+    let n = name("updated");
+    let mut shown = Vec::new();
+    let mut keep = |current: Option<Versioned>| {
+        shown.push(current);
+        Revision::Keep
+    };
+    assert_eq!(d.update(&n, &mut keep, T).await.unwrap(), Updated::Kept);
+    assert_eq!(shown, vec![None], "nothing stored is shown as nothing");
+    assert!(
+        d.load(&n, T).await.unwrap().is_none(),
+        "a kept absence writes nothing"
+    );
+
+    let mut create = |_: Option<Versioned>| Revision::Write {
+        value: b"1".to_vec(),
+        ttl: None,
+    };
+    let Updated::Written { version: first } = d.update(&n, &mut create, T).await.unwrap() else {
+        panic!("a revision is written");
+    };
+    let stored = d.load(&n, T).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.version, stored.value.as_slice()),
+        (first, &b"1"[..])
+    );
+
+    let mut seen = None;
+    let mut bump = |current: Option<Versioned>| {
+        let count = current.as_ref().map_or(0, |v| decode(&v.value));
+        seen = current.map(|v| v.version);
+        Revision::Write {
+            value: (count + 1).to_string().into_bytes(),
+            ttl: None,
+        }
+    };
+    let Updated::Written { version: second } = d.update(&n, &mut bump, T).await.unwrap() else {
+        panic!("a revision is written");
+    };
+    assert_eq!(seen, Some(first), "the update is shown the record stored");
+    assert!(second > first, "versions only grow");
+    let stored = d.load(&n, T).await.unwrap().unwrap();
+    assert_eq!((stored.version, decode(&stored.value)), (second, 2));
+
+    let mut keep = |_: Option<Versioned>| Revision::Keep;
+    assert_eq!(d.update(&n, &mut keep, T).await.unwrap(), Updated::Kept);
+    assert_eq!(d.load(&n, T).await.unwrap().unwrap().version, second);
+}
+
+/// Many drivers' updates of one counter add up exactly, each revising the record that won
+/// before it; on a driver that [updates atomically](Driver::updates_atomically) each update
+/// revises once: writers take turns and never conflict.
+pub async fn concurrent_updates_add_up<H: Harness>(h: Arc<H>) {
+    const TASKS: u64 = 8;
+    const EACH: u64 = 25;
+    let n = name("update-counter");
+    let mut handles = Vec::new();
+    for _ in 0..TASKS {
+        let d = h.driver().await;
+        handles.push(tokio::spawn(async move {
+            let mut revisions = 0;
+            for _ in 0..EACH {
+                let mut bump = |current: Option<Versioned>| {
+                    revisions += 1;
+                    let count = current.map_or(0, |v| decode(&v.value));
+                    Revision::Write {
+                        value: (count + 1).to_string().into_bytes(),
+                        ttl: None,
+                    }
+                };
+                let updated = d.update(&n, &mut bump, T).await.unwrap();
+                assert!(matches!(updated, Updated::Written { .. }));
+            }
+            (revisions, d.updates_atomically())
+        }));
+    }
+    for handle in handles {
+        let (revisions, atomic) = handle.await.unwrap();
+        if atomic {
+            assert_eq!(revisions, EACH, "an atomic update revises once");
+        } else {
+            assert!(revisions >= EACH);
+        }
+    }
+    let d = h.driver().await;
+    let total = decode(&d.load(&n, T).await.unwrap().unwrap().value);
+    assert_eq!(
+        total,
+        TASKS * EACH,
+        "no update is lost, none is applied twice"
+    );
 }
 
 fn decode(bytes: &[u8]) -> u64 {

@@ -128,8 +128,11 @@ impl BreakerBuilder {
         };
         let backend = self.driver.backend();
         let timers = matches!(clock, BreakerClock::Host(_)) && self.driver.keeps_timers();
+        // A driver that keeps timers starts them with its writes, which `update` cannot.
+        let atomic = !self.driver.keeps_timers() && self.driver.updates_atomically();
         let inner = Inner {
             timers,
+            atomic,
             name,
             own_policy: own::own_policy(&self.policy),
             needs_successes: self.policy.needs_successes(),
@@ -457,7 +460,10 @@ impl Breaker {
     }
 
     /// An operator action: written to the back-end or not at all, never to a local fallback.
-    async fn operator(&self, f: impl Fn(&mut Record, Timestamp)) -> Result<(), BackendError> {
+    async fn operator(
+        &self,
+        f: impl Fn(&mut Record, Timestamp) + Sync,
+    ) -> Result<(), BackendError> {
         let dl = self.inner.deadline();
         if self.inner.lock().degraded() {
             self.inner.connect(true, dl).await?;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use crate::driver::{
-    Change, ChangeSink, DriverError, DriverErrorKind, DynDriver, Swap, Versioned, Watch,
+    Change, ChangeSink, DriverError, DriverErrorKind, DynDriver, Revision, Swap, Updated,
+    Versioned, Watch,
 };
 use crate::error::{BackendError, Operation};
 use crate::events::{Cause, Event, EventHub};
@@ -166,6 +167,9 @@ pub(crate) struct Inner {
     /// The back-end keeps the open period and probe leases as timers and judges them (the
     /// driver keeps timers and no clock was injected).
     pub(crate) timers: bool,
+    /// The driver [updates atomically](crate::Driver::updates_atomically) and keeps no
+    /// timers: outcomes are written through its `update`, not compare-and-swap.
+    pub(crate) atomic: bool,
     /// This agent's identity in the records it writes.
     pub(crate) agent: u64,
     pub(crate) hot: HotView,
@@ -652,12 +656,15 @@ impl Inner {
 
     /// Applies `op` to the shared record with compare-and-swap, retrying on conflicts with
     /// the value the conflict returned. Writes nothing when `op` changes nothing.
-    pub(crate) async fn update<R>(
+    pub(crate) async fn update<R: Send>(
         self: &Arc<Self>,
-        op: &mut impl FnMut(&mut Record, Timestamp) -> R,
+        op: &mut (impl FnMut(&mut Record, Timestamp) -> R + Send),
         dl: Deadline,
     ) -> Result<R, BackendError> {
         self.ensure_ready(dl).await?;
+        if self.atomic {
+            return self.update_atomically(op, dl).await;
+        }
         for _ in 0..MAX_SWAP_ATTEMPTS {
             let (mut rec, version) = {
                 let s = self.lock();
@@ -730,6 +737,94 @@ impl Inner {
         ))
     }
 
+    /// [`Inner::update`] on a driver that [updates atomically](Driver::updates_atomically):
+    /// the driver shows the stored record, `op` revises it with the lock held, and the
+    /// driver writes the revision in the same step, so no writer of the record conflicts.
+    async fn update_atomically<R: Send>(
+        self: &Arc<Self>,
+        op: &mut (impl FnMut(&mut Record, Timestamp) -> R + Send),
+        dl: Deadline,
+    ) -> Result<R, BackendError> {
+        // Judged on the view first, as a compare-and-swap would be: what changes nothing
+        // there costs no round trip.
+        {
+            let s = self.lock();
+            let mut rec = s.record.clone();
+            let out = op(&mut rec, self.clock.now());
+            if rec == s.record {
+                return Ok(out);
+            }
+        }
+        // What the reviser saw and made, for the install once the write landed. It may run
+        // more than once (a driver's fallback after a conflict): each run starts afresh.
+        let mut out = None;
+        let mut made: Option<(Record, u64, Option<u64>)> = None;
+        let mut refused = None;
+        let mut revise = |current: Option<Versioned>| {
+            made = None;
+            let mut s = self.lock();
+            // Read inside the write: the store's word as of now.
+            self.install_stored(&mut s, current, false, Read::Conflict);
+            if let Some(incompatible) = s.down_error() {
+                refused = Some(incompatible);
+                return Revision::Keep;
+            }
+            let mut rec = s.record.clone();
+            let now = self.clock.now();
+            out = Some(op(&mut rec, now));
+            if rec == s.record {
+                return Revision::Keep;
+            }
+            rec.writer = self.agent;
+            let ttl = machine::record_ttl(&rec, &self.policy, now);
+            let value = rec.encode();
+            let written = digest(&value);
+            s.own_write = Some(written);
+            made = Some((rec, written, s.version));
+            Revision::Write { value, ttl }
+        };
+        let started = std::time::Instant::now();
+        let updated = crate::observe::backend_op(
+            self.name,
+            self.backend,
+            Operation::CompareAndSwap,
+            self.driver.update(&self.name, &mut revise, dl.left()),
+        )
+        .await;
+        self.note_write_time(started.elapsed());
+        let mut s = self.lock();
+        s.own_write = None;
+        match updated {
+            Ok(Updated::Written { version: new }) => {
+                if let Some((rec, written, seen)) = made
+                    && (s.version.is_none_or(|cur| cur < new) || s.version == seen)
+                {
+                    self.install(&mut s, rec, Some(new));
+                    s.digest = written;
+                }
+            }
+            Ok(_kept) => {
+                if let Some(incompatible) = refused {
+                    return Err(incompatible);
+                }
+            }
+            Err(e) => {
+                drop(s);
+                return Err(self.fail(Operation::CompareAndSwap, e));
+            }
+        }
+        drop(s);
+        out.ok_or_else(|| {
+            self.fail(
+                Operation::CompareAndSwap,
+                DriverError::new(
+                    DriverErrorKind::Other,
+                    "the driver answered an update without showing the record",
+                ),
+            )
+        })
+    }
+
     /// Folds one compare-and-swap's time into the moving average (a quarter for the new one).
     pub(crate) fn note_write_time(&self, took: Duration) {
         let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX - 1);
@@ -757,7 +852,7 @@ impl Inner {
     /// record, the same without a quorum, which one agent alone could never make.
     pub(crate) async fn apply(
         self: &Arc<Self>,
-        mut op: impl FnMut(&mut Record, Timestamp, &Policy) -> bool,
+        mut op: impl FnMut(&mut Record, Timestamp, &Policy) -> bool + Send,
         dl: Deadline,
     ) {
         let degraded = self.lock().degraded();
