@@ -24,6 +24,7 @@ struct FaultState {
     down: AtomicBool,
     timing_out: AtomicBool,
     no_push: AtomicBool,
+    swaps_only: AtomicBool,
     attempts: AtomicU64,
     /// Added to every operation, in microseconds.
     latency_micros: AtomicU64,
@@ -57,6 +58,13 @@ impl<D: Driver> Faulty<D> {
     /// Makes `watch` answer that the back-end cannot push (`true`), so that breakers poll.
     pub fn set_no_push(&self, no_push: bool) {
         self.state.no_push.store(no_push, Ordering::SeqCst);
+    }
+
+    /// Hides the inner driver's atomic update (`true`), so that breakers built afterwards
+    /// write by compare-and-swap, as over a driver that has nothing else: the peer an atomic
+    /// update is measured against.
+    pub fn set_swaps_only(&self, swaps_only: bool) {
+        self.state.swaps_only.store(swaps_only, Ordering::SeqCst);
     }
 
     /// Makes every operation take `latency` before it goes on (or, when its timeout is
@@ -187,7 +195,7 @@ impl<D: Driver> Driver for Faulty<D> {
     }
 
     fn updates_atomically(&self) -> bool {
-        self.inner.updates_atomically()
+        self.inner.updates_atomically() && !self.state.swaps_only.load(Ordering::SeqCst)
     }
 
     /// One attempt where the inner driver updates in one step; otherwise the loads and
@@ -198,7 +206,7 @@ impl<D: Driver> Driver for Faulty<D> {
         revise: &'a mut Reviser<'_>,
         timeout: Duration,
     ) -> Result<Updated, DriverError> {
-        if !self.inner.updates_atomically() {
+        if !self.updates_atomically() {
             return breaker_core::update_with_swaps(self, name, revise, timeout).await;
         }
         self.gate("update", timeout)?;

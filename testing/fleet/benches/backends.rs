@@ -276,27 +276,37 @@ fn opened(url: &str) -> std::sync::Arc<dyn shared_breaker::DynDriver> {
 }
 
 /// Strict writers on one breaker in a SQLite file, each over its own driver (its own
-/// connection and worker), every operation of theirs counted on the way: SQLite has no
-/// server to count them. Its writers update in one transaction, so they never conflict.
+/// connection and worker), every operation of theirs counted on the way (SQLite has no
+/// server to count them): writing by update (one transaction per outcome, writers take
+/// turns) and, as the peer in the same run, by compare-and-swap alone.
 fn sqlite_strict_writers(dir: &std::path::Path) {
     use breaker_testing::Faulty;
     use shared_breaker::sqlite::SqliteDriver;
     for load in measure::StrictLoad::ALL {
         for writers in [1, 2, 4] {
-            let path = dir.join(format!("strict-{writers}-{load:?}.db"));
-            let drivers = std::sync::Mutex::new(Vec::<Faulty<SqliteDriver>>::new());
-            let open = || -> std::sync::Arc<dyn shared_breaker::DynDriver> {
-                let driver = Faulty::new(SqliteDriver::open(&path).expect("the file opens"));
-                drivers.lock().unwrap().push(driver.clone());
-                std::sync::Arc::new(driver)
-            };
-            let operations = || drivers.lock().unwrap().iter().map(Faulty::attempts).sum();
-            let (per_call, rate) = measure::strict_writers(open, writers, 2_000, load, operations);
-            println!(
-                "strict mode, {}, {writers} writers on one breaker: {per_call:.3} operations \
-                 per call, {rate:.0} calls/s in all",
-                load.label()
-            );
+            for swaps_only in [false, true] {
+                let path = dir.join(format!("strict-{writers}-{load:?}-{swaps_only}.db"));
+                let drivers = std::sync::Mutex::new(Vec::<Faulty<SqliteDriver>>::new());
+                let open = || -> std::sync::Arc<dyn shared_breaker::DynDriver> {
+                    let driver = Faulty::new(SqliteDriver::open(&path).expect("the file opens"));
+                    driver.set_swaps_only(swaps_only);
+                    drivers.lock().unwrap().push(driver.clone());
+                    std::sync::Arc::new(driver)
+                };
+                let operations = || drivers.lock().unwrap().iter().map(Faulty::attempts).sum();
+                let (per_call, rate) =
+                    measure::strict_writers(open, writers, 2_000, load, operations);
+                let by = if swaps_only {
+                    "compare-and-swap"
+                } else {
+                    "update"
+                };
+                println!(
+                    "strict mode, {}, {writers} writers on one breaker, by {by}: {per_call:.3} \
+                     operations per call, {rate:.0} calls/s in all",
+                    load.label()
+                );
+            }
         }
     }
 }

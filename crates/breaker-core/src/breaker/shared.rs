@@ -784,6 +784,7 @@ impl Inner {
             Revision::Write { value, ttl }
         };
         let started = std::time::Instant::now();
+        // Observed as the compare-and-swap it stands for: one write of the record.
         let updated = crate::observe::backend_op(
             self.name,
             self.backend,
