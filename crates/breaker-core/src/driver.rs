@@ -230,10 +230,12 @@ pub trait Driver: Send + Sync + 'static {
     }
 
     /// Whether [`Driver::update`] is one atomic step in the back-end (a transaction that
-    /// holds the record while the reviser runs), so that writers of one record never
-    /// conflict and each outcome costs one write. The breaker then writes through `update`;
-    /// otherwise (the default) through compare-and-swap from its own view, which saves the
-    /// read. A driver that [keeps timers](Driver::keeps_timers) is always written through
+    /// holds the record while the reviser runs), so that no other writer can come between
+    /// the record shown and the one written. The breaker writes by compare-and-swap from
+    /// its own view, which saves the read; where that conflicts, it retries through
+    /// `update` if this answers `true`, so that an outcome costs at most two writes however
+    /// many agents write the record, and otherwise (the default) by compare-and-swap again.
+    /// A driver that [keeps timers](Driver::keeps_timers) is always written through
     /// [`Driver::compare_and_swap_with_timers`].
     fn updates_atomically(&self) -> bool {
         false

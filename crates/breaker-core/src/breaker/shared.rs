@@ -168,7 +168,8 @@ pub(crate) struct Inner {
     /// driver keeps timers and no clock was injected).
     pub(crate) timers: bool,
     /// The driver [updates atomically](crate::Driver::updates_atomically) and keeps no
-    /// timers: outcomes are written through its `update`, not compare-and-swap.
+    /// timers: a write that conflicts is retried through its `update`, which cannot
+    /// conflict again.
     pub(crate) atomic: bool,
     /// This agent's identity in the records it writes.
     pub(crate) agent: u64,
@@ -655,16 +656,14 @@ impl Inner {
     }
 
     /// Applies `op` to the shared record with compare-and-swap, retrying on conflicts with
-    /// the value the conflict returned. Writes nothing when `op` changes nothing.
+    /// the value the conflict returned (by one update, where the driver updates
+    /// atomically). Writes nothing when `op` changes nothing.
     pub(crate) async fn update<R: Send>(
         self: &Arc<Self>,
         op: &mut (impl FnMut(&mut Record, Timestamp) -> R + Send),
         dl: Deadline,
     ) -> Result<R, BackendError> {
         self.ensure_ready(dl).await?;
-        if self.atomic {
-            return self.update_atomically(op, dl).await;
-        }
         for _ in 0..MAX_SWAP_ATTEMPTS {
             let (mut rec, version) = {
                 let s = self.lock();
@@ -717,10 +716,22 @@ impl Inner {
                     return Ok(out);
                 }
                 Ok(Swap::Conflict { current }) => {
-                    let mut s = self.lock();
-                    self.install_stored(&mut s, current, false, Read::Conflict);
-                    if let Some(incompatible) = s.down_error() {
-                        return Err(incompatible);
+                    {
+                        let mut s = self.lock();
+                        self.install_stored(&mut s, current, false, Read::Conflict);
+                        if let Some(incompatible) = s.down_error() {
+                            return Err(incompatible);
+                        }
+                    }
+                    // Another writer came first. Where the driver can, the retry is an
+                    // update, which no writer can come before again: an outcome costs at
+                    // most two writes, however many agents write the record. The first try
+                    // stays a compare-and-swap from the view: an update holds the record
+                    // while the breaker revises (on SQLite, the write lock across two
+                    // thread hand-offs), which measured 25-40% fewer calls per second
+                    // where writers seldom conflict.
+                    if self.atomic {
+                        return self.update_atomically(op, dl).await;
                     }
                 }
                 Err(e) => return Err(self.fail(Operation::CompareAndSwap, e)),
@@ -737,9 +748,10 @@ impl Inner {
         ))
     }
 
-    /// [`Inner::update`] on a driver that [updates atomically](Driver::updates_atomically):
-    /// the driver shows the stored record, `op` revises it with the lock held, and the
-    /// driver writes the revision in the same step, so no writer of the record conflicts.
+    /// [`Inner::update`]'s retry on a driver that [updates
+    /// atomically](crate::Driver::updates_atomically): the driver shows the stored record,
+    /// `op` revises it with the lock held, and the driver writes the revision in the same
+    /// step, so no other writer can come first.
     async fn update_atomically<R: Send>(
         self: &Arc<Self>,
         op: &mut (impl FnMut(&mut Record, Timestamp) -> R + Send),
