@@ -5,13 +5,13 @@
 //! blocking calls never stall an async runtime. A compare-and-swap is one short write
 //! transaction taken for writing at its start (`BEGIN IMMEDIATE`) in WAL mode, and so is an
 //! [update](Driver::update): the record is shown to the breaker inside the transaction and
-//! its revision written before the commit, so writers of one record take turns instead of
-//! conflicting (the transaction holds the write lock while the breaker revises, a few
-//! microseconds; a caller that does not answer within its deadline is rolled back). A busy
-//! handler that yields keeps waiting processes fair and gives up at the operation's
-//! deadline. Other processes' changes are noticed by polling SQLite's `data_version`, a cheap
-//! in-memory read, every [`SqliteOptions::poll_interval`]. Expired records are swept by the
-//! writers themselves; no background process is needed.
+//! its revision written before the commit, so no other writer can come between (a breaker
+//! retries a conflicting compare-and-swap this way; the transaction holds the write lock
+//! while the breaker revises, and a caller that does not answer within its deadline is
+//! rolled back). A busy handler that yields keeps waiting processes fair and gives up at
+//! the operation's deadline. Other processes' changes are noticed by polling SQLite's
+//! `data_version`, a cheap in-memory read, every [`SqliteOptions::poll_interval`]. Expired
+//! records are swept by the writers themselves; no background process is needed.
 //!
 //! # Files that become unwritable while in use
 //!

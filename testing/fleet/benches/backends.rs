@@ -277,8 +277,8 @@ fn opened(url: &str) -> std::sync::Arc<dyn shared_breaker::DynDriver> {
 
 /// Strict writers on one breaker in a SQLite file, each over its own driver (its own
 /// connection and worker), every operation of theirs counted on the way (SQLite has no
-/// server to count them): writing by update (one transaction per outcome, writers take
-/// turns) and, as the peer in the same run, by compare-and-swap alone.
+/// server to count them): a conflicting write retried by an update (which no writer can
+/// come before again) and, as the peer in the same run, by compare-and-swap alone.
 fn sqlite_strict_writers(dir: &std::path::Path) {
     use breaker_testing::Faulty;
     use shared_breaker::sqlite::SqliteDriver;
@@ -296,14 +296,14 @@ fn sqlite_strict_writers(dir: &std::path::Path) {
                 let operations = || drivers.lock().unwrap().iter().map(Faulty::attempts).sum();
                 let (per_call, rate) =
                     measure::strict_writers(open, writers, 2_000, load, operations);
-                let by = if swaps_only {
+                let retry = if swaps_only {
                     "compare-and-swap"
                 } else {
                     "update"
                 };
                 println!(
-                    "strict mode, {}, {writers} writers on one breaker, by {by}: {per_call:.3} \
-                     operations per call, {rate:.0} calls/s in all",
+                    "strict mode, {}, {writers} writers on one breaker, conflicts retried by \
+                     {retry}: {per_call:.3} operations per call, {rate:.0} calls/s in all",
                     load.label()
                 );
             }
