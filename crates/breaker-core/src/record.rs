@@ -221,15 +221,21 @@ impl Record {
     /// The record's bytes as drivers store them (JSON, readable with a back-end's own tools),
     /// under the oldest schema that holds them.
     pub fn encode(&self) -> Vec<u8> {
+        // Room for the fixed fields and every bucket, lease and failing agent at their
+        // usual sizes, so that the writer does not grow the buffer on every failure.
+        let guess =
+            256 + 64 * self.buckets.len() + 64 * self.leases.len() + 48 * self.failing_agents.len();
+        let mut bytes = Vec::with_capacity(guess);
         let needed = self.needed_schema();
-        let bytes = if self.schema == needed {
-            serde_json::to_vec(self)
+        let written = if self.schema == needed {
+            serde_json::to_writer(&mut bytes, self)
         } else {
             let mut rec = self.clone();
             rec.schema = needed;
-            serde_json::to_vec(&rec)
+            serde_json::to_writer(&mut bytes, &rec)
         };
-        bytes.expect("a record always serialises")
+        written.expect("a record always serialises");
+        bytes
     }
 
     /// Reads a record, refusing foreign bytes and other schema versions.

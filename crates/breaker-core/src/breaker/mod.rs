@@ -165,6 +165,7 @@ impl BreakerBuilder {
             draining: futures_util::lock::Mutex::new(()),
             write_queued: AtomicBool::new(false),
             write_micros: std::sync::atomic::AtomicU64::new(u64::MAX),
+            writes: std::sync::atomic::AtomicU32::new(0),
             writer: std::sync::OnceLock::new(),
             events: EventHub::default(),
         };

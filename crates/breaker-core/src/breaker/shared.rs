@@ -39,6 +39,12 @@ const CLOCK_REALIGN: Duration = Duration::from_secs(300);
 /// microseconds on a loaded host), more than an in-process store's whole write.
 const INLINE_WRITE_BELOW: Duration = Duration::from_micros(20);
 
+/// How many of a breaker's first writes are all timed (see `Inner::write_timer`).
+const WRITES_TIMED_FIRST: u32 = 8;
+
+/// After the first, one write in this many is timed.
+const WRITES_TIMED_EVERY: u32 = 16;
+
 /// The one deadline of a caller-visible operation (a call's admission, an outcome's write,
 /// an operator action, a flush), shared by all of its steps and retries: the clock
 /// alignment, the load, the write-back of a lost forced state, the watch, every
@@ -185,6 +191,8 @@ pub(crate) struct Inner {
     /// (`u64::MAX` until the first): decides whether a failure is written by its caller or
     /// by the background writer (see `writes_are_fast`).
     pub(crate) write_micros: std::sync::atomic::AtomicU64,
+    /// Writes begun, for [`Inner::write_timer`]'s sampling.
+    pub(crate) writes: std::sync::atomic::AtomicU32,
     /// The background writer's queue, found on the first outcome it writes (`None`: no
     /// writer thread could start).
     pub(crate) writer: std::sync::OnceLock<Option<super::writer::Queue>>,
@@ -687,7 +695,7 @@ impl Inner {
                 Vec::new()
             };
             self.lock().own_write = Some(written);
-            let started = std::time::Instant::now();
+            let started = self.write_timer();
             let swapped = crate::observe::backend_op(
                 self.name,
                 self.backend,
@@ -702,7 +710,7 @@ impl Inner {
                 ),
             )
             .await;
-            self.note_write_time(started.elapsed());
+            self.note_write_time(started);
             self.lock().own_write = None;
             match swapped {
                 Ok(Swap::Swapped { version: new }) => {
@@ -795,7 +803,7 @@ impl Inner {
             made = Some((rec, written, s.version));
             Revision::Write { value, ttl }
         };
-        let started = std::time::Instant::now();
+        let started = self.write_timer();
         // Observed as the compare-and-swap it stands for: one write of the record.
         let updated = crate::observe::backend_op(
             self.name,
@@ -804,7 +812,7 @@ impl Inner {
             self.driver.update(&self.name, &mut revise, dl.left()),
         )
         .await;
-        self.note_write_time(started.elapsed());
+        self.note_write_time(started);
         let mut s = self.lock();
         s.own_write = None;
         match updated {
@@ -838,8 +846,27 @@ impl Inner {
         })
     }
 
-    /// Folds one compare-and-swap's time into the moving average (a quarter for the new one).
-    pub(crate) fn note_write_time(&self, took: Duration) {
+    /// When the write about to start began, if it is one whose time is sampled: the first
+    /// [`WRITES_TIMED_FIRST`] of the breaker, then one in [`WRITES_TIMED_EVERY`], so
+    /// that a write to an in-process store does not pay two readings of the clock to learn
+    /// again that it is fast, and a back-end that slows down is still noticed within a few
+    /// dozen writes.
+    pub(crate) fn write_timer(&self) -> Option<std::time::Instant> {
+        let n = self.writes.fetch_add(1, Ordering::Relaxed);
+        (n < WRITES_TIMED_FIRST || n.is_multiple_of(WRITES_TIMED_EVERY))
+            .then(std::time::Instant::now)
+    }
+
+    /// Folds the time of a write timed since `started` ([`Inner::write_timer`]) into the
+    /// moving average; nothing for a write not timed.
+    pub(crate) fn note_write_time(&self, started: Option<std::time::Instant>) {
+        if let Some(started) = started {
+            self.fold_write_time(started.elapsed());
+        }
+    }
+
+    /// Folds one write's time into the moving average (a quarter for the new one).
+    pub(crate) fn fold_write_time(&self, took: Duration) {
         let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX - 1);
         let old = self.write_micros.load(Ordering::Relaxed);
         let new = if old == u64::MAX {

@@ -564,7 +564,7 @@ fn a_fast_backends_failures_are_written_by_their_caller_and_a_slow_ones_by_the_w
 
     // Writes of a few microseconds, as an in-process store's: the caller writes its own.
     for _ in 0..8 {
-        b.inner.note_write_time(Duration::from_micros(5));
+        b.inner.fold_write_time(Duration::from_micros(5));
     }
     assert!(b.inner.writes_are_fast());
     fail();
@@ -572,7 +572,7 @@ fn a_fast_backends_failures_are_written_by_their_caller_and_a_slow_ones_by_the_w
 
     // Writes of a millisecond, as over a network: the writer's again.
     for _ in 0..8 {
-        b.inner.note_write_time(Duration::from_millis(1));
+        b.inner.fold_write_time(Duration::from_millis(1));
     }
     assert!(!b.inner.writes_are_fast());
     fail();
@@ -588,14 +588,32 @@ fn a_fast_backends_failures_are_written_by_their_caller_and_a_slow_ones_by_the_w
     // the bound itself is not fast.
     use std::sync::atomic::Ordering;
     b.inner.write_micros.store(u64::MAX, Ordering::Relaxed);
-    b.inner.note_write_time(Duration::from_micros(100));
+    b.inner.fold_write_time(Duration::from_micros(100));
     assert_eq!(b.inner.write_micros.load(Ordering::Relaxed), 100);
-    b.inner.note_write_time(Duration::from_micros(20));
+    b.inner.fold_write_time(Duration::from_micros(20));
     assert_eq!(b.inner.write_micros.load(Ordering::Relaxed), 80);
     b.inner.write_micros.store(20, Ordering::Relaxed);
     assert!(!b.inner.writes_are_fast(), "20 µs is not below 20 µs");
     b.inner.write_micros.store(19, Ordering::Relaxed);
     assert!(b.inner.writes_are_fast());
+
+    // Sampling: every one of a breaker's first writes is timed, then one in sixteen, and a
+    // write not timed changes nothing.
+    let fresh = breaker();
+    let timed: Vec<bool> = (0..40)
+        .map(|_| fresh.inner.write_timer().is_some())
+        .collect();
+    let expected: Vec<bool> = (0..40u32).map(|n| n < 8 || n % 16 == 0).collect();
+    assert_eq!(timed, expected);
+    fresh.inner.note_write_time(None);
+    assert_eq!(fresh.inner.write_micros.load(Ordering::Relaxed), u64::MAX);
+    fresh.inner.note_write_time(
+        fresh
+            .inner
+            .write_timer()
+            .or(Some(std::time::Instant::now())),
+    );
+    assert_ne!(fresh.inner.write_micros.load(Ordering::Relaxed), u64::MAX);
 }
 /// A breaker's own state stays small (664 bytes here), so that 100,000 of them fit: no second
 /// record or policy without a quorum, the policy shared where it is given as one `Arc`.
