@@ -194,8 +194,12 @@ impl MemoryDriver {
     /// Tells `sinks`, the watchers of the changed name, of `change`: with no lock of ours
     /// held, so that a sink may call back into the driver.
     fn notify(sinks: Vec<ChangeSink>, change: Change) {
-        for sink in sinks {
-            sink(change.clone());
+        // The last watcher (most often the only one) gets the change itself, not a copy.
+        if let Some((last, others)) = sinks.split_last() {
+            for sink in others {
+                sink(change.clone());
+            }
+            last(change);
         }
     }
 
