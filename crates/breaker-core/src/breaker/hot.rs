@@ -434,8 +434,13 @@ mod tests {
         );
     }
 
+    /// Held by the tests that take every owned slot or need one free, so that under a
+    /// runner that runs tests as threads of one process they do not starve each other.
+    static SLOT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn slots_of_ended_threads_are_handed_out_again() {
+        let _alone = SLOT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         // Far more threads than slots, one after another: each finds an owned slot, since
         // every ended thread gave its slot back.
         for _ in 0..(OWNED_SLOTS * 3) {
@@ -478,6 +483,7 @@ mod tests {
 
     #[test]
     fn more_threads_at_once_than_owned_slots_share_the_last_counter() {
+        let _alone = SLOT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         // Every thread alive together, so that some find no slot of their own.
         let threads = OWNED_SLOTS + 4;
         let pending = Pending::default();
