@@ -619,7 +619,7 @@ impl Inner {
         {
             Ok(Swap::Swapped { version }) => {
                 let mut s = self.lock();
-                if s.version.is_none_or(|cur| cur < version) || s.version == expected {
+                if own_write_is_newest(s.version, version, expected) {
                     (s.version, s.digest) = (Some(version), written);
                 }
                 Ok(())
@@ -715,9 +715,7 @@ impl Inner {
             match swapped {
                 Ok(Swap::Swapped { version: new }) => {
                     let mut s = self.lock();
-                    // Unless a push of a later write came first. A version lower than the
-                    // one expected is no later write: the store counts again from the start.
-                    if s.version.is_none_or(|cur| cur < new) || s.version == version {
+                    if own_write_is_newest(s.version, new, version) {
                         self.install(&mut s, rec, Some(new));
                         s.digest = written;
                     }
@@ -818,7 +816,7 @@ impl Inner {
         match updated {
             Ok(Updated::Written { version: new }) => {
                 if let Some((rec, written, seen)) = made
-                    && (s.version.is_none_or(|cur| cur < new) || s.version == seen)
+                    && own_write_is_newest(s.version, new, seen)
                 {
                     self.install(&mut s, rec, Some(new));
                     s.digest = written;
@@ -1024,6 +1022,14 @@ impl Inner {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether this agent's write, stored as version `new` in place of the version `expected`,
+/// is to be the view at `view` (the view's version now): unless a push of a later write
+/// came first. A version lower than the one expected is no later write: the store counts
+/// again from the start (its counter was lost or replaced).
+pub(crate) fn own_write_is_newest(view: Option<u64>, new: u64, expected: Option<u64>) -> bool {
+    view.is_none_or(|cur| cur < new) || view == expected
 }
 
 /// A digest of stored bytes, to tell two values stored under one version apart.

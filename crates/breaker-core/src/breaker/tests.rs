@@ -676,3 +676,30 @@ fn successes_are_counted_only_where_a_rule_or_a_missing_record_needs_them() {
         );
     }
 }
+
+/// Which of this agent's writes becomes its view once the swap returns: its own, unless a
+/// push of a later write came first, and also when the store's counter started again below
+/// the version expected.
+#[test]
+fn an_own_write_is_the_view_unless_a_later_one_came_first() {
+    use super::shared::own_write_is_newest as newest;
+    assert!(newest(None, 5, None), "the first write");
+    assert!(newest(Some(4), 5, Some(4)), "nothing came between");
+    assert!(
+        !newest(Some(6), 5, Some(4)),
+        "a later write's push came first"
+    );
+    assert!(
+        newest(Some(5), 7, Some(4)),
+        "an earlier write's push came between"
+    );
+    assert!(
+        !newest(Some(7), 7, Some(4)),
+        "the view holds that version already"
+    );
+    assert!(newest(Some(10), 3, Some(10)), "the counter started again");
+    assert!(
+        !newest(Some(10), 3, Some(2)),
+        "a push overtook a restarted counter"
+    );
+}
