@@ -137,7 +137,7 @@ impl Driver for Beaten {
         self.inner.list(timeout).await
     }
     fn updates_atomically(&self) -> bool {
-        self.atomic
+        self.atomic && self.inner.updates_atomically()
     }
     async fn update<'a>(
         &'a self,
