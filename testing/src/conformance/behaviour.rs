@@ -651,6 +651,10 @@ pub async fn panicking_calls_are_failures<H: Harness>(h: Arc<H>) {
         .unwrap()
     };
     assert!(blocking.is_err(), "the panic reaches the caller");
+    // Written now, so that the next call is admitted on the hot path (no permit), whose
+    // panic is queued by the call's drop guard: with the failure still queued, the call
+    // would take the slow path and its permit would record the panic instead.
+    a.flush().await.unwrap();
     let task = {
         let a = a.clone();
         tokio::spawn(async move {
