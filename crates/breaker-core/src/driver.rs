@@ -95,7 +95,7 @@ pub enum Updated {
 pub type Reviser<'a> = dyn FnMut(Option<Versioned>) -> Revision + Send + 'a;
 
 /// How often the default [`Driver::update`] revises after conflicting writes before it
-/// gives up.
+/// gives up; a breaker's own compare-and-swap retries stop at the same count.
 pub const MAX_UPDATE_ATTEMPTS: u32 = 64;
 
 /// A change of one breaker's record, pushed by a driver that can watch. For a driver that

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use crate::driver::{
-    Change, ChangeSink, DriverError, DriverErrorKind, DynDriver, Revision, Swap, Updated,
-    Versioned, Watch,
+    Change, ChangeSink, DriverError, DriverErrorKind, DynDriver, MAX_UPDATE_ATTEMPTS, Revision,
+    Swap, Updated, Versioned, Watch,
 };
 use crate::error::{BackendError, Operation};
 use crate::events::{Cause, Event, EventHub};
@@ -21,9 +21,6 @@ use crate::timers::{self, RunningTimers, Timer};
 
 use super::hot::{HotView, Pending};
 use super::permit::Deferred;
-
-/// Compare-and-swap attempts before an update gives up under contention.
-const MAX_SWAP_ATTEMPTS: usize = 64;
 
 /// Readings of the back-end's clock taken to align with it.
 const CLOCK_SAMPLES: usize = 5;
@@ -672,7 +669,8 @@ impl Inner {
         dl: Deadline,
     ) -> Result<R, BackendError> {
         self.ensure_ready(dl).await?;
-        for _ in 0..MAX_SWAP_ATTEMPTS {
+        // As many attempts before giving up under contention as a driver's default update.
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
             let (mut rec, version) = {
                 let s = self.lock();
                 (s.record.clone(), s.version)
@@ -683,10 +681,7 @@ impl Inner {
             if rec == before {
                 return Ok(out);
             }
-            rec.writer = self.agent;
-            let ttl = machine::record_ttl(&rec, &self.policy, now);
-            let bytes = rec.encode();
-            let written = digest(&bytes);
+            let (bytes, ttl, written) = self.seal(&mut rec, now);
             // Timers only for a back-end that judges them; an empty list costs nothing, and
             // a driver without timers forwards to its plain compare-and-swap.
             let timers = if self.timers {
@@ -749,7 +744,7 @@ impl Inner {
             Operation::CompareAndSwap,
             DriverError::new(
                 DriverErrorKind::Other,
-                format!("gave up after {MAX_SWAP_ATTEMPTS} conflicting writes"),
+                format!("gave up after {MAX_UPDATE_ATTEMPTS} conflicting writes"),
             ),
         ))
     }
@@ -793,10 +788,7 @@ impl Inner {
             if rec == s.record {
                 return Revision::Keep;
             }
-            rec.writer = self.agent;
-            let ttl = machine::record_ttl(&rec, &self.policy, now);
-            let value = rec.encode();
-            let written = digest(&value);
+            let (value, ttl, written) = self.seal(&mut rec, now);
             s.own_write = Some(written);
             made = Some((rec, written, s.version));
             Revision::Write { value, ttl }
@@ -822,7 +814,7 @@ impl Inner {
                     s.digest = written;
                 }
             }
-            Ok(_kept) => {
+            Ok(Updated::Kept) => {
                 if let Some(incompatible) = refused {
                     return Err(incompatible);
                 }
@@ -842,6 +834,16 @@ impl Inner {
                 ),
             )
         })
+    }
+
+    /// Makes `rec`, as this agent's `op` left it at `now`, a record to write: this agent its
+    /// writer; returns its bytes, its time to live and the bytes' digest.
+    fn seal(&self, rec: &mut Record, now: Timestamp) -> (Vec<u8>, Option<Duration>, u64) {
+        rec.writer = self.agent;
+        let ttl = machine::record_ttl(rec, &self.policy, now);
+        let bytes = rec.encode();
+        let written = digest(&bytes);
+        (bytes, ttl, written)
     }
 
     /// When the write about to start began, if it is one whose time is sampled: the first
