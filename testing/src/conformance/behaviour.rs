@@ -3,11 +3,12 @@
 
 use crate::calls::{fail, succeed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use breaker_core::{
-    Breaker, Cause, Clock, Driver, Error, Event, ManualClock, Name, Policy, Record, State,
-    Subscription, Swap, machine,
+    Breaker, Cause, Clock, Driver, DriverError, Error, Event, ManualClock, Name, Policy, Record,
+    Reviser, State, Subscription, Swap, Updated, Versioned, machine,
 };
 
 use super::{Harness, START, agent, faulty_agent, stored_record};
@@ -576,6 +577,105 @@ pub async fn writers_admitted_together_lose_no_outcome<H: Harness>(h: Arc<H>) {
         stored,
         "the second writer's view is what it wrote"
     );
+}
+
+/// A driver that another writer always beats: before each of its compare-and-swaps, a
+/// rival driver of the same store writes the stored record again (same bytes, a new
+/// version), so the swap's expected version is always stale. `atomic: false` hides the
+/// driver's atomic update. Counts the swaps and updates that reach it.
+struct Beaten<D> {
+    inner: D,
+    rival: D,
+    atomic: bool,
+    swaps: AtomicU64,
+    updates: AtomicU64,
+}
+
+impl<D: Driver> Driver for Beaten<D> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn load(&self, name: &Name, timeout: Duration) -> Result<Option<Versioned>, DriverError> {
+        self.inner.load(name, timeout).await
+    }
+    async fn compare_and_swap(
+        &self,
+        name: &Name,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Swap, DriverError> {
+        self.swaps.fetch_add(1, Ordering::SeqCst);
+        if let Some(current) = self.rival.load(name, timeout).await? {
+            let again = Some(current.version);
+            let swapped = self
+                .rival
+                .compare_and_swap(name, again, current.value, None, timeout);
+            assert!(matches!(swapped.await?, Swap::Swapped { .. }));
+        }
+        self.inner
+            .compare_and_swap(name, expected, value, ttl, timeout)
+            .await
+    }
+    async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
+        self.inner.list(timeout).await
+    }
+    fn updates_atomically(&self) -> bool {
+        self.atomic && self.inner.updates_atomically()
+    }
+    async fn update<'a>(
+        &'a self,
+        name: &'a Name,
+        revise: &'a mut Reviser<'_>,
+        timeout: Duration,
+    ) -> Result<Updated, DriverError> {
+        self.updates.fetch_add(1, Ordering::SeqCst);
+        self.inner.update(name, revise, timeout).await
+    }
+}
+
+/// A breaker whose every compare-and-swap another writer beats: on a driver that updates
+/// atomically its failure lands in two writes (the beaten swap, then one update, which no
+/// writer can come before); by compare-and-swap alone (every driver, the atomic update
+/// hidden) the breaker gives up after its bounded retries and the outcome is lost to the
+/// rival, with a back-end error, never a hang.
+pub async fn a_writer_always_beaten_lands_its_outcome_by_one_update<H: Harness>(h: Arc<H>) {
+    let policy = base().build().unwrap();
+    let clock = clock();
+    for atomic in [true, false] {
+        let driver = Arc::new(Beaten {
+            inner: h.driver().await,
+            rival: h.driver().await,
+            atomic,
+            swaps: AtomicU64::new(0),
+            updates: AtomicU64::new(0),
+        });
+        let atomic = driver.updates_atomically();
+        let name = unique_name("beaten");
+        let b = Breaker::builder_dyn(&name, driver.clone())
+            .policy(policy.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        succeed(&b).await.unwrap();
+        b.flush().await.unwrap();
+        let swaps = driver.swaps.load(Ordering::SeqCst);
+        let _ = fail(&b).await;
+        let stored = stored_record(&*h, &name).await.unwrap();
+        let failures = machine::window_counts(&stored, &policy, clock.now()).failures;
+        let tried = driver.swaps.load(Ordering::SeqCst) - swaps;
+        if atomic {
+            assert_eq!(failures, 1, "the outcome landed");
+            assert_eq!(tried, 1, "one swap, beaten");
+            assert_eq!(driver.updates.load(Ordering::SeqCst), 1, "then one update");
+        } else {
+            assert_eq!(failures, 0, "the outcome was lost to the rival");
+            assert!(tried > 1, "{tried} swaps");
+            assert_eq!(driver.updates.load(Ordering::SeqCst), 0);
+            assert!(b.is_degraded(), "giving up is a back-end failure");
+        }
+    }
 }
 
 /// A value under the breaker's name that is not a record (garbage, a schema no build wrote)
