@@ -3,15 +3,10 @@
 //! back. Nothing is written, and the next writer is not held. (That a breaker whose swaps
 //! another writer always beats lands its outcome with one update is a kit case.)
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use breaker_core::{
-    Breaker, Clock, Driver, DriverErrorKind, ManualClock, Name, Policy, Record, Reviser, Revision,
-    Swap, Timestamp, Updated, Versioned, machine,
-};
+use breaker_core::{Driver, DriverErrorKind, Name, Revision, Updated, Versioned};
 use breaker_driver_sqlite::SqliteDriver;
-use breaker_testing::calls::{fail, succeed};
 use rusqlite::Connection;
 
 const T: Duration = Duration::from_secs(5);
