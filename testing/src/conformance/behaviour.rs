@@ -12,7 +12,7 @@ use breaker_core::{
 };
 
 use super::{Harness, START, agent, faulty_agent, stored_record};
-use crate::{IntermittentFailer, unique_name};
+use crate::{Faulty, IntermittentFailer, unique_name};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -581,12 +581,11 @@ pub async fn writers_admitted_together_lose_no_outcome<H: Harness>(h: Arc<H>) {
 
 /// A driver that another writer always beats: before each of its compare-and-swaps, a
 /// rival driver of the same store writes the stored record again (same bytes, a new
-/// version), so the swap's expected version is always stale. `atomic: false` hides the
-/// driver's atomic update. Counts the swaps and updates that reach it.
+/// version), so the swap's expected version is always stale. Counts the swaps and updates
+/// that reach it; `inner` can hide the driver's atomic update ([`Faulty::set_swaps_only`]).
 struct Beaten<D> {
-    inner: D,
+    inner: Faulty<D>,
     rival: D,
-    atomic: bool,
     swaps: AtomicU64,
     updates: AtomicU64,
 }
@@ -622,7 +621,7 @@ impl<D: Driver> Driver for Beaten<D> {
         self.inner.list(timeout).await
     }
     fn updates_atomically(&self) -> bool {
-        self.atomic && self.inner.updates_atomically()
+        self.inner.updates_atomically()
     }
     async fn update<'a>(
         &'a self,
@@ -643,11 +642,12 @@ impl<D: Driver> Driver for Beaten<D> {
 pub async fn a_writer_always_beaten_lands_its_outcome_by_one_update<H: Harness>(h: Arc<H>) {
     let policy = base().build().unwrap();
     let clock = clock();
-    for atomic in [true, false] {
+    for swaps_only in [false, true] {
+        let inner = Faulty::new(h.driver().await);
+        inner.set_swaps_only(swaps_only);
         let driver = Arc::new(Beaten {
-            inner: h.driver().await,
+            inner,
             rival: h.driver().await,
-            atomic,
             swaps: AtomicU64::new(0),
             updates: AtomicU64::new(0),
         });
