@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use shared_breaker::machine::effective_state;
-use shared_breaker::{Record, RunningTimers, State, Timestamp, Versioned};
+use shared_breaker::{Record, RecordEncoding, RunningTimers, State, Timestamp, Versioned};
 
 /// A breaker as an operator sees it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -33,6 +33,8 @@ pub struct Row {
     pub openings: u32,
     /// The agent that wrote the record last, in hex.
     pub writer: Option<String>,
+    /// How the record is written: `json` or `compact` (see `Policy::record_encoding`).
+    pub encoding: &'static str,
     /// What went wrong reading the record, if it is corrupt.
     pub error: Option<String>,
 }
@@ -41,10 +43,11 @@ impl Row {
     /// The row of a stored value, judged at `now`, or by the back-end's running timers
     /// when it keeps them (`timers`), as the breakers themselves judge it.
     pub fn new(name: &str, stored: &Versioned, now: Timestamp, timers: bool) -> Row {
+        let encoding = RecordEncoding::of(&stored.value).as_str();
         match Record::decode(&stored.value) {
             Ok(mut rec) => {
                 rec.timers = timers.then(|| RunningTimers::of(rec.generation, &stored.timers));
-                Row::of_record(name, stored.version, &rec, now)
+                Row::of_record(name, stored.version, &rec, encoding, now)
             }
             Err(e) => Row {
                 name: name.to_owned(),
@@ -59,13 +62,20 @@ impl Row {
                 since_ms: None,
                 openings: 0,
                 writer: None,
+                encoding,
                 error: Some(e.to_string()),
             },
         }
     }
 
-    /// The row of a record stored with `version`.
-    fn of_record(name: &str, version: u64, rec: &Record, now: Timestamp) -> Row {
+    /// The row of a record stored with `version` in `encoding`.
+    fn of_record(
+        name: &str,
+        version: u64,
+        rec: &Record,
+        encoding: &'static str,
+        now: Timestamp,
+    ) -> Row {
         Row {
             name: name.to_owned(),
             state: effective_state(rec, now).as_str().to_owned(),
@@ -95,6 +105,7 @@ impl Row {
                 .then(|| now.saturating_duration_since(rec.since).as_millis() as u64),
             openings: rec.openings,
             writer: (rec.writer != 0).then(|| format!("{:x}", rec.writer)),
+            encoding,
             error: None,
         }
     }
@@ -191,6 +202,26 @@ mod tests {
         assert_eq!(row.openings, 1);
         let text = table(&[row]);
         assert!(text.contains("SINCE") && text.contains("2.5s"), "{text}");
+    }
+
+    #[test]
+    fn a_compact_record_shows_as_its_json_twin_does_and_says_so() {
+        let at = Timestamp::from_millis(1_000_000);
+        let json = opened(at);
+        let rec = Record::decode(&json.value).unwrap();
+        let compact = Versioned::new(9, rec.encode_as(RecordEncoding::Compact));
+        let (a, b) = (
+            Row::new("x", &json, at, false),
+            Row::new("x", &compact, at, false),
+        );
+        assert_eq!((a.encoding, b.encoding), ("json", "compact"));
+        assert_eq!(
+            Row {
+                encoding: "json",
+                ..b
+            },
+            a
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::record::RecordEncoding;
+
 /// One rule that opens the breaker. Several rules may be combined; any one of them trips it.
 ///
 /// Windowed rules share the policy's [`Policy::window`].
@@ -139,6 +141,10 @@ pub struct Policy {
     /// a rule but too few other agents fail, it opens a breaker of the same policy for itself
     /// alone ([`crate::Cause::Local`]). At most [`MAX_MIN_AGENTS`].
     pub min_agents: u32,
+    /// How this agent writes the breaker's record ([`RecordEncoding::Json`] by default).
+    /// Agents of either encoding share a breaker: every build from 0.2 on reads both. Turn
+    /// [`RecordEncoding::Compact`] on once no agent of 0.1 is left on the back-end.
+    pub record_encoding: RecordEncoding,
 }
 
 /// The largest quorum [`Policy::min_agents`] takes: the record keeps up to this many agents'
@@ -166,6 +172,7 @@ impl Default for Policy {
             on_backend_failure: BackendFailure::LocalFallback,
             strict: false,
             min_agents: 1,
+            record_encoding: RecordEncoding::Json,
         }
     }
 }
@@ -549,6 +556,13 @@ impl PolicyBuilder {
     /// distinct agents within the window; see [`Policy::min_agents`].
     pub fn min_agents(mut self, agents: u32) -> Self {
         self.policy.base.min_agents = agents;
+        self
+    }
+
+    /// How this agent writes the record (default [`RecordEncoding::Json`]); see
+    /// [`Policy::record_encoding`].
+    pub fn record_encoding(mut self, encoding: RecordEncoding) -> Self {
+        self.policy.base.record_encoding = encoding;
         self
     }
 

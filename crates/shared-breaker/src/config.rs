@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use breaker_core::{BackendFailure, DriverError, DynDriver, Policy, PolicyError};
+use breaker_core::{BackendFailure, DriverError, DynDriver, Policy, PolicyError, RecordEncoding};
 use serde::Deserialize;
 
 /// A policy as written in configuration. Every key is optional; what is left out keeps the
@@ -86,6 +86,9 @@ pub struct PolicyConfig {
     /// A quorum: the distinct agents whose failures a fleet-wide trip needs within the
     /// window ([`Policy::min_agents`]; 1, the default, is none).
     pub min_agents: Option<u32>,
+    /// How this agent writes the record: `json` (the default) or `compact`
+    /// ([`Policy::record_encoding`]).
+    pub record_encoding: Option<RecordEncodingConfig>,
 }
 
 /// [`BackendFailure`] as written in configuration.
@@ -99,6 +102,17 @@ pub enum BackendFailureConfig {
     FailClosed,
     /// [`BackendFailure::LocalFallback`].
     LocalFallback,
+}
+
+/// [`RecordEncoding`] as written in configuration.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RecordEncodingConfig {
+    /// [`RecordEncoding::Json`].
+    Json,
+    /// [`RecordEncoding::Compact`].
+    Compact,
 }
 
 /// Why configuration was refused.
@@ -286,6 +300,12 @@ impl PolicyConfig {
         }
         if let Some(agents) = self.min_agents {
             b = b.min_agents(agents);
+        }
+        if let Some(encoding) = self.record_encoding {
+            b = b.record_encoding(match encoding {
+                RecordEncodingConfig::Json => RecordEncoding::Json,
+                RecordEncodingConfig::Compact => RecordEncoding::Compact,
+            });
         }
         Ok(b.build()?)
     }
@@ -643,10 +663,12 @@ mod tests {
             on_backend_failure = "fail_open"
             strict = true
             min_agents = 3
+            record_encoding = "compact"
             "#,
         )
         .unwrap();
         assert_eq!(p.min_agents, 3);
+        assert_eq!(p.record_encoding, RecordEncoding::Compact);
         assert_eq!(p.window, Duration::from_secs(30));
         assert_eq!(p.open_for, Duration::from_secs(90));
         assert_eq!(p.probe_lease, Duration::from_millis(250));
@@ -688,6 +710,7 @@ success_threshold = 2",
             (r#"strict = "yes""#, "strict"),
             ("min_agents = 0", "min_agents"),
             ("min_agents = 65", "min_agents"),
+            (r#"record_encoding = "binary""#, "record_encoding"),
         ];
         for (text, key) in cases {
             let err = policy_from_toml(text).unwrap_err().to_string();
@@ -713,6 +736,7 @@ success_threshold = 2",
                 ("BREAKER_OPEN_FOR", "45s"),
                 ("BREAKER_STRICT", "true"),
                 ("BREAKER_MIN_AGENTS", "2"),
+                ("BREAKER_RECORD_ENCODING", "compact"),
                 ("OTHER_THING", "ignored"),
             ]),
         )
@@ -724,6 +748,7 @@ success_threshold = 2",
         assert_eq!(p.open_for, Duration::from_secs(45));
         assert!(p.strict);
         assert_eq!(p.min_agents, 2);
+        assert_eq!(p.record_encoding, RecordEncoding::Compact);
         let err = policy_from_vars("BREAKER_", vars(&[("BREAKER_OPENFOR", "1s")])).unwrap_err();
         assert!(err.to_string().contains("openfor"), "{err}");
         let err = policy_from_vars("BREAKER_", vars(&[("BREAKER_FAILURE_RATE", "2")])).unwrap_err();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use breaker_core::{
     Breaker, Cause, Clock, Driver, DriverError, Error, Event, ManualClock, Name, Policy, Record,
-    Reviser, State, Subscription, Swap, Updated, Versioned, machine,
+    RecordEncoding, Reviser, State, Subscription, Swap, Updated, Versioned, machine,
 };
 
 use super::{Harness, START, agent, faulty_agent, stored_record};
@@ -678,15 +678,73 @@ pub async fn a_writer_always_beaten_lands_its_outcome_by_one_update<H: Harness>(
     }
 }
 
-/// A value under the breaker's name that is not a record (garbage, a schema no build wrote)
-/// is reported as corrupt; the breaker keeps working and replaces it with its next write.
+/// Agents that write the record in different encodings ([`RecordEncoding`]) are one fleet,
+/// as during a fleet's switch to compact records one agent at a time: each reads what the
+/// other wrote (neither reports it corrupt nor writes over it), their failures add up to one
+/// trip, and the record is in the encoding of its last writer.
+pub async fn agents_of_either_encoding_share_a_breaker<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    let name = unique_name("encodings");
+    let json = base().build().unwrap();
+    let compact = base()
+        .record_encoding(RecordEncoding::Compact)
+        .build()
+        .unwrap();
+    let a = agent(&*h, &name, &compact, &clock).await;
+    let b = agent(&*h, &name, &json, &clock).await;
+    let (mut a_events, mut b_events) = (a.subscribe(), b.subscribe());
+    let raw = h.driver().await;
+    let n = Name::new(&name).unwrap();
+    let stored_in = || async {
+        let stored = raw.load(&n, T).await.unwrap().expect("a record");
+        RecordEncoding::of(&stored.value)
+    };
+    let writes = [
+        (&a, RecordEncoding::Compact),
+        (&b, RecordEncoding::Json),
+        (&a, RecordEncoding::Compact),
+    ];
+    for (failures, (writer, encoding)) in (1..).zip(writes) {
+        let _ = fail(writer).await;
+        flush_all(&[a.clone(), b.clone()]).await;
+        assert_eq!(stored_in().await, encoding, "written by its last writer");
+        let rec = stored_record(&*h, &name).await.unwrap();
+        if failures < 3 {
+            let counted = machine::window_counts(&rec, &json, clock.now()).failures;
+            assert_eq!(counted, failures, "each added to what the other wrote");
+        } else {
+            assert_eq!((rec.state, rec.generation), (State::Open, 1), "one trip");
+        }
+    }
+    assert_eq!(a.state(), Some(State::Open));
+    assert_eq!(b.state(), Some(State::Open));
+    // An operator's reset through the JSON agent closes the breaker for both.
+    b.reset().await.unwrap();
+    flush_all(&[a.clone(), b.clone()]).await;
+    assert_eq!(stored_in().await, RecordEncoding::Json);
+    assert_eq!(a.state(), Some(State::Closed));
+    for events in [&mut a_events, &mut b_events] {
+        let corrupt: Vec<Event> = events
+            .drain()
+            .into_iter()
+            .filter(|e| matches!(e, Event::CorruptRecord(_) | Event::BackendError(_)))
+            .collect();
+        assert!(corrupt.is_empty(), "{corrupt:?}");
+    }
+}
+
+/// A value under the breaker's name that is not a record (garbage, a schema no build wrote,
+/// a compact record cut short) is reported as corrupt; the breaker keeps working and
+/// replaces it with its next write.
 pub async fn corrupt_record_is_reported_and_replaced<H: Harness>(h: Arc<H>) {
     let garbage = b"\xff\x00 not a record".to_vec();
     // A schema older than any build wrote is corrupt; a newer one is an incompatibility,
     // left alone (`foreign::a_newer_schema_is_refused_and_left_alone`).
     let mut older = String::from_utf8(Record::new().encode()).unwrap();
     older = older.replace("\"schema\":1", "\"schema\":0");
-    for bytes in [garbage, older.into_bytes()] {
+    let mut cut = Record::new().encode_as(RecordEncoding::Compact);
+    cut.pop();
+    for bytes in [garbage, older.into_bytes(), cut] {
         let clock = clock();
         let policy = base().build().unwrap();
         let name = unique_name("corrupt");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use breaker_core::{
     Driver, DriverErrorKind, Event, MAX_RECORD_BYTES, ManualClock, Name, Policy, Record,
-    SCHEMA_VERSION, State,
+    RecordEncoding, SCHEMA_VERSION, State,
 };
 
 use super::{HostileHarness, START, agent, stored_record};
@@ -158,41 +158,48 @@ pub async fn namespace_neighbours_never_meet<H: HostileHarness>(h: Arc<H>) {
 /// incompatibility, the back-end failure policy applies (here the local fallback: the call
 /// is admitted), and once the record is one this build reads, the breaker is shared again.
 pub async fn a_newer_schema_is_refused_and_left_alone<H: HostileHarness>(h: Arc<H>) {
-    let clock = ManualClock::new(START);
-    let name = unique_name("newer");
     let current = String::from_utf8(Record::new().encode()).unwrap();
-    let newer = current.replace(
-        "\"schema\":1",
-        &format!("\"schema\":{}", SCHEMA_VERSION + 1),
-    );
-    h.plant_value(&name, newer.clone().into_bytes()).await;
-    let b = agent(&*h, &name, &one_failure_trips(), &clock).await;
-    let mut events = b.subscribe();
-    assert!(
-        crate::calls::succeed(&b).await.is_ok(),
-        "the local fallback admits"
-    );
-    assert!(b.is_degraded(), "the failure policy applies");
-    let reported = events.drain().into_iter().any(|e| {
-        matches!(e, Event::BackendError(ref err) if err.kind() == DriverErrorKind::Incompatible)
-    });
-    assert!(reported, "reported as an incompatible record");
-    let _ = fail(&b).await;
-    let n = Name::new(&name).unwrap();
-    let stored = h
-        .driver()
-        .await
-        .load(&n, T)
-        .await
-        .unwrap()
-        .expect("still there");
-    assert_eq!(stored.value, newer.into_bytes(), "never written over");
-    // The fleet's record becomes one this build reads (the newer agents went back, or wrote
-    // in the older layout): shared again at the next retry.
-    h.plant_value(&name, current.into_bytes()).await;
-    clock.advance(Duration::from_secs(10));
-    assert!(crate::calls::succeed(&b).await.is_ok());
-    assert!(!b.is_degraded(), "shared again");
-    let _ = fail(&b).await;
-    assert_eq!(stored_record(&*h, &name).await.unwrap().state, State::Open);
+    let newer_json = current
+        .replace(
+            "\"schema\":1",
+            &format!("\"schema\":{}", SCHEMA_VERSION + 1),
+        )
+        .into_bytes();
+    // A compact record's schema is its second byte (a one-byte varint below 128).
+    let mut newer_compact = Record::new().encode_as(RecordEncoding::Compact);
+    newer_compact[1] = u8::try_from(SCHEMA_VERSION + 1).unwrap();
+    for newer in [newer_json, newer_compact] {
+        let clock = ManualClock::new(START);
+        let name = unique_name("newer");
+        h.plant_value(&name, newer.clone()).await;
+        let b = agent(&*h, &name, &one_failure_trips(), &clock).await;
+        let mut events = b.subscribe();
+        assert!(
+            crate::calls::succeed(&b).await.is_ok(),
+            "the local fallback admits"
+        );
+        assert!(b.is_degraded(), "the failure policy applies");
+        let reported = events.drain().into_iter().any(|e| {
+            matches!(e, Event::BackendError(ref err) if err.kind() == DriverErrorKind::Incompatible)
+        });
+        assert!(reported, "reported as an incompatible record");
+        let _ = fail(&b).await;
+        let n = Name::new(&name).unwrap();
+        let stored = h
+            .driver()
+            .await
+            .load(&n, T)
+            .await
+            .unwrap()
+            .expect("still there");
+        assert_eq!(stored.value, newer, "never written over");
+        // The fleet's record becomes one this build reads (the newer agents went back, or
+        // wrote in the older layout): shared again at the next retry.
+        h.plant_value(&name, current.clone().into_bytes()).await;
+        clock.advance(Duration::from_secs(10));
+        assert!(crate::calls::succeed(&b).await.is_ok());
+        assert!(!b.is_degraded(), "shared again");
+        let _ = fail(&b).await;
+        assert_eq!(stored_record(&*h, &name).await.unwrap().state, State::Open);
+    }
 }

@@ -257,6 +257,7 @@ macro_rules! conformance_tests {
             behaviour::consecutive_failures_reset_by_any_agent,
             behaviour::strict_mode_writes_every_outcome,
             behaviour::writers_admitted_together_lose_no_outcome,
+            behaviour::agents_of_either_encoding_share_a_breaker,
             behaviour::a_writer_always_beaten_lands_its_outcome_by_one_update,
             behaviour::corrupt_record_is_reported_and_replaced,
             behaviour::joining_agent_keeps_the_shared_record,

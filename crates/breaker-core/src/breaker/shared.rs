@@ -606,7 +606,7 @@ impl Inner {
             if !std::mem::take(&mut s.lost_forced) {
                 return Ok(());
             }
-            (s.record.encode(), s.version)
+            (s.record.encode_as(self.policy.record_encoding), s.version)
         };
         let written = digest(&forced);
         match self
@@ -834,7 +834,7 @@ impl Inner {
     fn seal(&self, rec: &mut Record, now: Timestamp) -> (Vec<u8>, Option<Duration>, u64) {
         rec.writer = self.agent;
         let ttl = machine::record_ttl(rec, &self.policy, now);
-        let bytes = rec.encode();
+        let bytes = rec.encode_as(self.policy.record_encoding);
         let written = digest(&bytes);
         (bytes, ttl, written)
     }

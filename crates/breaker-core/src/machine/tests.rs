@@ -5,7 +5,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::Outcome;
+use crate::{Outcome, RecordEncoding};
 
 const T0: Timestamp = Timestamp::from_millis(1_000_000);
 
@@ -581,6 +581,8 @@ proptest! {
     ) {
         let bytes = rec.encode();
         let mut rec = Record::decode(&bytes).expect("our own encoding decodes");
+        let compact = Record::decode(&rec.encode_as(RecordEncoding::Compact));
+        prop_assert_eq!(compact.as_ref(), Ok(&rec), "both encodings hold the same record");
         let mut now = Timestamp::from_millis(now);
         let sane = check(&rec, &policy, now).is_ok();
         if sane {
@@ -613,9 +615,16 @@ proptest! {
         }
     }
 
-    /// Bytes that are not a record never panic the decoder or the check.
+    /// Bytes that are not a record never panic the decoder or the check, whichever
+    /// encoding their first byte claims.
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+    fn arbitrary_bytes_never_panic(
+        mut bytes in prop::collection::vec(any::<u8>(), 0..256),
+        claims_compact in any::<bool>(),
+    ) {
+        if claims_compact {
+            bytes.insert(0, Record::new().encode_as(RecordEncoding::Compact)[0]);
+        }
         if let Ok(rec) = Record::decode(&bytes) {
             let _ = check(&rec, &Policy::default(), Timestamp::from_millis(1));
         }

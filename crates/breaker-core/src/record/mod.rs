@@ -1,6 +1,8 @@
 //! The shared record of one breaker, as every agent and every back-end sees it, and its
 //! encoding.
 
+mod compact;
+
 use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
@@ -20,6 +22,44 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// feature stays readable by every build during a rolling upgrade. Schema 2 adds
 /// [`Record::failing_agents`] (the quorum of [`crate::Policy::min_agents`]).
 pub const OLDEST_SCHEMA: u32 = 1;
+
+/// How a breaker writes its record ([`crate::Policy::record_encoding`]). Every build from
+/// 0.2 on reads both, whichever a record was written in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RecordEncoding {
+    /// JSON (the default): readable with a back-end's own tools (`redis-cli`, `etcdctl`,
+    /// `sqlite3`) and by every release, 0.1 included.
+    #[default]
+    Json,
+    /// A binary form of the same fields, a sixth to a twelfth of the JSON's size (15 bytes
+    /// for a new breaker's, 122 for a busy one's against 184 and 868) and faster to write and
+    /// read: a failure's write costs less, and a Redis record
+    /// fits Redis's compact hash encoding. The CLI shows it as it shows any record. Builds
+    /// before 0.2 cannot read it and write a fresh record over it, so turn it on once every
+    /// agent on the back-end runs 0.2 or later.
+    Compact,
+}
+
+impl RecordEncoding {
+    /// The encoding `bytes` are written in, judged by their first byte (a record that is
+    /// neither reads as JSON, and [`Record::decode`] says why it is not one).
+    pub fn of(bytes: &[u8]) -> RecordEncoding {
+        if bytes.first() == Some(&compact::MARKER) {
+            RecordEncoding::Compact
+        } else {
+            RecordEncoding::Json
+        }
+    }
+
+    /// A short lower-case name (`json`, `compact`), as configuration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordEncoding::Json => "json",
+            RecordEncoding::Compact => "compact",
+        }
+    }
+}
 
 /// The state of a breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -218,33 +258,51 @@ impl Record {
         }
     }
 
-    /// The record's bytes as drivers store them (JSON, readable with a back-end's own tools),
-    /// under the oldest schema that holds them.
+    /// The record's bytes as drivers store them, in JSON (readable with a back-end's own
+    /// tools), under the oldest schema that holds them: [`Record::encode_as`] with
+    /// [`RecordEncoding::Json`].
     pub fn encode(&self) -> Vec<u8> {
-        // Room for the fixed fields and every bucket, lease and failing agent at their
-        // usual sizes, so that the writer does not grow the buffer on every failure.
-        let guess =
-            256 + 64 * self.buckets.len() + 64 * self.leases.len() + 48 * self.failing_agents.len();
-        let mut bytes = Vec::with_capacity(guess);
-        let needed = self.needed_schema();
-        let written = if self.schema == needed {
-            serde_json::to_writer(&mut bytes, self)
-        } else {
-            let mut rec = self.clone();
-            rec.schema = needed;
-            serde_json::to_writer(&mut bytes, &rec)
-        };
-        written.expect("a record always serialises");
-        bytes
+        self.encode_as(RecordEncoding::Json)
     }
 
-    /// Reads a record, refusing foreign bytes and other schema versions.
+    /// The record's bytes in `encoding`, under the oldest schema that holds them.
+    pub fn encode_as(&self, encoding: RecordEncoding) -> Vec<u8> {
+        let needed = self.needed_schema();
+        match encoding {
+            RecordEncoding::Compact => compact::encode(self, needed),
+            RecordEncoding::Json => {
+                // Room for the fixed fields and every bucket, lease and failing agent at
+                // their usual sizes, so that the writer does not grow the buffer on every
+                // failure.
+                let guess = 256
+                    + 64 * self.buckets.len()
+                    + 64 * self.leases.len()
+                    + 48 * self.failing_agents.len();
+                let mut bytes = Vec::with_capacity(guess);
+                let written = if self.schema == needed {
+                    serde_json::to_writer(&mut bytes, self)
+                } else {
+                    let mut rec = self.clone();
+                    rec.schema = needed;
+                    serde_json::to_writer(&mut bytes, &rec)
+                };
+                written.expect("a record always serialises");
+                bytes
+            }
+        }
+    }
+
+    /// Reads a record in either [`RecordEncoding`], refusing foreign bytes and other schema
+    /// versions.
     pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(RecordError::Malformed {
                 reason: format!("larger than the {MAX_RECORD_BYTES} bytes a record may take"),
                 bytes: bytes.len(),
             });
+        }
+        if RecordEncoding::of(bytes) == RecordEncoding::Compact {
+            return compact::decode(bytes);
         }
         // One parse for a record this build reads (the common case); only bytes that are
         // not one are parsed again, for their schema alone, to say why.
@@ -377,5 +435,154 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A record with something in every field, as a failing half-open breaker's might be.
+    fn busy() -> Record {
+        let mut r = Record::new();
+        r.generation = 41;
+        r.state = State::HalfOpen;
+        r.since = Timestamp::from_millis(1_764_000_000_000);
+        r.open_until = Some(Timestamp::from_millis(1_764_000_010_000));
+        r.openings = 3;
+        r.consecutive_failures = 7;
+        r.buckets = (0..10)
+            .map(|i| Bucket {
+                index: 1_764_000_000 + i,
+                successes: 120,
+                failures: 9,
+                slow: 1,
+            })
+            .collect();
+        r.leases
+            .push(Lease::new(5, Timestamp::from_millis(1_764_000_020_000)));
+        r.probe_successes = 1;
+        r.next_lease_id = 6;
+        r.writer = 0x9e37_79b9_7f4a_7c15;
+        r.operator = true;
+        r
+    }
+
+    #[test]
+    fn both_encodings_hold_the_same_record_and_each_is_recognised() {
+        for rec in [Record::new(), busy(), {
+            let mut quorum = busy();
+            quorum
+                .failing_agents
+                .push(FailingAgent::new(3, 1_764_000_009));
+            quorum
+        }] {
+            let json = rec.encode_as(RecordEncoding::Json);
+            let compact = rec.encode_as(RecordEncoding::Compact);
+            assert_eq!(json, rec.encode(), "JSON is the default");
+            assert_eq!(RecordEncoding::of(&json), RecordEncoding::Json);
+            assert_eq!(RecordEncoding::of(&compact), RecordEncoding::Compact);
+            let mut expected = rec.clone();
+            expected.schema = rec.needed_schema();
+            assert_eq!(Record::decode(&json), Ok(expected.clone()));
+            assert_eq!(Record::decode(&compact), Ok(expected));
+            assert!(
+                compact.len() * 6 <= json.len(),
+                "compact {} bytes, JSON {}",
+                compact.len(),
+                json.len()
+            );
+        }
+    }
+
+    /// The compact layout is a wire format that agents of different builds share: this pins
+    /// its bytes, so that a reordered field or enum variant fails here, not in a fleet.
+    #[test]
+    fn the_compact_layout_is_pinned() {
+        let mut r = Record::new();
+        r.generation = 2;
+        r.state = State::Open;
+        r.since = Timestamp::from_millis(300);
+        r.open_until = Some(Timestamp::from_millis(1));
+        r.openings = 1;
+        r.consecutive_failures = 5;
+        r.buckets.push(Bucket {
+            index: 4,
+            successes: 0,
+            failures: 5,
+            slow: 1,
+        });
+        r.next_lease_id = 1;
+        r.writer = 9;
+        assert_eq!(
+            r.encode_as(RecordEncoding::Compact),
+            [
+                0xBC, // marker
+                1,    // schema
+                2,    // generation
+                1,    // state: open (closed 0, open 1, half_open 2, forced_open 3, forced_closed 4)
+                0xAC, 0x02, // since: 300 as a varint
+                1, 1, // open_until: Some(1)
+                1, // openings
+                5, // consecutive_failures
+                1, 4, 0, 5, 1, // one bucket: index, successes, failures, slow
+                0, // no leases
+                0, // probe_successes
+                1, // next_lease_id
+                9, // writer
+                0, // operator: false
+                0, // no failing agents
+            ]
+        );
+        let states = [
+            State::Closed,
+            State::Open,
+            State::HalfOpen,
+            State::ForcedOpen,
+            State::ForcedClosed,
+        ];
+        for (index, state) in states.into_iter().enumerate() {
+            r.state = state;
+            assert_eq!(usize::from(r.encode_as(RecordEncoding::Compact)[3]), index);
+        }
+    }
+
+    #[test]
+    fn compact_bytes_that_are_not_one_record_are_refused_naming_why() {
+        let good = busy().encode_as(RecordEncoding::Compact);
+        assert_eq!(good[19], 10, "the bucket count");
+        let cases: [(Vec<u8>, &str); 4] = [
+            (vec![0xBC], "schema"),
+            (good[..good.len() - 1].to_vec(), "compact record"),
+            ([&good[..], &[0]].concat(), "1 bytes after its last field"),
+            // A bucket count (after the 19 bytes of the fields before it) far beyond the
+            // bytes that follow: refused, nothing reserved for it.
+            (
+                [&good[..19], &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F]].concat(),
+                "compact record",
+            ),
+        ];
+        for (bytes, says) in cases {
+            let e = Record::decode(&bytes).unwrap_err();
+            assert!(matches!(e, RecordError::Malformed { .. }), "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_compact_record_of_another_schema_is_refused_as_such() {
+        for (found, readable) in [(0, false), (1, true), (2, true), (3, false), (300, false)] {
+            let mut bytes = vec![0xBC];
+            let rest = &Record::new().encode_as(RecordEncoding::Compact)[2..];
+            bytes.extend(postcard::to_allocvec(&(found as u32)).unwrap());
+            bytes.extend(rest);
+            match Record::decode(&bytes) {
+                Ok(rec) => assert!(readable && rec.schema == found, "schema {found}"),
+                Err(e) => {
+                    assert!(!readable, "schema {found}: {e}");
+                    assert_eq!(e, RecordError::SchemaVersion { found });
+                }
+            }
+        }
+        // A schema of a later layout is refused even when the rest is not this layout.
+        assert_eq!(
+            Record::decode(&[0xBC, 3, 0xFF]),
+            Err(RecordError::SchemaVersion { found: 3 })
+        );
     }
 }
