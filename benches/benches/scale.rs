@@ -1,5 +1,5 @@
 //! How the cost per call grows with the number of breakers in one process: breaker (memory
-//! driver, one driver for all breakers) against `recloser` and `failsafe`, side by side in
+//! driver, one driver for all breakers; JSON records and compact ones) against `recloser` and `failsafe`, side by side in
 //! one run, for 1, 1,000, 10,000 and 100,000 breakers called round-robin.
 //!
 //! For each count: nanoseconds per successful call, nanoseconds per call when every other
@@ -10,7 +10,8 @@
 //! Each figure is the median of three passes, with the lowest and highest beside it.
 //!
 //! Run with `cargo xtask bench scale` (or `cargo bench -p breaker-benches --bench scale`);
-//! `-- COUNT…` runs only those breaker counts. Figures go to BENCHMARKS.md.
+//! `-- COUNT…` runs only those breaker counts, `-- WORD…` only the libraries whose name holds
+//! one of them (`-- 1 compact`, to profile one). Figures go to BENCHMARKS.md.
 
 use std::alloc::System;
 use std::hint::black_box;
@@ -20,7 +21,7 @@ use failsafe::failure_policy::ConsecutiveFailures;
 use failsafe::{CircuitBreaker as _, Config, StateMachine, backoff, failure_policy};
 use recloser::Recloser;
 use shared_breaker::memory::MemoryDriver;
-use shared_breaker::{Breaker, Policy};
+use shared_breaker::{Breaker, Policy, RecordEncoding};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 /// Calls per pass: enough that every breaker is called several times, and at least a
@@ -49,11 +50,21 @@ trait Subject {
     fn call(&self, i: usize, fail: bool);
 }
 
-struct Ours(Vec<Breaker>);
+/// Ours on the memory driver, writing JSON records or (`COMPACT`) compact ones.
+struct Ours<const COMPACT: bool>(Vec<Breaker>);
 
-impl Subject for Ours {
-    const NAME: &'static str = "breaker (memory)";
+impl<const COMPACT: bool> Subject for Ours<COMPACT> {
+    const NAME: &'static str = if COMPACT {
+        "breaker (compact)"
+    } else {
+        "breaker (memory)"
+    };
     fn build(n: usize) -> Self {
+        let encoding = if COMPACT {
+            RecordEncoding::Compact
+        } else {
+            RecordEncoding::Json
+        };
         let driver = MemoryDriver::new();
         // A rule that every other call failing never trips, over a window that holds the run.
         // One copy of the policy for every breaker, as an application that hands each
@@ -61,6 +72,7 @@ impl Subject for Ours {
         let policy = std::sync::Arc::new(
             Policy::builder()
                 .failures_within(u32::MAX, Duration::from_secs(3600))
+                .record_encoding(encoding)
                 .build()
                 .expect("a valid policy"),
         );
@@ -169,19 +181,35 @@ fn measure<S: Subject>(n: usize) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; any other argument is a breaker count to run.
-    let wanted: Vec<usize> = std::env::args()
+    // `cargo bench` passes `--bench`; any other argument is a breaker count to run, or a
+    // word of the libraries to run (`compact`, `recloser`: for a profiler), all by default.
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .filter_map(|a| a.parse().ok())
+        .filter(|a| a != "--bench")
         .collect();
+    let wanted: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let words: Vec<&String> = args
+        .iter()
+        .filter(|a| a.parse::<usize>().is_err())
+        .collect();
+    let run = |name: &str| words.is_empty() || words.iter().any(|w| name.contains(w.as_str()));
     let counts = if wanted.is_empty() {
         vec![1, 1_000, 10_000, 100_000]
     } else {
         wanted
     };
     for n in counts {
-        measure::<Ours>(n);
-        measure::<Reclosers>(n);
-        measure::<Failsafes>(n);
+        if run(Ours::<false>::NAME) {
+            measure::<Ours<false>>(n);
+        }
+        if run(Ours::<true>::NAME) {
+            measure::<Ours<true>>(n);
+        }
+        if run(Reclosers::NAME) {
+            measure::<Reclosers>(n);
+        }
+        if run(Failsafes::NAME) {
+            measure::<Failsafes>(n);
+        }
     }
 }

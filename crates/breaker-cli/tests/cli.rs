@@ -56,7 +56,8 @@ fn agent_sees(agent: &Breaker, state: State) {
 }
 
 /// The operator's verbs as processes against `backend`, where `agent` (a running breaker
-/// named `payments`) obeys them: list, show, watch, trip, the refused `close`, disable, reset.
+/// named `payments`, writing records in either encoding) obeys them: list, show, watch,
+/// trip, the refused `close`, disable, reset.
 fn operates_a_running_agent(backend: &str, agent: &Breaker) {
     agent.call_blocking(|| Ok::<(), ()>(())).unwrap();
     agent.flush_blocking().unwrap();
@@ -66,6 +67,8 @@ fn operates_a_running_agent(backend: &str, agent: &Breaker) {
     assert_eq!(listed[0]["name"], "payments");
     assert_eq!(listed[0]["state"], "closed");
     assert_eq!(listed[0]["successes"], 1);
+    let encoding = agent.policy().record_encoding.as_str();
+    assert_eq!(listed[0]["encoding"], encoding);
 
     let shown = ok(&cli(backend, &["show", "payments"]));
     assert!(
@@ -144,7 +147,12 @@ fn operates_a_running_agent(backend: &str, agent: &Breaker) {
 fn list_show_trip_disable_reset_and_watch_on_sqlite_with_a_running_agent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("breakers.db");
-    let agent = shared_breaker::sqlite::breaker(&path, "payments", Policy::default()).unwrap();
+    // This agent writes compact records, the Redis one below JSON: the CLI reads both.
+    let compact = Policy::builder()
+        .record_encoding(shared_breaker::RecordEncoding::Compact)
+        .build()
+        .unwrap();
+    let agent = shared_breaker::sqlite::breaker(&path, "payments", compact).unwrap();
     operates_a_running_agent(&format!("sqlite://{}", path.display()), &agent);
 }
 

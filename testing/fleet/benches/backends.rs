@@ -21,6 +21,7 @@
 use breaker_fleet::measure::{self, Spread};
 use breaker_fleet::scenario::Bins;
 use breaker_testing::servers::{EtcdCluster, RedisServer};
+use shared_breaker::RecordEncoding;
 use std::time::Duration;
 
 /// The pause between calls where round trips per call are counted at a steady rate.
@@ -179,10 +180,22 @@ fn redis_dataset_bytes(port: u16) -> u64 {
 /// idle breaker holds in Redis; across processes, what the fleet costs Redis per second.
 fn scale(bins: &Bins) {
     println!("\nscale over Redis: one process, one driver, B breakers");
-    // The last row again with Redis keeping hashes of values up to 512 bytes (a record)
-    // as a listpack, not a hashtable: the setting an operator short of memory can change.
-    let rows = [(1, None), (1_000, None), (10_000, None), (100_000, None)];
-    for (breakers, listpack) in rows.into_iter().chain([(10_000, Some("512"))]) {
+    // JSON records, then 10,000 of them again with Redis keeping hashes of values up to 512
+    // bytes (a JSON record) as a listpack, not a hashtable: the setting an operator short of
+    // memory can change; then compact records, which fit Redis's default listpack.
+    let (json, compact) = (RecordEncoding::Json, RecordEncoding::Compact);
+    let rows = [
+        (1, json, None),
+        (1_000, json, None),
+        (10_000, json, None),
+        (100_000, json, None),
+        (10_000, json, Some("512")),
+        (1, compact, None),
+        (1_000, compact, None),
+        (10_000, compact, None),
+        (100_000, compact, None),
+    ];
+    for (breakers, encoding, listpack) in rows {
         let redis = RedisServer::start();
         if let Some(bytes) = listpack {
             redis_cli(
@@ -192,13 +205,15 @@ fn scale(bins: &Bins) {
             println!("  with hash-max-listpack-value {bytes}:");
         }
         let before = redis_dataset_bytes(redis.port());
-        let r = measure::one_driver_many_breakers(&redis.url(), breakers, || {
+        let r = measure::one_driver_many_breakers(&redis.url(), breakers, encoding, || {
             redis_round_trips(redis.port())
         });
         let bytes = redis_dataset_bytes(redis.port()).saturating_sub(before);
         println!(
-            "  {breakers:>7} breakers: built and first call {:.0} us each; round-robin healthy \
-             call {:.1} ns; {:.5} round trips per call; Redis holds {} B per idle breaker",
+            "  {breakers:>7} breakers, {:<7} records: built and first call {:.0} us each; \
+             round-robin healthy call {:.1} ns; {:.5} round trips per call; Redis holds {} B \
+             per idle breaker",
+            encoding.as_str(),
             r.build_micros,
             r.call_nanos,
             r.round_trips_per_call,

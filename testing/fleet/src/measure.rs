@@ -612,19 +612,27 @@ pub struct ManyBreakers {
     pub round_trips_per_call: f64,
 }
 
-/// `breakers` breakers over one driver for `url`, each built, called once and flushed (so
-/// that its record exists), then called round-robin, every call a success, at least
-/// 1,000,000 calls and five per breaker.
+/// `breakers` breakers over one driver for `url`, writing their records in `encoding`, each
+/// built, called once and flushed (so that its record exists), then called round-robin,
+/// every call a success, at least 1,000,000 calls and five per breaker.
 pub fn one_driver_many_breakers(
     url: &str,
     breakers: usize,
+    encoding: shared_breaker::RecordEncoding,
     round_trips: impl Fn() -> u64,
 ) -> ManyBreakers {
     let driver = shared_breaker::config::open_backend(url).expect("the back-end opens");
+    let policy = std::sync::Arc::new(
+        shared_breaker::Policy::builder()
+            .record_encoding(encoding)
+            .build()
+            .expect("a valid policy"),
+    );
     let started = Instant::now();
     let all: Vec<Breaker> = (0..breakers)
         .map(|i| {
             let b = Breaker::builder_dyn(&format!("many-{i}"), driver.clone())
+                .policy(policy.clone())
                 .build()
                 .expect("a breaker");
             let _ = b.call_blocking(|| Ok::<(), ()>(()));
