@@ -118,9 +118,21 @@ pub fn run_mixed_fleet(
     fleet: &Fleet,
     agent: impl Fn(usize) -> PathBuf,
 ) {
+    run_fleet_with(bins, backend_url, fleet, |i| (agent(i), Vec::new()));
+}
+
+/// [`run_fleet`] with agent `i` run from the binary and with the extra arguments that
+/// `agent(i)` gives: a fleet of two configurations, as in a setting turned on one agent at
+/// a time.
+pub fn run_fleet_with(
+    bins: &Bins,
+    backend_url: &str,
+    fleet: &Fleet,
+    agent: impl Fn(usize) -> (PathBuf, Vec<String>),
+) {
     let server = FlakyServer::start(&bins.server, &["--frequency", "1000", "--fail-count", "0"]);
-    let args = |_: usize| -> Vec<String> {
-        vec![
+    let args = |extra: Vec<String>| -> Vec<String> {
+        let common = vec![
             "--backend".into(),
             backend_url.into(),
             "--name".into(),
@@ -133,10 +145,14 @@ pub fn run_mixed_fleet(
             fleet.permits.to_string(),
             "--open-for-ms".into(),
             fleet.open_for.as_millis().to_string(),
-        ]
+        ];
+        common.into_iter().chain(extra).collect()
     };
     let agents: Vec<Proc> = (0..fleet.agents)
-        .map(|i| Proc::spawn(&format!("agent {i}"), &agent(i), &args(i)))
+        .map(|i| {
+            let (bin, extra) = agent(i);
+            Proc::spawn(&format!("agent {i}"), &bin, &args(extra))
+        })
         .collect();
     for a in &agents {
         a.wait_for(Duration::from_secs(20), |l| l.contains("\"ready\""))

@@ -14,6 +14,22 @@ fn fleet_of_processes_trips_once_probes_sparingly_and_recovers() {
     scenario::run_fleet(&bins(), &redis.url(), &Fleet::default());
 }
 
+/// Half the agents write compact records, half JSON, as while a fleet turns compact records
+/// on one agent at a time: every assertion of the fleet scenario holds across them.
+#[test]
+fn agents_writing_json_and_compact_records_are_one_fleet() {
+    let redis = RedisServer::start();
+    let bins = bins();
+    scenario::run_fleet_with(&bins, &redis.url(), &Fleet::default(), |i| {
+        let extra = if i % 2 == 0 {
+            vec!["--compact-records".to_owned()]
+        } else {
+            Vec::new()
+        };
+        (bins.agent.clone(), extra)
+    });
+}
+
 #[test]
 fn processes_racing_on_one_record_add_up_exactly() {
     let redis = RedisServer::start();

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use shared_breaker::{Breaker, Cause, DynDriver, Event, Name, Policy, Swap};
+use shared_breaker::{Breaker, Cause, DynDriver, Event, Name, Policy, RecordEncoding, Swap};
 
 /// A breaker agent for fleet tests.
 #[derive(Parser, Debug)]
@@ -67,6 +67,9 @@ struct Args {
     /// A quorum: distinct agents whose failures a fleet-wide trip needs (`min_agents`).
     #[arg(long, default_value_t = 1)]
     min_agents: u32,
+    /// Write the record in the compact encoding instead of JSON (`record_encoding`).
+    #[arg(long)]
+    compact_records: bool,
     /// Call this many breakers (NAME-0 to NAME-(N-1)) round-robin, a call every
     /// `--interval-ms` (0: a call every 100 microseconds), each call failing with `--fail`,
     /// until `--run-ms` passes; then print `{"event":"load","calls":..,"rejected":..}`. The
@@ -158,6 +161,11 @@ fn named(args: &Args, driver: std::sync::Arc<dyn DynDriver>, name: &str) -> Brea
         .strict(args.strict)
         .probe_lease(Duration::from_millis(args.probe_lease_ms))
         .min_agents(args.min_agents)
+        .record_encoding(if args.compact_records {
+            RecordEncoding::Compact
+        } else {
+            RecordEncoding::Json
+        })
         .build()
         .unwrap_or_else(|e| {
             eprintln!("breaker-agent: {e}");
