@@ -569,7 +569,7 @@ mod tests {
         for (found, readable) in [(0, false), (1, true), (2, true), (3, false), (300, false)] {
             let mut bytes = vec![0xBC];
             let rest = &Record::new().encode_as(RecordEncoding::Compact)[2..];
-            bytes.extend(postcard::to_allocvec(&(found as u32)).unwrap());
+            bytes.extend(postcard::to_allocvec(&found).unwrap());
             bytes.extend(rest);
             match Record::decode(&bytes) {
                 Ok(rec) => assert!(readable && rec.schema == found, "schema {found}"),
