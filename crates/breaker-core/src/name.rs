@@ -14,15 +14,47 @@ pub const MAX_NAME_LEN: usize = 128;
 ///
 /// Names are interned: a name costs its bytes once per process, and a `Name` is one pointer
 /// that copies for free, so a rejection can name its breaker without touching shared memory
-/// and errors that carry a name stay small.
+/// and errors that carry a name stay small. Since equal names are one copy, two names are
+/// compared and hashed by that pointer, never byte by byte (a driver's map lookup of a
+/// breaker costs the same for any length of name); they are ordered by their text.
 ///
 /// A name is 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `-`, `_`, `.` or `:`, not starting
 /// with `.` or `:`. That keeps it free of path separators, Redis Cluster hash-tag braces,
 /// wildcards, white space and control characters, so a driver can append it to its key
 /// prefix without escaping and it cannot reach into another namespace.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Name(&'static String);
+
+// Equality and hashing by the interned copy: equal texts are one copy (`intern`), so this
+// agrees with comparing the texts, and `Ord`, by text, agrees with it.
+impl PartialEq for Name {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Name {}
+
+impl std::hash::Hash for Name {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(self.0, state);
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(other.0)
+    }
+}
 
 /// Why a breaker name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -214,6 +246,29 @@ mod tests {
         let b = Name::new(&String::from("interned-once")).unwrap();
         assert_eq!(a, b);
         assert!(std::ptr::eq(a.as_str(), b.as_str()));
+    }
+
+    #[test]
+    fn equality_hashing_and_order_agree_with_the_text() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let texts = ["order-a", "order-b", "order-a:x", "order-b"];
+        for x in texts {
+            for y in texts {
+                let (a, b) = (Name::new(x).unwrap(), Name::new(y).unwrap());
+                assert_eq!(a == b, x == y, "{x} == {y}");
+                assert_eq!(a.cmp(&b), x.cmp(y), "{x} cmp {y}");
+                if x == y {
+                    assert_eq!(hasher.hash_one(a), hasher.hash_one(b));
+                }
+            }
+        }
+        // And names that differ hash apart (a constant hash would pass the above).
+        let distinct: std::collections::HashSet<u64> = ["h1", "h2", "h3", "h4"]
+            .iter()
+            .map(|t| hasher.hash_one(Name::new(t).unwrap()))
+            .collect();
+        assert_eq!(distinct.len(), 4);
     }
 
     #[test]

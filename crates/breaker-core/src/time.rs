@@ -76,8 +76,8 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 /// process first read it plus the *monotonic* time elapsed since, so a step of the host's
 /// clock (an NTP correction, an operator's `date -s`) after that does not move any deadline.
 /// The coarse reading (`now`) is the wall clock as the refreshing thread last saw it, shifted
-/// by the difference the last exact reading found, so that after a step it agrees again as
-/// soon as an exact reading has been made. A thread that is not scheduled leaves the coarse
+/// by the difference the refreshing thread found at its last tick, so that after a step it
+/// agrees again within a tick. A thread that is not scheduled leaves the coarse
 /// reading behind (by hundreds of milliseconds on a loaded machine), so a breaker uses it only
 /// to decide admission from its cached view, where lagging time errs on the safe side (an open
 /// breaker rejects a little longer, upkeep comes a little later); every deadline it writes or
@@ -114,6 +114,7 @@ fn start_ticking() -> bool {
             .spawn(|| {
                 loop {
                     coarsetime::Clock::update();
+                    note_step();
                     std::thread::sleep(SYSTEM_CLOCK_TICK);
                 }
             })
@@ -145,27 +146,33 @@ fn wall_now() -> u64 {
 }
 
 /// How far the anchored, monotonic time is from the host's wall-clock time, in milliseconds,
-/// as of the last exact reading: what the coarse reading (the wall clock as the refreshing
+/// as the refreshing thread last found it: what the coarse reading (the wall clock as that
 /// thread last saw it) is shifted by, so that both readings agree after a step of the host's
-/// clock once an exact reading has been made. Written only by exact readings, which are
-/// rare next to coarse ones, so the hot path's cache line stays shared.
+/// clock once the thread has run. Written only when the host's clock stepped, so the hot
+/// path's cache line stays shared.
 static STEP_CORRECTION: AtomicI64 = AtomicI64::new(0);
 
+/// Measures the step correction again: the refreshing thread's work at each tick, so that
+/// an exact reading is one reading of the monotonic clock (a failure's write takes three).
+fn note_step() {
+    let correction = step_correction(SystemClock::precise().as_millis(), wall_now());
+    // Milliseconds truncate differently on the two clocks: leave a difference of one
+    // alone, so that the shared line is written only when the host's clock stepped.
+    if STEP_CORRECTION.load(Ordering::Relaxed).abs_diff(correction) > 1 {
+        STEP_CORRECTION.store(correction, Ordering::Relaxed);
+    }
+}
+
 impl SystemClock {
-    /// The host's time read exactly now (a few dozen nanoseconds), not from the refreshing
-    /// thread: what every deadline a breaker sets or judges for the fleet is taken from.
+    /// The host's time read exactly now (one reading of the monotonic clock, a few dozen
+    /// nanoseconds), not from the refreshing thread: what every deadline a breaker sets or
+    /// judges for the fleet is taken from.
     pub fn precise() -> Timestamp {
         let a = anchor();
-        let anchored = a
-            .wall_millis
-            .saturating_add(millis_of(a.monotonic.elapsed()));
-        let correction = step_correction(anchored, wall_now());
-        // Milliseconds truncate differently on the two clocks: leave a difference of one
-        // alone, so that the shared line is written only when the host's clock stepped.
-        if STEP_CORRECTION.load(Ordering::Relaxed).abs_diff(correction) > 1 {
-            STEP_CORRECTION.store(correction, Ordering::Relaxed);
-        }
-        Timestamp(anchored)
+        Timestamp(
+            a.wall_millis
+                .saturating_add(millis_of(a.monotonic.elapsed())),
+        )
     }
 }
 
