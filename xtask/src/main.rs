@@ -258,11 +258,14 @@ fn bench(args: &[String]) -> Result<(), String> {
         run_bench("breaker-benches", "local", extra)?;
     }
     if which == "scale" || which == "all" {
-        run_bench(
-            "breaker-benches",
-            "scale",
-            if which == "scale" { extra } else { &[] },
-        )?;
+        // Times and heap in two processes: counting every allocation would be timed too.
+        for bench in ["scale", "scale_memory"] {
+            run_bench(
+                "breaker-benches",
+                bench,
+                if which == "scale" { extra } else { &[] },
+            )?;
+        }
     }
     if which == "scale" {
         // Many breakers over Redis and a fleet of agent processes; `bench backends` (and so
