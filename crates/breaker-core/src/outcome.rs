@@ -55,8 +55,15 @@ type Erased = Arc<dyn Fn(&dyn Any) -> Option<Outcome> + Send + Sync>;
 /// `call` and `call_blocking`: each answers for results of one type, the first that does
 /// decides, and a result of a type none answers for is classified as [`ErrorsAreFailures`]
 /// does. `call_with` takes a classifier of its own instead.
+///
+/// One pointer, null without any (the common case), so that it fits the first cache line of
+/// a breaker beside the rest of what a successful call reads.
 #[derive(Clone, Default)]
-pub(crate) struct DefaultClassifiers(Vec<Erased>);
+#[expect(
+    clippy::box_collection,
+    reason = "one thin pointer where a Vec is three words and a boxed slice two"
+)]
+pub(crate) struct DefaultClassifiers(Option<Box<Vec<Erased>>>);
 
 impl DefaultClassifiers {
     /// Adds `classifier` for results of type `Result<T, E>`.
@@ -64,30 +71,36 @@ impl DefaultClassifiers {
         &mut self,
         classifier: impl Classifier<T, E> + 'static,
     ) {
-        self.0.push(Arc::new(move |result: &dyn Any| {
-            result
-                .downcast_ref::<Result<T, E>>()
-                .map(|r| classifier.classify(r))
-        }));
+        self.0
+            .get_or_insert_default()
+            .push(Arc::new(move |result: &dyn Any| {
+                result
+                    .downcast_ref::<Result<T, E>>()
+                    .map(|r| classifier.classify(r))
+            }));
     }
 }
 
 impl std::fmt::Debug for DefaultClassifiers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DefaultClassifiers({})", self.0.len())
+        write!(
+            f,
+            "DefaultClassifiers({})",
+            self.0.as_ref().map_or(0, |all| all.len())
+        )
     }
 }
 
 impl<T: 'static, E: 'static> Classifier<T, E> for DefaultClassifiers {
     #[inline]
     fn classify(&self, result: &Result<T, E>) -> Outcome {
-        if self.0.is_empty() {
-            return ErrorsAreFailures.classify(result);
+        match &self.0 {
+            None => ErrorsAreFailures.classify(result),
+            Some(all) => all
+                .iter()
+                .find_map(|c| c(result))
+                .unwrap_or_else(|| ErrorsAreFailures.classify(result)),
         }
-        self.0
-            .iter()
-            .find_map(|c| c(result))
-            .unwrap_or_else(|| ErrorsAreFailures.classify(result))
     }
 }
 

@@ -136,6 +136,8 @@ impl BreakerBuilder {
             name,
             own_policy: own::own_policy(&self.policy),
             needs_successes: self.policy.needs_successes(),
+            strict: self.policy.strict,
+            times_calls: self.policy.slow_call.is_some(),
             policy: self.policy,
             classifiers: self.classifiers,
             backend,
@@ -333,7 +335,7 @@ impl Breaker {
     {
         let permit = match self.gate() {
             // The common case needs no permit: nothing to time, nothing to give back.
-            Gate::Closed(generation) if self.inner.policy.slow_call.is_none() => {
+            Gate::Closed(generation) if !self.inner.times_calls => {
                 let call = ClosedCall {
                     inner: &self.inner,
                     generation,
@@ -381,7 +383,7 @@ impl Breaker {
     {
         let permit = match self.gate() {
             // The common case needs no permit: nothing to time, nothing to give back.
-            Gate::Closed(generation) if self.inner.policy.slow_call.is_none() => {
+            Gate::Closed(generation) if !self.inner.times_calls => {
                 let inner = &self.inner;
                 let timer = crate::observe::CallTimer::start();
                 return match std::panic::catch_unwind(AssertUnwindSafe(f)) {
@@ -477,7 +479,7 @@ impl Breaker {
     fn gate(&self) -> Gate {
         let inner = &self.inner;
         let now = inner.clock.recent();
-        match inner.hot.decide(inner.policy.strict, now) {
+        match inner.hot.decide(inner.strict, now) {
             Fast::Admit {
                 generation,
                 maintain: false,

@@ -257,7 +257,7 @@ impl Inner {
             // No rule reads successes (the failures-in-window rule alone) and the record
             // exists: nothing to count or write, in either mode.
             Outcome::Success if !slow && !self.needs_successes && self.hot.recorded() => None,
-            Outcome::Success if !slow && !self.policy.strict && self.hot.batches(generation) => {
+            Outcome::Success if !slow && !self.strict && self.hot.batches(generation) => {
                 if self.needs_successes {
                     self.pending.add_success();
                 } else {
@@ -269,7 +269,7 @@ impl Inner {
             }
             // Strict mode writes every outcome before the caller goes on, and so does the
             // caller of a back-end whose writes cost less than a hand-off.
-            _ if self.policy.strict || self.writes_are_fast() => Some(Deferred {
+            _ if self.strict || self.writes_are_fast() => Some(Deferred {
                 admitted: Admitted::Closed { generation },
                 outcome,
                 slow,
