@@ -3,8 +3,9 @@
 //! and `failsafe`, side by side in one run, for 1, 1,000, 10,000 and 100,000 breakers
 //! called round-robin.
 //!
-//! For each count: nanoseconds per successful call, and nanoseconds per call when every
-//! other call fails (a rule that never trips, so the failure path is measured, not the open
+//! For each count: nanoseconds per successful call, the breakers called in the order they
+//! were built and in one shuffled order, and nanoseconds per call when every other call
+//! fails (a rule that never trips, so the failure path is measured, not the open
 //! one). Each figure is the median of three passes, with the lowest and highest beside it.
 //! The heap per breaker is the `scale_memory` bench's: counting allocations costs a few
 //! atomic updates per allocation, which only breaker's failure path makes, so this binary
@@ -40,21 +41,30 @@ impl Measure for Timing {
     fn measure<S: Subject>(&mut self, n: usize) {
         let subject = built::<S>(n);
         let calls = calls_per_pass(n);
-        let pass = |failing: bool| {
+        // The same shuffled order of the breakers for every library: walking them in the
+        // order they were built lets the processor's prefetcher guess the next one for a
+        // library whose breakers lie in the bench's vector itself, or whose heap happens
+        // to lie in order; a shuffled walk takes that luck away.
+        let mut shuffled: Vec<usize> = (0..n).collect();
+        fastrand::Rng::with_seed(13).shuffle(&mut shuffled);
+        let pass = |order: Option<&[usize]>, failing: bool| {
             let started = Instant::now();
             for k in 0..calls {
+                let i = order.map_or(k % n, |o| o[k % n]);
                 // Every other round of the breakers fails, so each breaker sees both outcomes.
-                subject.call(k % n, failing && (k / n) % 2 == 1);
+                subject.call(i, failing && (k / n) % 2 == 1);
             }
             started.elapsed().as_nanos() as f64 / calls as f64
         };
-        let ok = [pass(false), pass(false), pass(false)];
-        let mixed = [pass(true), pass(true), pass(true)];
+        let ok = [0; 3].map(|_| pass(None, false));
+        let random = [0; 3].map(|_| pass(Some(&shuffled), false));
+        let mixed = [0; 3].map(|_| pass(None, true));
         println!(
-            "{:>7} breakers  {:<17} success {:>18} ns  half failing {:>18} ns",
+            "{:>7} breakers  {:<17} success {:>18} ns  shuffled {:>18} ns  half failing {:>18} ns",
             n,
             S::NAME,
             spread(ok),
+            spread(random),
             spread(mixed),
         );
     }
