@@ -387,6 +387,65 @@ pub async fn batched_successes_reach_the_record<H: Harness>(h: Arc<H>) {
     assert_eq!(counts.successes, 42);
 }
 
+/// A healthy breaker whose record holds nothing a rule builds on rests: its upkeep comes
+/// every `max_staleness`, not every flush interval. Another agent's failure, once its push
+/// arrives (no read of the resting agent's own), ends the rest: under a rate rule the
+/// resting agent's successes from then on are written at the next flush interval, as
+/// they always were.
+pub async fn another_agents_failure_ends_a_rest<H: Harness>(h: Arc<H>) {
+    let clock = clock();
+    // A rate that a handful of calls never reaches.
+    let policy = Policy::builder().failure_rate(0.9, 100).build().unwrap();
+    let name = unique_name("rest");
+    let a = agent(&*h, &name, &policy, &clock).await;
+    let b = agent(&*h, &name, &policy, &clock).await;
+    succeed(&a).await.unwrap();
+    succeed(&b).await.unwrap();
+    // Both records read, nothing in the window: both at rest.
+    flush_all(&[a.clone(), b.clone()]).await;
+    fail(&a).await.unwrap_err();
+    a.written().await;
+    let stored = |rec: Option<Record>| {
+        machine::window_counts(&rec.expect("a stored record"), &policy, clock.now())
+    };
+    let before = stored(stored_record(&*h, &name).await);
+    assert_eq!(before.failures, 1, "a's failure is stored");
+    let key = Name::new(&name).unwrap();
+    let sink: breaker_core::ChangeSink = Arc::new(|_| {});
+    let watches = h
+        .driver()
+        .await
+        .watch(&key, sink, T)
+        .await
+        .unwrap()
+        .is_some();
+    if watches {
+        let waited = std::time::Instant::now();
+        while machine::window_counts(&b.snapshot(), &policy, clock.now()).failures == 0 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "a's failure never reached b by its watch"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    } else {
+        // Without a watch nothing rests; b reads the record (nothing of its own pending).
+        b.flush().await.unwrap();
+    }
+    for _ in 0..3 {
+        succeed(&b).await.unwrap();
+    }
+    clock.advance(policy.flush_interval);
+    // This call's upkeep is due again and writes the three successes before it.
+    succeed(&b).await.unwrap();
+    let after = stored(stored_record(&*h, &name).await);
+    assert_eq!(
+        after.successes,
+        before.successes + 3,
+        "b's successes were not written at the flush interval once a failure was in the window"
+    );
+}
+
 /// In the cached mode a failing call on a back-end whose writes are slow (as a networked
 /// one's are) returns without waiting for its write: while the back-end holds every write,
 /// the call has come back and its write is still waiting; once writes flow, the failure is

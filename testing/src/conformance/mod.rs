@@ -253,6 +253,7 @@ macro_rules! conformance_tests {
             behaviour::forced_states_bind_every_agent,
             behaviour::batched_successes_reach_the_record,
             behaviour::a_healthy_fleet_writes_nothing,
+            behaviour::another_agents_failure_ends_a_rest,
             behaviour::a_failing_call_does_not_wait_for_its_write,
             behaviour::consecutive_failures_reset_by_any_agent,
             behaviour::strict_mode_writes_every_outcome,

@@ -171,6 +171,12 @@ impl HotView {
         self.next_maintenance
             .store(at.as_millis(), Ordering::Relaxed);
     }
+
+    /// Makes maintenance due by `at` at the latest, leaving an earlier schedule alone.
+    pub(crate) fn bring_maintenance_forward(&self, at: Timestamp) {
+        self.next_maintenance
+            .fetch_min(at.as_millis(), Ordering::Relaxed);
+    }
 }
 
 /// Threads that get a counter of their own in every breaker; further threads share one.

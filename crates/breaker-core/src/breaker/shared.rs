@@ -274,6 +274,12 @@ impl Inner {
         s.installs = s.installs.wrapping_add(1);
         s.last_sync = now;
         self.publish_view(s);
+        if !machine::quiet(&s.record, &self.policy, now) {
+            // A record with something in its window (or not closed) ends a rest: its
+            // successes may matter, its gauges age.
+            self.hot
+                .bring_maintenance_forward(now.saturating_add(self.policy.flush_interval));
+        }
         crate::observe::window(self.name, self.backend, &s.record, &self.policy, now);
         if announce {
             let cause = if s.record.writer == self.agent {
@@ -1025,10 +1031,46 @@ impl Inner {
                 self.clock.now(),
             );
         }
-        match self.lock().last_error.clone() {
+        let now = self.clock.now();
+        let s = self.lock();
+        if self.at_rest(&s, now) {
+            // Judged with the lock held: whatever makes upkeep due again (a queued outcome,
+            // a push to install, a verify) either came first and is seen here, or comes
+            // after and schedules its own.
+            self.hot
+                .schedule_maintenance(now.saturating_add(self.resting_upkeep()));
+        }
+        match s.last_error.clone() {
             Some(e) if force => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Whether nothing of this breaker can come due before its watch might be found dead:
+    /// its record exists and is closed with nothing in the window, its watch is alive, and
+    /// nothing waits to be written, given back or checked. Such a breaker's upkeep has
+    /// nothing to flush or age, so it comes every [`Inner::resting_upkeep`] rather than
+    /// every `flush_interval`: with many breakers, upkeep costs what changes, not the
+    /// number of breakers. Under a quorum the agent's own breaker counts every outcome, so
+    /// such a breaker never rests.
+    fn at_rest(&self, s: &Shared, now: Timestamp) -> bool {
+        s.loaded
+            && s.version.is_some()
+            && !s.degraded()
+            && self.own_policy.is_none()
+            && s.queued.is_empty()
+            && s.unsent.is_none()
+            && !s.verify
+            && !s.lost_forced
+            && s.watch.as_ref().is_some_and(Watch::is_alive)
+            && machine::quiet(&s.record, &self.policy, now)
+    }
+
+    /// How often a breaker at rest ([`Inner::at_rest`]) has its upkeep: within
+    /// `max_staleness` a dead watch is noticed and the record read again, the bound the
+    /// design promises for a breaker without one; never more often than `flush_interval`.
+    fn resting_upkeep(&self) -> Duration {
+        self.policy.max_staleness.max(self.policy.flush_interval)
     }
 }
 

@@ -396,6 +396,18 @@ pub fn successes_matter(rec: &Record, policy: &Policy, now: Timestamp) -> bool {
     })
 }
 
+/// Whether `rec` is closed with nothing a rule could build on: no failure or slow call in
+/// the window at `now`, no run of consecutive failures, no failing agent. Such a record
+/// changes only by a new outcome, so nothing about it comes due with time.
+pub fn quiet(rec: &Record, policy: &Policy, now: Timestamp) -> bool {
+    let window = window_counts(rec, policy, now);
+    rec.state == State::Closed
+        && window.failures == 0
+        && window.slow == 0
+        && rec.consecutive_failures == 0
+        && rec.failing_agents.is_empty()
+}
+
 /// Counts in the sliding window at `now`.
 pub fn window_counts(rec: &Record, policy: &Policy, now: Timestamp) -> Tally {
     let oldest = oldest_live_index(now.as_millis() / bucket_millis(policy));

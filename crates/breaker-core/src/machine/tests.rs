@@ -866,6 +866,42 @@ fn successes_matter_only_to_rules_that_read_them() {
 }
 
 #[test]
+fn a_record_is_quiet_with_nothing_a_rule_builds_on() {
+    let both = Policy::builder()
+        .failures_within(3, Duration::from_secs(10))
+        .consecutive_failures(3)
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    assert!(quiet(&rec, &both, T0), "a new record");
+    let g = rec.generation;
+    record_tally(&mut rec, &both, T0, g, Tally::new(5, 0, 0));
+    assert!(quiet(&rec, &both, T0), "successes alone");
+    fail(&mut rec, &both, T0);
+    assert!(!quiet(&rec, &both, T0), "a failure in the window");
+    // The window passes, but the run of consecutive failures is still unbroken.
+    let later = T0.saturating_add(both.window + Duration::from_secs(1));
+    assert!(!quiet(&rec, &both, later), "a run to build on");
+    record_tally(&mut rec, &both, later, g, Tally::new(1, 0, 0));
+    assert!(
+        quiet(&rec, &both, later),
+        "the run broken, the window empty"
+    );
+    let slow = Policy::builder()
+        .slow_calls(Duration::from_millis(100), false)
+        .slow_call_rate(0.5, 10)
+        .build()
+        .unwrap();
+    let mut rec = Record::new();
+    let g = rec.generation;
+    record_tally(&mut rec, &slow, T0, g, Tally::new(1, 0, 1));
+    assert!(!quiet(&rec, &slow, T0), "a slow call in the window");
+    let mut rec = Record::new();
+    rec.state = State::ForcedOpen;
+    assert!(!quiet(&rec, &both, T0), "not closed");
+}
+
+#[test]
 fn tallies_of_outcomes_add_up_and_saturate() {
     assert_eq!(Tally::of(Outcome::Success, false), Tally::new(1, 0, 0));
     assert_eq!(Tally::of(Outcome::Failure, true), Tally::new(0, 1, 1));
