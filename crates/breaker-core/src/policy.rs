@@ -112,10 +112,12 @@ pub struct Policy {
     /// An idle breaker's record expires from the back-end after this long.
     pub record_ttl: Duration,
     /// How often an agent writes its batched successes (where a trip rule reads them) and
-    /// checks for staleness.
+    /// checks for staleness, while its record holds something a rule builds on.
     pub flush_interval: Duration,
     /// The oldest an agent's view of the shared state may get when the back-end pushes no
-    /// changes.
+    /// changes; also how often a breaker at rest (its record closed with nothing a rule
+    /// builds on, [`machine::quiet`](crate::machine::quiet), and its watch alive) checks
+    /// that its watch still runs.
     pub max_staleness: Duration,
     /// Deadline of every back-end operation.
     pub backend_timeout: Duration,
@@ -519,7 +521,8 @@ impl PolicyBuilder {
         self
     }
 
-    /// Bound on the staleness of the agent's view without push (default 1 s).
+    /// Bound on the staleness of the agent's view without push (default 1 s), and the
+    /// upkeep interval of a breaker at rest (see [`Policy::max_staleness`]).
     pub fn max_staleness(mut self, d: Duration) -> Self {
         self.policy.base.max_staleness = d;
         self
