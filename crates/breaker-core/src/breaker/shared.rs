@@ -691,14 +691,27 @@ impl Inner {
         let mut retry_by_update = false;
         // As many attempts before giving up under contention as a driver's default update.
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let (mut rec, version) = {
+            let (mut rec, version, installs) = {
                 let s = self.lock();
-                (s.record.clone(), s.version)
+                (s.record.clone(), s.version, s.installs)
             };
-            let before = rec.clone();
+            // The record before `op`, where the timers need it; otherwise the view itself
+            // is, unless a newer one was installed while `op` ran (installs are the only
+            // change of the view without timers): then again, from the newer view.
+            let before = self.timers.then(|| rec.clone());
             let now = self.clock.now();
             let out = op(&mut rec, now);
-            if rec == before {
+            let unchanged = match &before {
+                Some(before) => rec == *before,
+                None => {
+                    let s = self.lock();
+                    if s.installs != installs {
+                        continue;
+                    }
+                    s.record == rec
+                }
+            };
+            if unchanged {
                 return Ok(out);
             }
             if retry_by_update {
@@ -707,10 +720,9 @@ impl Inner {
             let (bytes, ttl, written) = self.seal(&mut rec, now);
             // Timers only for a back-end that judges them; an empty list costs nothing, and
             // a driver without timers forwards to its plain compare-and-swap.
-            let timers = if self.timers {
-                timers::started(&before, &rec, &self.policy, now)
-            } else {
-                Vec::new()
+            let timers = match &before {
+                Some(before) => timers::started(before, &rec, &self.policy, now),
+                None => Vec::new(),
             };
             self.lock().own_write = Some(written);
             let started = self.write_timer();
