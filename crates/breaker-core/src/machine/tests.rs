@@ -809,6 +809,24 @@ fn the_slow_call_rate_trips_at_its_rate_not_below() {
     assert_eq!(rec.state, State::Open, "two in four is the rate");
 }
 
+/// Slow calls counted apart, tripping at half of ten.
+fn slow_call_rate() -> Policy {
+    Policy::builder()
+        .slow_calls(Duration::from_millis(100), false)
+        .slow_call_rate(0.5, 10)
+        .build()
+        .unwrap()
+}
+
+/// Three failures in ten seconds, or three in a row.
+fn window_and_run() -> Policy {
+    Policy::builder()
+        .failures_within(3, Duration::from_secs(10))
+        .consecutive_failures(3)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn successes_matter_only_to_rules_that_read_them() {
     let counting = policy();
@@ -837,11 +855,7 @@ fn successes_matter_only_to_rules_that_read_them() {
         "the failure left the window"
     );
 
-    let slow = Policy::builder()
-        .slow_calls(Duration::from_millis(100), false)
-        .slow_call_rate(0.5, 10)
-        .build()
-        .unwrap();
+    let slow = slow_call_rate();
     let mut rec = Record::new();
     let g = rec.generation;
     record_tally(&mut rec, &slow, T0, g, Tally::new(0, 1, 0));
@@ -853,11 +867,7 @@ fn successes_matter_only_to_rules_that_read_them() {
     assert!(successes_matter(&rec, &slow, T0), "a slow call to dilute");
 
     // Any rule that reads them is enough; and only a closed breaker's count.
-    let both = Policy::builder()
-        .failures_within(3, Duration::from_secs(10))
-        .consecutive_failures(3)
-        .build()
-        .unwrap();
+    let both = window_and_run();
     let mut rec = Record::new();
     fail(&mut rec, &both, T0);
     assert!(successes_matter(&rec, &both, T0));
@@ -867,11 +877,7 @@ fn successes_matter_only_to_rules_that_read_them() {
 
 #[test]
 fn a_record_is_quiet_with_nothing_a_rule_builds_on() {
-    let both = Policy::builder()
-        .failures_within(3, Duration::from_secs(10))
-        .consecutive_failures(3)
-        .build()
-        .unwrap();
+    let both = window_and_run();
     let mut rec = Record::new();
     assert!(quiet(&rec, &both, T0), "a new record");
     let g = rec.generation;
@@ -887,11 +893,7 @@ fn a_record_is_quiet_with_nothing_a_rule_builds_on() {
         quiet(&rec, &both, later),
         "the run broken, the window empty"
     );
-    let slow = Policy::builder()
-        .slow_calls(Duration::from_millis(100), false)
-        .slow_call_rate(0.5, 10)
-        .build()
-        .unwrap();
+    let slow = slow_call_rate();
     let mut rec = Record::new();
     let g = rec.generation;
     record_tally(&mut rec, &slow, T0, g, Tally::new(1, 0, 1));
