@@ -22,12 +22,12 @@ pub const MAX_NAME_LEN: usize = 128;
 /// with `.` or `:`. That keeps it free of path separators, Redis Cluster hash-tag braces,
 /// wildcards, white space and control characters, so a driver can append it to its key
 /// prefix without escaping and it cannot reach into another namespace.
-#[derive(Clone, Copy, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Name(&'static String);
 
 // Equality and hashing by the interned copy: equal texts are one copy (`intern`), so this
-// agrees with comparing the texts, and `Ord`, by text, agrees with it.
+// agrees with comparing the texts, and the derived order, by text, agrees with it.
 impl PartialEq for Name {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
@@ -41,18 +41,6 @@ impl std::hash::Hash for Name {
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         std::ptr::hash(self.0, state);
-    }
-}
-
-impl PartialOrd for Name {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Name {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.cmp(other.0)
     }
 }
 

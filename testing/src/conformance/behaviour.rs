@@ -11,7 +11,7 @@ use breaker_core::{
     RecordEncoding, Reviser, State, Subscription, Swap, Updated, Versioned, machine,
 };
 
-use super::{Harness, START, agent, faulty_agent, stored_record};
+use super::{Harness, START, agent, faulty_agent, pushes, stored_record};
 use crate::{Faulty, IntermittentFailer, unique_name};
 
 const T: Duration = Duration::from_secs(5);
@@ -410,16 +410,7 @@ pub async fn another_agents_failure_ends_a_rest<H: Harness>(h: Arc<H>) {
     };
     let before = stored(stored_record(&*h, &name).await);
     assert_eq!(before.failures, 1, "a's failure is stored");
-    let key = Name::new(&name).unwrap();
-    let sink: breaker_core::ChangeSink = Arc::new(|_| {});
-    let watches = h
-        .driver()
-        .await
-        .watch(&key, sink, T)
-        .await
-        .unwrap()
-        .is_some();
-    if watches {
+    if pushes(&*h).await {
         let waited = std::time::Instant::now();
         while machine::window_counts(&b.snapshot(), &policy, clock.now()).failures == 0 {
             assert!(

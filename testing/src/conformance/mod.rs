@@ -182,6 +182,19 @@ pub async fn stored_record<H: Harness>(h: &H, name: &str) -> Option<breaker_core
     Some(breaker_core::Record::decode(&stored.value).expect("a record of ours"))
 }
 
+/// Whether the harness's driver pushes changes (else breakers poll within `max_staleness`).
+pub async fn pushes<H: Harness>(h: &H) -> bool {
+    let sink: breaker_core::ChangeSink = Arc::new(|_| {});
+    let name = breaker_core::Name::new(&crate::unique_name("push-probe")).expect("a valid name");
+    matches!(
+        h.driver()
+            .await
+            .watch(&name, sink, Duration::from_secs(5))
+            .await,
+        Ok(Some(_))
+    )
+}
+
 /// Ages the back-end's stored values by `d`, by the harness's means.
 pub async fn age_store(expiry: &Expiry, d: Duration) {
     match expiry {

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use breaker_core::{
-    Breaker, Cause, ChangeSink, Clock, Driver, Error, Event, ManualClock, Name, Policy, State,
-    machine,
+    Breaker, Cause, Clock, Driver, Error, Event, ManualClock, Name, Policy, State, machine,
 };
 
-use super::{Harness, START, agent, stored_record, two_agents};
+use super::{Harness, START, agent, pushes, stored_record, two_agents};
 use crate::calls::{fail, succeed};
 use crate::unique_name;
 
@@ -27,13 +26,6 @@ fn one_failure_trips() -> breaker_core::PolicyBuilder {
     Policy::builder()
         .failures_within(1, Duration::from_secs(10))
         .open_for(Duration::from_secs(5))
-}
-
-/// Whether the harness's driver pushes changes (else breakers poll within `max_staleness`).
-async fn pushes<H: Harness>(h: &H) -> bool {
-    let sink: ChangeSink = Arc::new(|_| {});
-    let name = Name::new(&unique_name("push-probe")).expect("a valid name");
-    matches!(h.driver().await.watch(&name, sink, T).await, Ok(Some(_)))
 }
 
 /// Every agent reports the effective state: once the open period is over (at its very last
