@@ -60,9 +60,9 @@ impl<D: Driver> Faulty<D> {
         self.state.no_push.store(no_push, Ordering::SeqCst);
     }
 
-    /// Hides the inner driver's atomic update (`true`), so that breakers built afterwards
-    /// write by compare-and-swap, as over a driver that has nothing else: the peer an atomic
-    /// update is measured against.
+    /// Hides the inner driver's atomic update and its log (`true`), so that breakers built
+    /// afterwards write by compare-and-swap, as over a driver that has nothing else: the
+    /// peer an atomic update or an append is measured against.
     pub fn set_swaps_only(&self, swaps_only: bool) {
         self.state.swaps_only.store(swaps_only, Ordering::SeqCst);
     }
@@ -212,6 +212,22 @@ impl<D: Driver> Driver for Faulty<D> {
         self.gate("update", timeout)?;
         self.write_gate(timeout)?;
         self.inner.update(name, revise, timeout).await
+    }
+
+    fn appends(&self) -> bool {
+        self.inner.appends() && !self.state.swaps_only.load(Ordering::SeqCst)
+    }
+
+    async fn append(
+        &self,
+        name: &Name,
+        delta: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Option<Versioned>, DriverError> {
+        self.gate("append", timeout)?;
+        self.write_gate(timeout)?;
+        self.inner.append(name, delta, ttl, timeout).await
     }
 
     async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {

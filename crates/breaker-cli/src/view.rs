@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use shared_breaker::machine::effective_state;
-use shared_breaker::{Record, RecordEncoding, RunningTimers, State, Timestamp, Versioned};
+use shared_breaker::{Delta, Record, RecordEncoding, RunningTimers, State, Timestamp, Versioned};
 
 /// A breaker as an operator sees it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -47,7 +47,16 @@ impl Row {
         match Record::decode(&stored.value) {
             Ok(mut rec) => {
                 rec.timers = timers.then(|| RunningTimers::of(rec.generation, &stored.timers));
-                Row::of_record(name, stored.version, &rec, encoding, now)
+                let mut row = Row::of_record(name, stored.version, &rec, encoding, now);
+                // Outcomes appended since the record was written (`append_outcomes`) count
+                // too; placing them in the window would need the policy, which a tool lacks.
+                for delta in stored.log.iter().filter_map(|d| Delta::decode(d).ok()) {
+                    if delta.generation == rec.generation {
+                        row.successes = row.successes.saturating_add(delta.tally.successes);
+                        row.failures = row.failures.saturating_add(delta.tally.failures);
+                    }
+                }
+                row
             }
             Err(e) => Row {
                 name: name.to_owned(),

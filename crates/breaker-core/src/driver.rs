@@ -24,6 +24,9 @@ pub struct Versioned {
     /// The name's timers still running, for a driver that keeps timers
     /// ([`Driver::keeps_timers`]); empty otherwise.
     pub timers: Vec<Timer>,
+    /// The deltas appended to the record's log since it was last written, oldest first,
+    /// each opaque to the driver ([`Driver::append`]); empty for a driver that keeps none.
+    pub log: Vec<Vec<u8>>,
 }
 
 impl Versioned {
@@ -33,7 +36,14 @@ impl Versioned {
             version,
             value,
             timers: Vec::new(),
+            log: Vec::new(),
         }
+    }
+
+    /// The same value with these deltas appended to its log since it was written.
+    pub fn with_log(mut self, log: Vec<Vec<u8>>) -> Self {
+        self.log = log;
+        self
     }
 
     /// The same value with these timers running.
@@ -161,6 +171,9 @@ impl fmt::Debug for Watch {
 /// - `compare_and_swap` is atomic: of several concurrent swaps expecting the same version,
 ///   exactly one succeeds.
 /// - Expiry is enforced by the back-end itself: an expired value is never returned.
+/// - A driver that [appends](Driver::appends) returns every value with its log (load, list,
+///   a conflict's current value, a push), empties the log with every compare-and-swap, and
+///   expires the log with its value.
 pub trait Driver: Send + Sync + 'static {
     /// A short name of the back-end for errors and metrics (`"memory"`, `"redis"`).
     fn backend(&self) -> &'static str;
@@ -254,6 +267,40 @@ pub trait Driver: Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = Result<Updated, DriverError>> + Send + 'a {
         update_with_swaps(self, name, revise, timeout)
+    }
+
+    /// Whether the driver keeps a log of deltas beside each record ([`Driver::append`]), so
+    /// that agents count outcomes without ever conflicting; a breaker whose policy
+    /// [appends outcomes](crate::Policy::append_outcomes) then appends them. The default,
+    /// for a driver of compare-and-swap alone, answers `false`: outcomes are then written
+    /// into the record by compare-and-swap, as they always were.
+    fn appends(&self) -> bool {
+        false
+    }
+
+    /// Appends `delta` (opaque bytes) to the log beside the record of `name` as one atomic
+    /// step that never conflicts: the record stays as it is, its version grows (so that a
+    /// compare-and-swap from an older view conflicts and sees the delta), the log grows by
+    /// `delta`, and the record's expiry moves to `ttl` from now if that is later (`None`:
+    /// it never expires). Returns the record and its whole log as now stored, or `None`,
+    /// appending nothing, when no record is stored (the breaker then writes one by
+    /// compare-and-swap) or the driver will not append to it now (a log at the driver's
+    /// bound, a value that is not ours). Only called when [`Driver::appends`] answers
+    /// `true`; the default refuses.
+    fn append(
+        &self,
+        name: &Name,
+        delta: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<Versioned>, DriverError>> + Send {
+        let _ = (name, delta, ttl, timeout);
+        async {
+            Err(DriverError::new(
+                DriverErrorKind::Config,
+                "append: this driver keeps no log",
+            ))
+        }
     }
 
     /// The back-end's own clock, if it has one every agent can read (Redis server time).
@@ -358,6 +405,14 @@ pub trait DynDriver: Send + Sync + 'static {
     fn now(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<Timestamp>, DriverError>>;
     fn clock_key(&self) -> Option<usize>;
     fn updates_atomically(&self) -> bool;
+    fn appends(&self) -> bool;
+    fn append<'a>(
+        &'a self,
+        name: &'a Name,
+        delta: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Versioned>, DriverError>>;
     fn update<'a>(
         &'a self,
         name: &'a Name,
@@ -427,6 +482,18 @@ impl<D: Driver> DynDriver for D {
     }
     fn updates_atomically(&self) -> bool {
         Driver::updates_atomically(self)
+    }
+    fn appends(&self) -> bool {
+        Driver::appends(self)
+    }
+    fn append<'a>(
+        &'a self,
+        name: &'a Name,
+        delta: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Versioned>, DriverError>> {
+        Box::pin(Driver::append(self, name, delta, ttl, timeout))
     }
     fn update<'a>(
         &'a self,

@@ -174,6 +174,8 @@ pub enum Operation {
     Load,
     /// Writing the record.
     CompareAndSwap,
+    /// Appending outcomes to the record's log.
+    Append,
     /// Starting a watch.
     Watch,
     /// Reading the back-end's clock.
@@ -185,6 +187,7 @@ impl fmt::Display for Operation {
         f.write_str(match self {
             Operation::Load => "load",
             Operation::CompareAndSwap => "compare-and-swap",
+            Operation::Append => "append",
             Operation::Watch => "watch",
             Operation::Clock => "clock",
         })

@@ -47,8 +47,8 @@ pub use policy::{
     BackendFailure, Backoff, MAX_MIN_AGENTS, Policy, PolicyBuilder, PolicyError, SlowCall, TripRule,
 };
 pub use record::{
-    Bucket, FailingAgent, Lease, MAX_RECORD_BYTES, OLDEST_SCHEMA, Record, RecordEncoding,
-    RecordError, SCHEMA_VERSION, State,
+    Bucket, DELTA_LAYOUT, Delta, FailingAgent, Lease, MAX_DELTA_BYTES, MAX_RECORD_BYTES,
+    OLDEST_SCHEMA, Record, RecordEncoding, RecordError, SCHEMA_VERSION, State,
 };
 pub use redact::redact_url;
 pub use time::{Clock, ManualClock, SYSTEM_CLOCK_TICK, SystemClock, Timestamp};

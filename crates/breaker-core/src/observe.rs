@@ -311,6 +311,7 @@ fn operation(op: Operation) -> &'static str {
     match op {
         Operation::Load => "load",
         Operation::CompareAndSwap => "compare_and_swap",
+        Operation::Append => "append",
         Operation::Watch => "watch",
         Operation::Clock => "clock",
     }

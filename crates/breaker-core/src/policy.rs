@@ -147,6 +147,16 @@ pub struct Policy {
     /// Agents of either encoding share a breaker: every build from 0.2 on reads both. Turn
     /// [`RecordEncoding::Compact`] on once no agent of 0.1 is left on the back-end.
     pub record_encoding: RecordEncoding,
+    /// Whether this agent counts closed-state outcomes by appending them to the log beside
+    /// the record, on a driver that keeps one ([`crate::Driver::appends`]; Redis and
+    /// memory), instead of writing them into the record by compare-and-swap. Appends never
+    /// conflict, so an outcome costs one write however many agents count on one breaker
+    /// (compare-and-swap costs more with every writer: see BENCHMARKS.md); transitions are
+    /// still written by compare-and-swap, and every reader folds the log onto the record
+    /// ([`crate::machine::fold`]). Off by default: builds before 0.3 read the record alone,
+    /// so they would not see the appended outcomes (they undercount, never misread). Turn
+    /// it on once every agent of the fleet folds logs.
+    pub append_outcomes: bool,
 }
 
 /// The largest quorum [`Policy::min_agents`] takes: the record keeps up to this many agents'
@@ -175,6 +185,7 @@ impl Default for Policy {
             strict: false,
             min_agents: 1,
             record_encoding: RecordEncoding::Json,
+            append_outcomes: false,
         }
     }
 }
@@ -566,6 +577,13 @@ impl PolicyBuilder {
     /// [`Policy::record_encoding`].
     pub fn record_encoding(mut self, encoding: RecordEncoding) -> Self {
         self.policy.base.record_encoding = encoding;
+        self
+    }
+
+    /// Counts closed-state outcomes by appending them to the record's log, where the driver
+    /// keeps one (default off); see [`Policy::append_outcomes`].
+    pub fn append_outcomes(mut self, append: bool) -> Self {
+        self.policy.base.append_outcomes = append;
         self
     }
 

@@ -48,7 +48,20 @@ struct Entry {
     version: u64,
     value: Vec<u8>,
     expires_at: Option<Timestamp>,
+    /// Deltas appended since `value` was written ([`Driver::append`]).
+    log: Vec<Vec<u8>>,
 }
+
+impl Entry {
+    /// The entry as a driver returns it: value and log.
+    fn versioned(&self) -> Versioned {
+        Versioned::new(self.version, self.value.clone()).with_log(self.log.clone())
+    }
+}
+
+/// The most deltas a log holds: past it, appends are refused and the breaker writes its
+/// record by compare-and-swap (which empties the log).
+const MAX_LOG: usize = 1024;
 
 /// The records and watchers of the names that hash to one shard. Watchers are kept by name,
 /// so that a write reaches its own watchers without looking at anyone else's.
@@ -218,9 +231,7 @@ impl MemoryDriver {
             let map = &mut shard.records;
             let current = self.live(map, name).map(|e| e.version);
             if current != expected {
-                let current = map
-                    .get(name)
-                    .map(|e| Versioned::new(e.version, e.value.clone()));
+                let current = map.get(name).map(Entry::versioned);
                 return Ok(Swap::Conflict { current });
             }
             let version = self.store.versions.fetch_add(1, Ordering::SeqCst) + 1;
@@ -228,6 +239,7 @@ impl MemoryDriver {
                 version,
                 value,
                 expires_at: ttl.map(|d| now.saturating_add(d)),
+                log: Vec::new(),
             };
             let stored = Versioned::new(version, entry.value.clone());
             map.insert(*name, entry);
@@ -246,6 +258,47 @@ impl MemoryDriver {
         );
         Ok(Swap::Swapped { version })
     }
+
+    fn append_now(
+        &self,
+        name: &Name,
+        delta: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<Option<Versioned>, DriverError> {
+        self.check_up()?;
+        let now = self.store.clock.now();
+        let (stored, sinks) = {
+            let mut shard = self.store.shard(name);
+            if self
+                .live(&mut shard.records, name)
+                .is_none_or(|e| e.log.len() >= MAX_LOG)
+            {
+                return Ok(None);
+            }
+            let version = self.store.versions.fetch_add(1, Ordering::SeqCst) + 1;
+            let entry = shard.records.get_mut(name).expect("live just above");
+            entry.version = version;
+            entry.log.push(delta);
+            // The expiry only moves later: another agent's deltas may need the time.
+            entry.expires_at = match (entry.expires_at, ttl) {
+                (_, None) | (None, _) => None,
+                (Some(t), Some(d)) => Some(t.max(now.saturating_add(d))),
+            };
+            let stored = entry.versioned();
+            let sinks = shard.watchers.get(name).map_or_else(Vec::new, |w| {
+                w.iter().map(|(_, sink)| sink.clone()).collect()
+            });
+            (stored, sinks)
+        };
+        Self::notify(
+            sinks,
+            Change {
+                name: *name,
+                record: Some(stored.clone()),
+            },
+        );
+        Ok(Some(stored))
+    }
 }
 
 impl Driver for MemoryDriver {
@@ -260,9 +313,7 @@ impl Driver for MemoryDriver {
     ) -> Result<Option<Versioned>, DriverError> {
         self.check_up()?;
         let mut shard = self.store.shard(name);
-        Ok(self
-            .live(&mut shard.records, name)
-            .map(|e| Versioned::new(e.version, e.value.clone())))
+        Ok(self.live(&mut shard.records, name).map(Entry::versioned))
     }
 
     async fn compare_and_swap(
@@ -276,6 +327,20 @@ impl Driver for MemoryDriver {
         self.swap_now(name, expected, value, ttl)
     }
 
+    fn appends(&self) -> bool {
+        true
+    }
+
+    async fn append(
+        &self,
+        name: &Name,
+        delta: Vec<u8>,
+        ttl: Option<Duration>,
+        _timeout: Duration,
+    ) -> Result<Option<Versioned>, DriverError> {
+        self.append_now(name, delta, ttl)
+    }
+
     async fn list(&self, _timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
         self.check_up()?;
         let now = self.store.clock.now();
@@ -284,10 +349,7 @@ impl Driver for MemoryDriver {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             let map = &mut shard.records;
             map.retain(|_, e| e.expires_at.is_none_or(|t| t > now));
-            out.extend(
-                map.iter()
-                    .map(|(name, e)| (*name, Versioned::new(e.version, e.value.clone()))),
-            );
+            out.extend(map.iter().map(|(name, e)| (*name, e.versioned())));
         }
         Ok(out)
     }

@@ -89,6 +89,9 @@ pub struct PolicyConfig {
     /// How this agent writes the record: `json` (the default) or `compact`
     /// ([`Policy::record_encoding`]).
     pub record_encoding: Option<RecordEncodingConfig>,
+    /// Count outcomes by appending them to the record's log where the driver keeps one
+    /// ([`Policy::append_outcomes`]).
+    pub append_outcomes: Option<bool>,
 }
 
 /// [`BackendFailure`] as written in configuration.
@@ -306,6 +309,9 @@ impl PolicyConfig {
                 RecordEncodingConfig::Json => RecordEncoding::Json,
                 RecordEncodingConfig::Compact => RecordEncoding::Compact,
             });
+        }
+        if let Some(append) = self.append_outcomes {
+            b = b.append_outcomes(append);
         }
         Ok(b.build()?)
     }
@@ -664,9 +670,11 @@ mod tests {
             strict = true
             min_agents = 3
             record_encoding = "compact"
+            append_outcomes = true
             "#,
         )
         .unwrap();
+        assert!(p.append_outcomes);
         assert_eq!(p.min_agents, 3);
         assert_eq!(p.record_encoding, RecordEncoding::Compact);
         assert_eq!(p.window, Duration::from_secs(30));
@@ -737,6 +745,7 @@ success_threshold = 2",
                 ("BREAKER_STRICT", "true"),
                 ("BREAKER_MIN_AGENTS", "2"),
                 ("BREAKER_RECORD_ENCODING", "compact"),
+                ("BREAKER_APPEND_OUTCOMES", "true"),
                 ("OTHER_THING", "ignored"),
             ]),
         )
@@ -749,6 +758,7 @@ success_threshold = 2",
         assert!(p.strict);
         assert_eq!(p.min_agents, 2);
         assert_eq!(p.record_encoding, RecordEncoding::Compact);
+        assert!(p.append_outcomes);
         let err = policy_from_vars("BREAKER_", vars(&[("BREAKER_OPENFOR", "1s")])).unwrap_err();
         assert!(err.to_string().contains("openfor"), "{err}");
         let err = policy_from_vars("BREAKER_", vars(&[("BREAKER_FAILURE_RATE", "2")])).unwrap_err();

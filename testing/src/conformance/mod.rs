@@ -179,7 +179,31 @@ pub async fn stored_record<H: Harness>(h: &H, name: &str) -> Option<breaker_core
         .load(&name, Duration::from_secs(5))
         .await
         .expect("the store answers")?;
+    assert!(
+        stored.log.is_empty(),
+        "{name}: a record with a log is read with stored_view"
+    );
     Some(breaker_core::Record::decode(&stored.value).expect("a record of ours"))
+}
+
+/// The record stored under `name` with its log folded onto it, as breakers of `policy`
+/// read it (through a new driver of the harness). `None` when nothing is stored.
+pub async fn stored_view<H: Harness>(
+    h: &H,
+    name: &str,
+    policy: &breaker_core::Policy,
+) -> Option<breaker_core::Record> {
+    let name = breaker_core::Name::new(name).expect("a valid name");
+    let stored = h
+        .driver()
+        .await
+        .load(&name, Duration::from_secs(5))
+        .await
+        .expect("the store answers")?;
+    Some(
+        breaker_core::machine::read_stored(&stored.value, &stored.log, policy)
+            .expect("a record and log of ours"),
+    )
 }
 
 /// Whether the harness's driver pushes changes (else breakers poll within `max_staleness`).

@@ -1,6 +1,7 @@
 //! The `Breaker`: admission, calls (async and blocking), operator actions and events, over
 //! any driver.
 
+mod append;
 mod hot;
 mod own;
 mod permit;
@@ -130,9 +131,13 @@ impl BreakerBuilder {
         let timers = matches!(clock, BreakerClock::Host(_)) && self.driver.keeps_timers();
         // A driver that keeps timers starts them with its writes, which `update` cannot.
         let atomic = !self.driver.keeps_timers() && self.driver.updates_atomically();
+        // Appended outcomes start no timers, so a driver that keeps them is always swapped.
+        let appends =
+            self.policy.append_outcomes && self.driver.appends() && !self.driver.keeps_timers();
         let inner = Inner {
             timers,
             atomic,
+            appends,
             name,
             own_policy: own::own_policy(&self.policy),
             needs_successes: self.policy.needs_successes(),
@@ -162,6 +167,7 @@ impl BreakerBuilder {
                 own_write: None,
                 lost_forced: false,
                 verify: false,
+                compact_due: false,
             }),
             maintaining: AtomicBool::new(false),
             draining: futures_util::lock::Mutex::new(()),

@@ -341,7 +341,6 @@ impl Inner {
     /// them (in order: the successes first).
     async fn write_tally(self: &Arc<Self>, generation: u64, mut tally: Tally, dl: Deadline) {
         tally.successes = tally.successes.saturating_add(self.pending.take());
-        let agent = self.agent;
         // Successes alone that no rule would read in the record as it stands (a run of
         // consecutive failures already broken, a rate with no failure to dilute) change
         // nothing: not written, in either mode, once the record exists (as the flush
@@ -350,16 +349,8 @@ impl Inner {
         // if they had landed first; one found by a conflicting write makes them count.
         let successes_only = tally.failures == 0 && tally.slow == 0;
         let recorded = self.hot.recorded();
-        self.apply(
-            |rec, now, policy| {
-                if successes_only && recorded && !machine::successes_matter(rec, policy, now) {
-                    return false;
-                }
-                machine::record_tally_from(rec, policy, now, generation, tally, agent)
-            },
-            dl,
-        )
-        .await;
+        self.count(generation, tally, successes_only && recorded, dl)
+            .await;
         self.count_own(tally);
     }
 

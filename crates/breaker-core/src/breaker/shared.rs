@@ -131,6 +131,9 @@ pub(crate) struct Shared {
     /// in-process store pushes before the swap returns) is the record the writer installs
     /// itself, not one to decode again.
     pub(crate) own_write: Option<u64>,
+    /// The view was folded from a log that should be written into the record: its next
+    /// compare-and-swap writes the view even if it changes nothing (see `append`).
+    pub(crate) compact_due: bool,
 }
 
 impl Shared {
@@ -182,6 +185,10 @@ pub(crate) struct Inner {
     /// timers: a write that conflicts is retried through its `update`, which cannot
     /// conflict again.
     pub(crate) atomic: bool,
+    /// The policy [appends outcomes](Policy::append_outcomes), the driver
+    /// [appends](crate::Driver::appends) and keeps no timers: closed-state outcomes are
+    /// appended to the record's log (see `append`).
+    pub(crate) appends: bool,
     pub(crate) maintaining: AtomicBool,
     /// Set while the breaker waits in its background writer's queue.
     pub(crate) write_queued: AtomicBool,
@@ -270,6 +277,7 @@ impl Inner {
         let now = self.clock.now();
         s.record = rec;
         s.version = version;
+        s.compact_due = false;
         s.loaded = true;
         s.installs = s.installs.wrapping_add(1);
         s.last_sync = now;
@@ -370,6 +378,7 @@ impl Inner {
                 }
                 if read == Read::Pushed
                     && !self.timers
+                    && v.log.is_empty()
                     && s.own_write.is_some_and(|own| own == digest(&v.value))
                     && s.version.is_none_or(|cur| cur < v.version)
                 {
@@ -415,11 +424,12 @@ impl Inner {
                 let decoded = decoded.map_err(|e| e.to_string()).and_then(|mut rec| {
                     rec.timers = self.judged_by(&rec, &v.timers);
                     machine::check(&rec, &self.policy, now)
-                        .map(|()| rec)
-                        .map_err(|why| format!("insane record: {why}"))
+                        .map_err(|why| format!("insane record: {why}"))?;
+                    let folded = self.fold_log(&mut rec, &v.log, now);
+                    Ok((rec, folded))
                 });
                 match decoded {
-                    Ok(rec)
+                    Ok((rec, _))
                         if s.loaded
                             && s.record.state.is_forced()
                             && rec.generation < s.record.generation
@@ -436,9 +446,18 @@ impl Inner {
                         s.lost_forced = true;
                         self.hot.schedule_maintenance(Timestamp::ZERO);
                     }
-                    Ok(rec) => {
+                    Ok((rec, folded)) => {
                         self.install(s, rec, Some(v.version));
                         s.digest = digest(&v.value);
+                        s.compact_due = folded.compact;
+                        if let Some(reason) = folded.dropped {
+                            let err = self.backend_error(
+                                Operation::Load,
+                                super::append::dropped_delta(reason),
+                            );
+                            crate::observe::backend_error(&err);
+                            self.events.emit(Event::CorruptRecord(err));
+                        }
                     }
                     Err(reason) => {
                         let err = self.backend_error(
@@ -708,7 +727,9 @@ impl Inner {
                     if s.installs != installs {
                         continue;
                     }
-                    s.record == rec
+                    // A view folded from a log due to be compacted is written even when
+                    // `op` changes nothing.
+                    s.record == rec && !s.compact_due
                 }
             };
             if unchanged {
@@ -1010,15 +1031,12 @@ impl Inner {
                 || machine::successes_matter(&s.record, &self.policy, self.clock.now())
         };
         if matter {
-            let generation = self.hot.generation();
             let tally = machine::Tally::new(successes, 0, 0);
-            self.apply(
-                |rec, now, policy| {
-                    machine::record_tally_from(rec, policy, now, generation, tally, self.agent)
-                },
-                dl,
-            )
-            .await;
+            self.count(self.hot.generation(), tally, false, dl).await;
+        }
+        if self.lock().compact_due {
+            // A log folded from a push that its appender did not compact (it went away).
+            let _ = self.update(&mut |_, _| (), dl).await;
         }
         let stale = {
             let mut s = self.lock();
@@ -1074,6 +1092,7 @@ impl Inner {
             && s.unsent.is_none()
             && !s.verify
             && !s.lost_forced
+            && !s.compact_due
             && s.watch.as_ref().is_some_and(Watch::is_alive)
             && machine::quiet(&s.record, &self.policy, now)
     }

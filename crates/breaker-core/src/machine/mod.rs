@@ -378,6 +378,46 @@ pub fn record_tally_from(
     true
 }
 
+/// Folds a breaker's log onto its record: each delta, in the order appended, counted as
+/// [`record_tally_from`] counts it, at the delta's own time. The record then holds what it
+/// would had each delta been written into it by compare-and-swap as it was appended, so
+/// every reader of one record and log derives the same state, a trip included (it begins at
+/// the time of the delta that caused it); deltas of an older generation, and those after a
+/// trip, change nothing. Returns how many deltas counted.
+pub fn fold(rec: &mut Record, policy: &Policy, deltas: &[crate::record::Delta]) -> usize {
+    let mut counted = 0;
+    for d in deltas {
+        let generation = rec.generation;
+        if !d.tally.is_empty()
+            && record_tally_from(rec, policy, d.at, d.generation, d.tally, d.agent)
+        {
+            counted += 1;
+            if rec.generation != generation {
+                // The transition is the doing of the agent whose outcomes caused it.
+                rec.writer = d.agent;
+            }
+        }
+    }
+    counted
+}
+
+/// A stored record with its log folded onto it ([`fold`]), as a breaker of `policy` reads
+/// it: for tools and tests that read the store directly. A delta this build cannot read is
+/// an error here (a breaker drops it, reporting it, and counts the rest).
+pub fn read_stored(
+    value: &[u8],
+    log: &[Vec<u8>],
+    policy: &Policy,
+) -> Result<Record, crate::RecordError> {
+    let mut rec = Record::decode(value)?;
+    let deltas = log
+        .iter()
+        .map(|d| crate::record::Delta::decode(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    fold(&mut rec, policy, &deltas);
+    Ok(rec)
+}
+
 /// Whether writing successes to `rec` at `now` could change what a trip rule decides: a
 /// success resets a run of consecutive failures, and it lowers a failure (or slow-call) rate
 /// once the window holds failures (slow calls). Under a rule that counts failures alone, or

@@ -938,3 +938,58 @@ fn the_quorum_counts_only_agents_inside_the_window() {
     assert!(!quorum_met(&rec, &p, at(11_000)));
     assert_eq!(rec.state, State::Closed, "two failures meet no rule");
 }
+
+#[test]
+fn a_trip_folded_from_a_log_begins_at_the_delta_that_caused_it() {
+    use crate::record::Delta;
+    let p = policy();
+    let mut rec = Record::new();
+    let log = [
+        Delta::new(at(0), 0, Tally::new(0, 1, 0), 1),
+        Delta::new(at(10), 0, Tally::new(0, 1, 0), 2),
+        // A writer whose clock lags adds to an older slice, as a swap would.
+        Delta::new(at(5), 0, Tally::new(0, 1, 0), 3),
+        // After the trip: of the generation that ended, so it changes nothing.
+        Delta::new(at(20), 0, Tally::new(0, 1, 0), 4),
+        // Of a generation that never was here.
+        Delta::new(at(30), 9, Tally::new(0, 1, 0), 5),
+    ];
+    assert_eq!(fold(&mut rec, &p, &log), 3);
+    assert_eq!(rec.state, State::Open);
+    assert_eq!(rec.since, at(5));
+    assert_eq!(rec.open_until, Some(at(5 + 5_000)));
+}
+
+proptest! {
+    /// A log folded onto a record is the record every delta's own compare-and-swap would
+    /// have written, in the order appended, however the log is split between a base that
+    /// was written (compacted) and the deltas after it.
+    #[test]
+    fn a_folded_log_is_the_record_swaps_would_write(
+        deltas in prop::collection::vec((0u64..30_000, 0u64..3, 0u64..3, 0u64..2, 1u64..4, any::<bool>()), 0..40),
+        split in 0usize..40,
+    ) {
+        use crate::record::Delta;
+        let p = policy();
+        let mut swapped = Record::new();
+        let mut log = Vec::new();
+        for (ms, s, f, slow, agent, stale) in deltas {
+            let generation = if stale { swapped.generation.wrapping_add(1) } else { swapped.generation };
+            let d = Delta::new(at(ms), generation, Tally::new(s, f, slow.min(s + f)), agent);
+            let before = swapped.generation;
+            record_tally_from(&mut swapped, &p, d.at, d.generation, d.tally, d.agent);
+            if swapped.generation != before {
+                // A folded record names the agent of its transition as its writer.
+                swapped.writer = d.agent;
+            }
+            log.push(d);
+        }
+        let split = split.min(log.len());
+        let mut base = Record::new();
+        fold(&mut base, &p, &log[..split]);
+        // The base goes through the store as bytes.
+        let mut base = Record::decode(&base.encode_as(RecordEncoding::Compact)).unwrap();
+        fold(&mut base, &p, &log[split..]);
+        prop_assert_eq!(base, swapped);
+    }
+}

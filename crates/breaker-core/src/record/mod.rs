@@ -2,6 +2,8 @@
 //! encoding.
 
 mod compact;
+mod delta;
+pub use delta::{DELTA_LAYOUT, Delta, MAX_DELTA_BYTES};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,162 @@
+//! Counting outcomes by appending them to the log beside the record
+//! ([`crate::Policy::append_outcomes`]), and folding a stored log into the view.
+//!
+//! Under compare-and-swap every outcome's write races the other writers' of the breaker,
+//! so an outcome costs more round trips with every writer. An append never conflicts: one
+//! round trip per batch of outcomes, returning the record and its log as stored, which the
+//! agent folds into its view. Transitions (a trip, a probe, an operator's force) are still
+//! written by compare-and-swap, and every such write is of the folded view, so it empties
+//! the log too. The agent whose append folds to a transition, or finds the log at its
+//! bound, writes the folded view at once, so that the open period's expiry, operators'
+//! tools and agents at rest see it as the record.
+
+use std::sync::Arc;
+
+use crate::driver::DriverError;
+use crate::error::Operation;
+use crate::machine::{self, Tally};
+use crate::policy::Policy;
+use crate::record::{Delta, Record};
+use crate::time::Timestamp;
+
+use super::shared::{Deadline, Inner, Read};
+
+/// A log this long is written into the record (compacted) by the agent that finds it so;
+/// bounds the bytes every reader loads and folds.
+pub(crate) const LOG_BOUND: usize = 32;
+
+/// What folding a stored log made of the record it was appended to.
+pub(crate) struct Folded {
+    /// Whether the view should be written as the record (compacted): the fold made a
+    /// transition, the log reached [`LOG_BOUND`], or a delta had to be dropped.
+    pub(crate) compact: bool,
+    /// Why the first delta dropped was, if one was: bytes this build cannot read, or a time
+    /// beyond what any clock of the fleet could say.
+    pub(crate) dropped: Option<String>,
+}
+
+impl Inner {
+    /// Counts closed-state outcomes of `generation`, as `write_tally` and the flush do:
+    /// appended to the log where this breaker appends, else (or where they trip the
+    /// breaker, or nothing is stored yet) written into the record. With `only_if_read`,
+    /// outcomes that no rule would read in the record as it stands are not written.
+    pub(crate) async fn count(
+        self: &Arc<Self>,
+        generation: u64,
+        tally: Tally,
+        only_if_read: bool,
+        dl: Deadline,
+    ) {
+        let agent = self.agent;
+        let op = |rec: &mut Record, now: Timestamp, policy: &Policy| {
+            if only_if_read && !machine::successes_matter(rec, policy, now) {
+                return false;
+            }
+            machine::record_tally_from(rec, policy, now, generation, tally, agent)
+        };
+        if self.appends && self.append(generation, tally, op, dl).await {
+            return;
+        }
+        self.apply(op, dl).await;
+    }
+
+    /// Appends the outcomes, unless they must be written by compare-and-swap: returns
+    /// whether they were dealt with (appended, or found to change nothing).
+    async fn append(
+        self: &Arc<Self>,
+        generation: u64,
+        tally: Tally,
+        op: impl Fn(&mut Record, Timestamp, &Policy) -> bool,
+        dl: Deadline,
+    ) -> bool {
+        let (delta, ttl, seq) = {
+            let s = self.lock();
+            if s.degraded() || s.version.is_none() {
+                // The local fallback counts in memory; a record yet to be made is made by
+                // compare-and-swap.
+                return false;
+            }
+            let now = self.clock.now();
+            let mut rec = s.record.clone();
+            if !op(&mut rec, now, &self.policy) || rec == s.record {
+                return true;
+            }
+            if rec.generation != s.record.generation {
+                // A trip: transitions are written by compare-and-swap, so that the open
+                // period begins in the record itself.
+                return false;
+            }
+            let ttl = machine::record_ttl(&rec, &self.policy, now);
+            (
+                Delta::new(now, generation, tally, self.agent).encode(),
+                ttl,
+                s.installs,
+            )
+        };
+        let started = self.write_timer();
+        let appended = crate::observe::backend_op(
+            self.name,
+            self.backend,
+            Operation::Append,
+            self.driver.append(&self.name, delta, ttl, dl.left()),
+        )
+        .await;
+        self.note_write_time(started);
+        let compact = match appended {
+            Ok(Some(stored)) => {
+                let mut s = self.lock();
+                // As a read: a push of a later version that came first is not overwritten.
+                self.install_stored(&mut s, Some(stored), false, Read::Loaded { seq });
+                s.compact_due
+            }
+            // Nothing stored any more (expired), or the driver will not append now.
+            Ok(None) => return false,
+            Err(e) => {
+                // Unreachable now: the failure policy takes the outcomes (local fallback).
+                self.fail(Operation::Append, e);
+                return false;
+            }
+        };
+        if compact {
+            // Writing the view is what any compare-and-swap does; a conflict only means
+            // another writer did it (or appended again: the next append compacts).
+            let _ = self.update(&mut |_, _| (), dl).await;
+        }
+        true
+    }
+
+    /// Folds a stored `log` onto `rec`, the record it was appended to, as read at `now`.
+    pub(crate) fn fold_log(&self, rec: &mut Record, log: &[Vec<u8>], now: Timestamp) -> Folded {
+        let generation = rec.generation;
+        let latest = now.saturating_add(machine::CLOCK_MARGIN);
+        let mut dropped = None;
+        let mut deltas = Vec::with_capacity(log.len());
+        for (i, bytes) in log.iter().enumerate() {
+            match Delta::decode(bytes) {
+                Ok(d) if d.at <= latest => deltas.push(d),
+                Ok(d) => {
+                    dropped.get_or_insert_with(|| {
+                        format!(
+                            "delta {i} of the log was counted {:?} from now, beyond any \
+                             clock of the fleet: dropped",
+                            d.at.saturating_duration_since(now)
+                        )
+                    });
+                }
+                Err(e) => {
+                    dropped.get_or_insert_with(|| format!("delta {i} of the log: {e}: dropped"));
+                }
+            }
+        }
+        machine::fold(rec, &self.policy, &deltas);
+        Folded {
+            compact: rec.generation != generation || log.len() >= LOG_BOUND || dropped.is_some(),
+            dropped,
+        }
+    }
+}
+
+/// The error a dropped delta is reported with.
+pub(crate) fn dropped_delta(reason: String) -> DriverError {
+    DriverError::new(crate::driver::DriverErrorKind::Corrupt, reason)
+}
