@@ -103,6 +103,7 @@ struct Inner {
     conn: Lazy,
     load: redis::Script,
     swap: redis::Script,
+    append: redis::Script,
     watches: Arc<breaker_runtime::watchers::Watchers>,
 }
 
@@ -189,6 +190,7 @@ impl RedisDriver {
                 conn: Lazy::new(target, options.connect_timeout),
                 load: redis::Script::new(&script::load()),
                 swap: redis::Script::new(&script::swap()),
+                append: redis::Script::new(&script::append()),
                 watches: Arc::default(),
             }),
         })
@@ -260,17 +262,25 @@ fn unexpected(url: &str, what: &str, v: &Value) -> DriverError {
     )
 }
 
-/// `{}` or `{version, data}`.
-fn versioned(url: &str, v: &Value) -> Result<Option<Versioned>, DriverError> {
+/// `{}` or `{version, data, delta...}`, as `what` answered.
+fn versioned(url: &str, what: &str, v: &Value) -> Result<Option<Versioned>, DriverError> {
     match v {
         Value::Array(items) if items.is_empty() => Ok(None),
-        Value::Array(items) if items.len() == 2 => match (number(&items[0]), bulk(&items[1])) {
-            (Some(version), Some(value)) => Ok(Some(Versioned::new(version, value))),
-            _ => Err(unexpected(url, "load", v)),
-        },
+        Value::Array(items) => stored(items)
+            .map(Some)
+            .ok_or_else(|| unexpected(url, what, v)),
         Value::Nil => Ok(None),
-        other => Err(unexpected(url, "load", other)),
+        other => Err(unexpected(url, what, other)),
     }
+}
+
+/// `version, data, delta...` as the scripts return a record and its log.
+fn stored(items: &[Value]) -> Option<Versioned> {
+    let [version, value, log @ ..] = items else {
+        return None;
+    };
+    let log = log.iter().map(bulk).collect::<Option<Vec<_>>>()?;
+    Some(Versioned::new(number(version)?, bulk(value)?).with_log(log))
 }
 
 impl Inner {
@@ -284,7 +294,7 @@ impl Inner {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| error(&self.url, "load", e))?;
-        versioned(&self.url, &reply)
+        versioned(&self.url, "load", &reply)
     }
 }
 
@@ -339,13 +349,45 @@ impl Driver for RedisDriver {
                 }),
                 Some(0) if items.len() == 1 => Ok(Swap::Conflict { current: None }),
                 Some(0) => Ok(Swap::Conflict {
-                    current: Some(Versioned::new(
-                        items.get(1).and_then(number).ok_or_else(bad)?,
-                        items.get(2).and_then(bulk).ok_or_else(bad)?,
-                    )),
+                    current: Some(stored(&items[1..]).ok_or_else(bad)?),
                 }),
                 _ => Err(bad()),
             }
+        })
+        .await
+    }
+
+    fn appends(&self) -> bool {
+        true
+    }
+
+    async fn append(
+        &self,
+        name: &Name,
+        delta: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Option<Versioned>, DriverError> {
+        let inner = self.inner.clone();
+        let name = *name;
+        on_runtime("redis append", timeout, async move {
+            let mut conn = inner.conn.get(&inner.url).await?;
+            let (record, seq) = RedisDriver::key(&inner.prefix, name.as_str());
+            let ttl_ms = ttl.map_or(String::new(), |d| d.as_millis().max(1).to_string());
+            let reply: Value = inner
+                .append
+                .key(&record)
+                .key(&seq)
+                .arg(delta)
+                .arg(ttl_ms)
+                .arg(&inner.channel)
+                .arg(name.as_str())
+                .arg(MAX_RECORD_BYTES)
+                .arg(script::MAX_LOG)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| error(&inner.url, "append", e))?;
+            versioned(&inner.url, "append", &reply)
         })
         .await
     }

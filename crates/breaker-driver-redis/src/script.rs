@@ -3,7 +3,11 @@
 //! notification in one step) and one for load.
 //!
 //! A record is a hash `{PREFIX/NAME}:r` with fields `v` (version) and `d` (the encoded
-//! record): one key per breaker. Builds before 0.2 also kept a version counter at
+//! record): one key per breaker. A breaker that appends its outcomes
+//! (`Policy::append_outcomes`) adds its log to the same hash: `n` (the number of deltas)
+//! and `l:1` to `l:n`, each an opaque delta; an append is one script (a new version, one
+//! field more, the expiry moved later, the change published) and every compare-and-swap
+//! writes the hash afresh, log gone. Builds before 0.2 also kept a version counter at
 //! `{PREFIX/NAME}:seq`; this one writes none, but keeps counting one that an older agent
 //! of a mixed fleet keeps, so that versions still only grow. Both share the hash tag
 //! `{PREFIX/NAME}`, hence one Redis Cluster slot, and neither a prefix nor a name can hold
@@ -31,16 +35,57 @@ local function current(limit)
   if size == 0 or size > limit then return t, v, '' end
   return t, v, redis.call('HGET', KEYS[1], 'd')
 end
+
+-- The log beside the record: its deltas in order, each over the size a delta may take read
+-- as '' (which no breaker decodes, so it reports and drops it); none when `n` is not a
+-- count of ours.
+local function log(t)
+  if t ~= 'hash' then return {} end
+  local n = redis.call('HGET', KEYS[1], 'n')
+  if not n or not string.match(n, '^[1-9]%d*$') or string.len(n) > 4 then return {} end
+  local out = {}
+  for i = 1, tonumber(n) do
+    local field = 'l:' .. i
+    if redis.call('HSTRLEN', KEYS[1], field) > DELTA_LIMIT then
+      table.insert(out, '')
+    else
+      table.insert(out, redis.call('HGET', KEYS[1], field) or '')
+    end
+  end
+  return out
+end
+
+-- The change notification: `NAME VERSION[ LEN...]\nDATA[DELTA...]`, the lengths those of
+-- the deltas, so that watchers get record and log with no round trip of their own.
+local function publish(channel, name, version, d, deltas)
+  local head = name .. ' ' .. version
+  for _, delta in ipairs(deltas) do head = head .. ' ' .. string.len(delta) end
+  redis.call('PUBLISH', channel, head .. '\n' .. d .. table.concat(deltas))
+end
 "#;
 
-/// Reads the record: `{}` when absent, `{version, data}` otherwise. ARGV: size limit.
+/// The most bytes a delta takes ([`breaker_core::MAX_DELTA_BYTES`]), in the scripts.
+fn current() -> String {
+    CURRENT.replace("DELTA_LIMIT", &breaker_core::MAX_DELTA_BYTES.to_string())
+}
+
+/// The most deltas a log holds: past it, appends are refused and the breaker writes its
+/// record by compare-and-swap, which empties the log. Breakers write the view as the
+/// record long before (at 32 deltas); this bounds what a store can be made to hold.
+pub(crate) const MAX_LOG: usize = 1024;
+
+/// Reads the record: `{}` when absent, `{version, data, delta...}` otherwise. ARGV: size
+/// limit.
 pub(crate) fn load() -> String {
     format!(
-        "{CURRENT}{}",
+        "{}{}",
+        current(),
         r#"
 local t, v, d = current(tonumber(ARGV[1]))
 if t == 'none' then return {} end
-return {v, d}
+local out = {v, d}
+for _, delta in ipairs(log(t)) do table.insert(out, delta) end
+return out
 "#
     )
 }
@@ -49,10 +94,11 @@ return {v, d}
 /// change channel, breaker name, size limit. Everything is checked before anything is
 /// written, so a write is all or nothing. Publishes `NAME VERSION\nDATA` on the channel, so
 /// that watchers get the new record with no round trip of their own. Returns
-/// `{1, new_version}`, or on conflict `{0}` (absent) or `{0, version, data}`.
+/// `{1, new_version}`, or on conflict `{0}` (absent) or `{0, version, data, delta...}`.
 pub(crate) fn swap() -> String {
     format!(
-        "{CURRENT}{}",
+        "{}{}",
+        current(),
         r#"
 local ttl = nil
 if ARGV[3] ~= '' then
@@ -65,7 +111,9 @@ local t, v, d = current(tonumber(ARGV[6]))
 if t == 'none' then
   if ARGV[1] ~= '' then return {0} end
 elseif v ~= ARGV[1] then
-  return {0, v, d}
+  local out = {0, v, d}
+  for _, delta in ipairs(log(t)) do table.insert(out, delta) end
+  return out
 end
 local held = tonumber(v) or 0
 local nv = nil
@@ -92,13 +140,56 @@ if not nv then
 end
 -- Lua would print a number this large as 1.7e+15: versions are written as integers.
 local version = string.format('%d', nv)
-if t ~= 'hash' or v == '0' then redis.call('DEL', KEYS[1]) end
+-- Written afresh where there is more than ours or a log (which the new record folds).
+if t ~= 'hash' or v == '0' or redis.call('HLEN', KEYS[1]) > 2 then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2])
 for _, key in ipairs(KEYS) do
   if ttl then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
 end
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. version .. '\n' .. ARGV[2])
+publish(ARGV[4], ARGV[5], version, ARGV[2], {})
 return {1, version}
+"#
+    )
+}
+
+/// Append. ARGV: delta, ttl in ms ('' for none), change channel, breaker name, size limit,
+/// log limit. Appends nothing and returns `{}` where there is no record of ours to append
+/// to, the log is full, or an older build's version counter is beside the record (its
+/// agents count versions there, which only a compare-and-swap keeps counting). Otherwise
+/// one version more, the delta as the log's last field, the expiry moved to `ttl` from now
+/// if that is later (`PEXPIRE ... GT`: a record without one keeps none), and the change
+/// published; returns `{version, data, delta...}`.
+pub(crate) fn append() -> String {
+    format!(
+        "{}{}",
+        current(),
+        r#"
+local ttl = nil
+if ARGV[2] ~= '' then
+  ttl = tonumber(ARGV[2])
+  if not ttl or ttl < 1 or ttl > 281474976710656 then
+    return redis.error_reply('breaker: expiry out of range: ' .. ARGV[2])
+  end
+end
+local t, v, d = current(tonumber(ARGV[5]))
+if t ~= 'hash' or v == '0' or d == '' then return {} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+local deltas = log(t)
+local n = #deltas
+if n >= tonumber(ARGV[6]) or redis.call('HLEN', KEYS[1]) ~= 2 + (n > 0 and n + 1 or 0) then
+  return {}
+end
+local held = tonumber(v)
+if held >= 9007199254740991 then return {} end
+local version = string.format('%d', held + 1)
+n = n + 1
+redis.call('HSET', KEYS[1], 'v', version, 'n', n, 'l:' .. n, ARGV[1])
+table.insert(deltas, ARGV[1])
+if ttl then redis.call('PEXPIRE', KEYS[1], ttl, 'GT') else redis.call('PERSIST', KEYS[1]) end
+publish(ARGV[3], ARGV[4], version, d, deltas)
+local out = {version, d}
+for _, delta in ipairs(deltas) do table.insert(out, delta) end
+return out
 "#
     )
 }

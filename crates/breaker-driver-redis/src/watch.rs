@@ -12,17 +12,30 @@ use futures_util::StreamExt;
 
 use crate::Inner;
 
-/// Reads a notification: `NAME VERSION\nDATA`.
+/// Reads a notification: `NAME VERSION[ LEN...]\nDATA[DELTA...]`, the lengths those of the
+/// log's deltas, which follow the record's data.
 fn parse(payload: &[u8]) -> Option<Change> {
     let newline = payload.iter().position(|&b| b == b'\n')?;
     let head = std::str::from_utf8(&payload[..newline]).ok()?;
-    let (name, version) = head.split_once(' ')?;
+    let mut words = head.split(' ');
+    let name = Name::new(words.next()?).ok()?;
+    let version = words.next()?.parse().ok()?;
+    let lengths = words
+        .map(|w| w.parse::<usize>().ok())
+        .collect::<Option<Vec<_>>>()?;
+    let body = &payload[newline + 1..];
+    let mut end = body
+        .len()
+        .checked_sub(lengths.iter().try_fold(0usize, |a, &n| a.checked_add(n))?)?;
+    let value = body[..end].to_vec();
+    let mut log = Vec::with_capacity(lengths.len());
+    for n in lengths {
+        log.push(body[end..end + n].to_vec());
+        end += n;
+    }
     Some(Change {
-        name: Name::new(name).ok()?,
-        record: Some(breaker_core::Versioned::new(
-            version.parse().ok()?,
-            payload[newline + 1..].to_vec(),
-        )),
+        name,
+        record: Some(breaker_core::Versioned::new(version, value).with_log(log)),
     })
 }
 
@@ -99,5 +112,26 @@ async fn subscribe(inner: Weak<Inner>, client: redis::Client) {
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_carries_the_record_and_its_log() {
+        let change = parse(b"pay 17 2 3\n{\"r\":1}abxyz").unwrap();
+        assert_eq!(change.name.as_str(), "pay");
+        let v = change.record.unwrap();
+        assert_eq!(v.version, 17);
+        assert_eq!(v.value, b"{\"r\":1}");
+        assert_eq!(v.log, vec![b"ab".to_vec(), b"xyz".to_vec()]);
+        let plain = parse(b"pay 18\n{}").unwrap().record.unwrap();
+        assert!(plain.log.is_empty());
+        // Lengths that do not fit the body, or are not numbers, are no notification.
+        assert!(parse(b"pay 19 99\n{}").is_none());
+        assert!(parse(b"pay 19 x\n{}").is_none());
+        assert!(parse(b"pay 19 18446744073709551615 2\n{}").is_none());
     }
 }

@@ -9,6 +9,7 @@
 //! Every breaker in the kit runs on a [`ManualClock`], so cases are deterministic; only the
 //! store's own expiry may take real time, for back-ends whose expiry cannot be driven.
 
+pub mod appended;
 pub mod behaviour;
 pub mod foreign;
 pub mod hostile;
@@ -303,6 +304,10 @@ macro_rules! conformance_tests {
             behaviour::cancelled_calls_are_ignored,
             behaviour::slow_calls_count,
             behaviour::polling_bounds_staleness_without_push,
+            appended::appended_outcomes_of_every_writer_count_without_conflict,
+            appended::a_trip_by_appended_failures_is_written_as_the_record,
+            appended::a_log_stays_bounded_and_loses_nothing,
+            appended::foreign_deltas_are_reported_and_dropped,
             truthful::effective_state_at_the_open_periods_end,
             truthful::a_never_called_agent_does_not_guess,
             truthful::strict_agents_never_admit_from_a_stale_view,

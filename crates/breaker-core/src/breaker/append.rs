@@ -137,14 +137,20 @@ impl Inner {
                 Ok(d) => {
                     dropped.get_or_insert_with(|| {
                         format!(
-                            "delta {i} of the log was counted {:?} from now, beyond any \
-                             clock of the fleet: dropped",
+                            "delta {i} of the log dropped: counted {:?} from now, beyond any \
+                             clock of the fleet",
                             d.at.saturating_duration_since(now)
                         )
                     });
                 }
                 Err(e) => {
-                    dropped.get_or_insert_with(|| format!("delta {i} of the log: {e}: dropped"));
+                    let why = match e {
+                        crate::RecordError::Malformed { reason, bytes } => {
+                            format!("{reason} ({bytes} bytes)")
+                        }
+                        other => other.to_string(),
+                    };
+                    dropped.get_or_insert_with(|| format!("delta {i} of the log dropped: {why}"));
                 }
             }
         }

@@ -1,0 +1,214 @@
+//! Conformance cases of outcomes counted by appending them to the log beside the record
+//! ([`breaker_core::Policy::append_outcomes`]). On a driver that keeps a log an outcome is
+//! one write that never conflicts, however many agents count on the breaker; on one that
+//! keeps none (or with the policy's switch off) the same cases hold by compare-and-swap, so
+//! every case runs on every driver.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use breaker_core::{
+    Breaker, Clock, Delta, Driver, Event, ManualClock, Name, Policy, State, machine, machine::Tally,
+};
+
+use super::{Harness, START, faulty_agent, stored_record, stored_view};
+use crate::calls::{fail, succeed};
+use crate::{Faulty, unique_name};
+
+const T: Duration = Duration::from_secs(5);
+
+/// Strict, so that every outcome is written before the call returns, with a threshold no
+/// case reaches unless it means to.
+fn counting(failures: u32, append: bool) -> Policy {
+    Policy::builder()
+        .failures_within(failures, Duration::from_secs(10))
+        .open_for(Duration::from_secs(5))
+        .strict(true)
+        .append_outcomes(append)
+        .build()
+        .unwrap()
+}
+
+async fn appends<H: Harness>(h: &H) -> bool {
+    h.driver().await.appends()
+}
+
+/// Four appending agents and one that writes by compare-and-swap, admitted together round
+/// after round, each reporting a failure: every failure is counted, and on a driver that
+/// keeps a log each appending agent's report is exactly one write (no conflict, whatever
+/// the others wrote since its admission's read).
+pub async fn appended_outcomes_of_every_writer_count_without_conflict<H: Harness>(h: Arc<H>) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("appended");
+    let mut agents: Vec<(Breaker, Faulty<H::Driver>)> = Vec::new();
+    for append in [true, true, true, true, false] {
+        agents.push(faulty_agent(&*h, &name, &counting(1_000, append), &clock).await);
+    }
+    for (a, _) in &agents {
+        succeed(a).await.unwrap();
+    }
+    let appends = appends(&*h).await;
+    let rounds = 6;
+    for round in 0..rounds {
+        let mut permits = Vec::new();
+        for (a, _) in &agents {
+            permits.push(a.acquire().await.unwrap());
+        }
+        for (i, ((a, faulty), permit)) in agents.iter().zip(permits).enumerate() {
+            let before = faulty.attempts();
+            permit.failure().await;
+            a.written().await;
+            let writes = faulty.attempts() - before;
+            if appends && i < 4 {
+                assert_eq!(
+                    writes, 1,
+                    "round {round}, agent {i}: one append per failure"
+                );
+            } else {
+                assert!(
+                    writes >= 1,
+                    "round {round}, agent {i}: the failure was written"
+                );
+            }
+        }
+    }
+    let policy = counting(1_000, true);
+    let stored = stored_view(&*h, &name, &policy).await.unwrap();
+    assert_eq!(
+        machine::window_counts(&stored, &policy, clock.now()).failures,
+        rounds * agents.len() as u64,
+        "every failure of every writer is counted"
+    );
+    assert_eq!(stored.state, State::Closed);
+}
+
+/// Appended failures that trip the breaker: the agent whose failure folds to the trip
+/// writes the open record itself (not only a log that folds to it), every agent is open,
+/// and the trip is announced as caused by that agent alone.
+pub async fn a_trip_by_appended_failures_is_written_as_the_record<H: Harness>(h: Arc<H>) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("append-trip");
+    let policy = counting(3, true);
+    let mut agents = Vec::new();
+    for _ in 0..3 {
+        agents.push(faulty_agent(&*h, &name, &policy, &clock).await.0);
+    }
+    for a in &agents {
+        succeed(a).await.unwrap();
+    }
+    let mut events: Vec<_> = agents.iter().map(Breaker::subscribe).collect();
+    for a in &agents {
+        let _ = fail(a).await;
+    }
+    let stored = stored_record(&*h, &name)
+        .await
+        .expect("a record with an empty log");
+    assert_eq!(stored.state, State::Open, "the trip is the record's own");
+    assert_eq!(stored.generation, 1);
+    for a in &agents {
+        assert_eq!(a.snapshot().state, State::Open);
+    }
+    let caused: Vec<bool> = events
+        .iter_mut()
+        .map(|e| {
+            e.drain().into_iter().any(|e| {
+                matches!(
+                    e,
+                    Event::Transition {
+                        to: State::Open,
+                        cause: breaker_core::Cause::Caused,
+                        ..
+                    }
+                )
+            })
+        })
+        .collect();
+    assert_eq!(caused, [false, false, true], "the third failure tripped it");
+}
+
+/// One agent appending far more outcomes than a log may hold: the log never grows past
+/// its bound (the agent that finds it full writes the view as the record), and nothing is
+/// lost on the way.
+pub async fn a_log_stays_bounded_and_loses_nothing<H: Harness>(h: Arc<H>) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("append-bound");
+    let policy = counting(1_000, true);
+    let (a, _) = faulty_agent(&*h, &name, &policy, &clock).await;
+    let raw = h.driver().await;
+    let n = Name::new(&name).unwrap();
+    succeed(&a).await.unwrap();
+    let mut longest = 0;
+    for _ in 0..100 {
+        let _ = fail(&a).await;
+        let stored = raw.load(&n, T).await.unwrap().unwrap();
+        longest = longest.max(stored.log.len());
+    }
+    assert!(longest <= 32, "a log of {longest} deltas");
+    if appends(&*h).await {
+        assert!(longest > 1, "outcomes were appended");
+    }
+    let stored = stored_view(&*h, &name, &policy).await.unwrap();
+    assert_eq!(
+        machine::window_counts(&stored, &policy, clock.now()).failures,
+        100
+    );
+}
+
+/// Deltas no agent wrote (bytes that are not one, a layout from the future, one counted an
+/// hour ahead of every clock) are reported as corrupt and dropped, never a panic, and the
+/// rest of the log counts; the next write leaves no trace of them. A driver that keeps no
+/// log refuses the append, and a breaker that asks for appends over it writes by
+/// compare-and-swap.
+pub async fn foreign_deltas_are_reported_and_dropped<H: Harness>(h: Arc<H>) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("append-foreign");
+    let policy = counting(1_000, true);
+    let (a, _) = faulty_agent(&*h, &name, &policy, &clock).await;
+    succeed(&a).await.unwrap();
+    let _ = fail(&a).await;
+    let raw = h.driver().await;
+    let n = Name::new(&name).unwrap();
+    if !appends(&*h).await {
+        assert!(raw.append(&n, vec![1], None, T).await.is_err());
+        assert!(raw.load(&n, T).await.unwrap().unwrap().log.is_empty());
+        return;
+    }
+    let mut newer = Delta::new(clock.now(), 0, Tally::new(0, 1, 0), 7).encode();
+    newer[1] = 2;
+    let later = clock.now().saturating_add(Duration::from_secs(3600));
+    let ahead = Delta::new(later, 0, Tally::new(0, 1_000, 0), 7).encode();
+    let good = Delta::new(clock.now(), 0, Tally::new(0, 1, 0), 7).encode();
+    let mut events = a.subscribe();
+    for planted in [b"\xff not a delta".to_vec(), newer, ahead, good] {
+        assert!(raw.append(&n, planted, None, T).await.unwrap().is_some());
+    }
+    // A strict admission reads the record and its log (if no push brought them first).
+    succeed(&a).await.unwrap();
+    let corrupt = events.drain().into_iter().find_map(|e| match e {
+        Event::CorruptRecord(err) => Some(err),
+        _ => None,
+    });
+    let err = corrupt.expect("the foreign deltas are reported");
+    assert!(err.to_string().contains("of the log dropped"), "{err}");
+    assert_eq!(
+        a.snapshot().state,
+        State::Closed,
+        "the hour-ahead delta was dropped"
+    );
+    assert_eq!(
+        machine::window_counts(&a.snapshot(), &policy, clock.now()).failures,
+        2,
+        "the agent's failure and the one good planted delta"
+    );
+    let _ = fail(&a).await;
+    let stored = raw.load(&n, T).await.unwrap().unwrap();
+    assert!(
+        stored.log.iter().all(|d| Delta::decode(d).is_ok()),
+        "the foreign deltas were written over"
+    );
+    let view = stored_view(&*h, &name, &policy).await.unwrap();
+    assert_eq!(
+        machine::window_counts(&view, &policy, clock.now()).failures,
+        3
+    );
+}
