@@ -225,10 +225,12 @@ fn scale(bins: &Bins) {
          ms per agent, 4 s, the back-end counted after the first"
     );
     let redis = RedisServer::start();
-    for (mode, fail, threshold) in [
-        ("healthy", false, 5),
-        ("failing, never tripping", true, u32::MAX),
-        ("outage (5 failures trip, open 1 s)", true, 5),
+    for (mode, fail, threshold, append) in [
+        ("healthy", false, 5, false),
+        ("failing, never tripping", true, u32::MAX, false),
+        ("failing, never tripping, appended", true, u32::MAX, true),
+        ("outage (5 failures trip, open 1 s)", true, 5, false),
+        ("outage, appended", true, 5, true),
     ] {
         for agents in [1, 4, 16] {
             for breakers in [1, 100, 10_000] {
@@ -238,6 +240,7 @@ fn scale(bins: &Bins) {
                     fail,
                     threshold,
                     run: Duration::from_secs(4),
+                    append,
                 };
                 // The window's first and last readings, per command.
                 let mut readings = Vec::new();
@@ -320,7 +323,7 @@ fn sqlite_strict_writers(dir: &std::path::Path) {
                 };
                 let operations = || drivers.lock().unwrap().iter().map(Faulty::attempts).sum();
                 let (per_call, rate) =
-                    measure::strict_writers(open, writers, 2_000, load, operations);
+                    measure::strict_writers(open, writers, 2_000, load, false, operations);
                 let retry = if swaps_only {
                     "compare-and-swap"
                 } else {
@@ -376,18 +379,23 @@ fn redis(bins: &Bins) {
     }
     for load in measure::StrictLoad::ALL {
         for writers in [1, 2, 4] {
-            let (per_call, rate) = measure::strict_writers(
-                || opened(&url),
-                writers,
-                2_000,
-                load,
-                || redis_round_trips(redis.port()),
-            );
-            println!(
-                "strict mode, {}, {writers} writers on one breaker: {per_call:.3} round \
-                 trips per call, {rate:.0} calls/s in all",
-                load.label()
-            );
+            // Outcomes by compare-and-swap, then appended to the log, side by side.
+            for append in [false, true] {
+                let (per_call, rate) = measure::strict_writers(
+                    || opened(&url),
+                    writers,
+                    2_000,
+                    load,
+                    append,
+                    || redis_round_trips(redis.port()),
+                );
+                let how = if append { "appended" } else { "swapped" };
+                println!(
+                    "strict mode, {}, {writers} writers on one breaker, outcomes {how}: \
+                     {per_call:.3} round trips per call, {rate:.0} calls/s in all",
+                    load.label()
+                );
+            }
         }
     }
     let calls = measure::fleet_throughput(bins, &url, 4, 2_000_000);
@@ -419,6 +427,7 @@ fn etcd(bins: &Bins) {
                 writers,
                 1_000,
                 load,
+                false,
                 || etcd.unary_requests(0),
             );
             println!(

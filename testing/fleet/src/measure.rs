@@ -208,13 +208,16 @@ impl StrictLoad {
         }
     }
 
-    fn policy(self) -> Policy {
+    fn policy(self, append: bool) -> Policy {
         let rule = match self {
             StrictLoad::DefaultRule => Policy::builder(),
             StrictLoad::ConsecutiveFailures => Policy::builder().consecutive_failures(5),
             StrictLoad::FailureRate => Policy::builder().failure_rate(0.99, 10),
         };
-        rule.strict(true).build().expect("a policy")
+        rule.strict(true)
+            .append_outcomes(append)
+            .build()
+            .expect("a policy")
     }
 
     /// Whether call `i` of a writer fails.
@@ -228,16 +231,21 @@ impl StrictLoad {
 /// to back under `load`. Returns the back-end's round trips per call, counted by
 /// `round_trips` before and after (a read per admission and a write per outcome a rule
 /// reads, plus the retries that conflicts between the writers cost), and the calls per
-/// second of all writers together.
+/// second of all writers together. With `append`, outcomes are appended to the record's
+/// log where the driver keeps one ([`Policy::append_outcomes`]).
 pub fn strict_writers(
     open: impl Fn() -> Arc<dyn DynDriver>,
     writers: usize,
     each: u32,
     load: StrictLoad,
+    append: bool,
     round_trips: impl Fn() -> u64,
 ) -> (f64, f64) {
-    let policy = load.policy();
-    let name = format!("strict-writers-{}-{writers}-{load:?}", std::process::id());
+    let policy = load.policy(append);
+    let name = format!(
+        "strict-writers-{}-{writers}-{load:?}-{append}",
+        std::process::id()
+    );
     let agents: Vec<Breaker> = (0..writers)
         .map(|_| {
             Breaker::builder_dyn(&name, open())
@@ -516,6 +524,9 @@ pub struct LoadShape {
     pub threshold: u32,
     /// How long the agents call.
     pub run: Duration,
+    /// Whether the agents append their outcomes to the record's log
+    /// ([`Policy::append_outcomes`]) rather than swap them into the record.
+    pub append: bool,
 }
 
 /// How long a fleet's load runs before the back-end's operations are counted.
@@ -537,9 +548,10 @@ pub fn fleet_load(
         fail,
         threshold,
         run,
+        append,
     } = shape;
     let name = format!(
-        "load-{}-{agents}-{breakers}-{fail}-{threshold}",
+        "load-{}-{agents}-{breakers}-{fail}-{threshold}-{append}",
         std::process::id()
     );
     let mut args: Vec<String> = [
@@ -562,6 +574,9 @@ pub fn fleet_load(
     .to_vec();
     if fail {
         args.push("--fail".into());
+    }
+    if append {
+        args.push("--append-outcomes".into());
     }
     let mut procs: Vec<Proc> = (0..agents)
         .map(|i| Proc::spawn(&format!("load {i}"), &bins.agent, &args))

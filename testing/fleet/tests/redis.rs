@@ -30,6 +30,24 @@ fn agents_writing_json_and_compact_records_are_one_fleet() {
     });
 }
 
+/// Every agent appends its outcomes to the record's log (`append_outcomes`), but one that
+/// swaps them in, as while a fleet turns appends on: the fleet scenario's every assertion
+/// holds (dead calls per outage within threshold + agents, one probe per open period,
+/// recovery).
+#[test]
+fn agents_appending_their_outcomes_are_one_fleet() {
+    let redis = RedisServer::start();
+    let bins = bins();
+    scenario::run_fleet_with(&bins, &redis.url(), &Fleet::default(), |i| {
+        let extra = if i == 0 {
+            Vec::new()
+        } else {
+            vec!["--append-outcomes".to_owned()]
+        };
+        (bins.agent.clone(), extra)
+    });
+}
+
 #[test]
 fn processes_racing_on_one_record_add_up_exactly() {
     let redis = RedisServer::start();

@@ -106,6 +106,7 @@ pub async fn a_trip_by_appended_failures_is_written_as_the_record<H: Harness>(h:
     assert_eq!(stored.state, State::Open, "the trip is the record's own");
     assert_eq!(stored.generation, 1);
     for a in &agents {
+        a.refresh().await.unwrap();
         assert_eq!(a.snapshot().state, State::Open);
     }
     let caused: Vec<bool> = events

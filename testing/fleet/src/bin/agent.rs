@@ -70,6 +70,10 @@ struct Args {
     /// Write the record in the compact encoding instead of JSON (`record_encoding`).
     #[arg(long)]
     compact_records: bool,
+    /// Append outcomes to the record's log where the driver keeps one
+    /// (`append_outcomes`).
+    #[arg(long)]
+    append_outcomes: bool,
     /// Call this many breakers (NAME-0 to NAME-(N-1)) round-robin, a call every
     /// `--interval-ms` (0: a call every 100 microseconds), each call failing with `--fail`,
     /// until `--run-ms` passes; then print `{"event":"load","calls":..,"rejected":..}`. The
@@ -161,6 +165,7 @@ fn named(args: &Args, driver: std::sync::Arc<dyn DynDriver>, name: &str) -> Brea
         .strict(args.strict)
         .probe_lease(Duration::from_millis(args.probe_lease_ms))
         .min_agents(args.min_agents)
+        .append_outcomes(args.append_outcomes)
         .record_encoding(if args.compact_records {
             RecordEncoding::Compact
         } else {
