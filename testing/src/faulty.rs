@@ -223,11 +223,12 @@ impl<D: Driver> Driver for Faulty<D> {
         name: &Name,
         delta: Vec<u8>,
         ttl: Option<Duration>,
+        notify: bool,
         timeout: Duration,
     ) -> Result<Option<Versioned>, DriverError> {
         self.gate("append", timeout)?;
         self.write_gate(timeout)?;
-        self.inner.append(name, delta, ttl, timeout).await
+        self.inner.append(name, delta, ttl, notify, timeout).await
     }
 
     async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {

@@ -282,19 +282,22 @@ pub trait Driver: Send + Sync + 'static {
     /// step that never conflicts: the record stays as it is, its version grows (so that a
     /// compare-and-swap from an older view conflicts and sees the delta), the log grows by
     /// `delta`, and the record's expiry moves to `ttl` from now if that is later (`None`:
-    /// it never expires). Returns the record and its whole log as now stored, or `None`,
-    /// appending nothing, when no record is stored (the breaker then writes one by
-    /// compare-and-swap) or the driver will not append to it now (a log at the driver's
-    /// bound, a value that is not ours). Only called when [`Driver::appends`] answers
-    /// `true`; the default refuses.
+    /// it never expires). With `notify`, watchers are pushed the change as for any write;
+    /// without, the delta changes nothing a watcher acts on (successes alone), and a driver
+    /// may leave them to find it at their next read or write. Returns the record and its
+    /// whole log as now stored, or `None`, appending nothing, when no record is stored (the
+    /// breaker then writes one by compare-and-swap) or the driver will not append to it
+    /// now (a log at the driver's bound, a value that is not ours). Only called when
+    /// [`Driver::appends`] answers `true`; the default refuses.
     fn append(
         &self,
         name: &Name,
         delta: Vec<u8>,
         ttl: Option<Duration>,
+        notify: bool,
         timeout: Duration,
     ) -> impl Future<Output = Result<Option<Versioned>, DriverError>> + Send {
-        let _ = (name, delta, ttl, timeout);
+        let _ = (name, delta, ttl, notify, timeout);
         async {
             Err(DriverError::new(
                 DriverErrorKind::Config,
@@ -411,6 +414,7 @@ pub trait DynDriver: Send + Sync + 'static {
         name: &'a Name,
         delta: Vec<u8>,
         ttl: Option<Duration>,
+        notify: bool,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<Versioned>, DriverError>>;
     fn update<'a>(
@@ -491,9 +495,10 @@ impl<D: Driver> DynDriver for D {
         name: &'a Name,
         delta: Vec<u8>,
         ttl: Option<Duration>,
+        notify: bool,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<Versioned>, DriverError>> {
-        Box::pin(Driver::append(self, name, delta, ttl, timeout))
+        Box::pin(Driver::append(self, name, delta, ttl, notify, timeout))
     }
     fn update<'a>(
         &'a self,

@@ -264,6 +264,7 @@ impl MemoryDriver {
         name: &Name,
         delta: Vec<u8>,
         ttl: Option<Duration>,
+        notify: bool,
     ) -> Result<Option<Versioned>, DriverError> {
         self.check_up()?;
         let now = self.store.clock.now();
@@ -285,18 +286,21 @@ impl MemoryDriver {
                 (Some(t), Some(d)) => Some(t.max(now.saturating_add(d))),
             };
             let stored = entry.versioned();
-            let sinks = shard.watchers.get(name).map_or_else(Vec::new, |w| {
-                w.iter().map(|(_, sink)| sink.clone()).collect()
-            });
+            let sinks = match shard.watchers.get(name) {
+                Some(w) if notify => w.iter().map(|(_, sink)| sink.clone()).collect(),
+                _ => Vec::new(),
+            };
             (stored, sinks)
         };
-        Self::notify(
-            sinks,
-            Change {
-                name: *name,
-                record: Some(stored.clone()),
-            },
-        );
+        if !sinks.is_empty() {
+            Self::notify(
+                sinks,
+                Change {
+                    name: *name,
+                    record: Some(stored.clone()),
+                },
+            );
+        }
         Ok(Some(stored))
     }
 }
@@ -336,9 +340,10 @@ impl Driver for MemoryDriver {
         name: &Name,
         delta: Vec<u8>,
         ttl: Option<Duration>,
+        notify: bool,
         _timeout: Duration,
     ) -> Result<Option<Versioned>, DriverError> {
-        self.append_now(name, delta, ttl)
+        self.append_now(name, delta, ttl, notify)
     }
 
     async fn list(&self, _timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {

@@ -366,6 +366,7 @@ impl Driver for RedisDriver {
         name: &Name,
         delta: Vec<u8>,
         ttl: Option<Duration>,
+        notify: bool,
         timeout: Duration,
     ) -> Result<Option<Versioned>, DriverError> {
         let inner = self.inner.clone();
@@ -384,6 +385,7 @@ impl Driver for RedisDriver {
                 .arg(name.as_str())
                 .arg(MAX_RECORD_BYTES)
                 .arg(script::MAX_LOG)
+                .arg(if notify { "1" } else { "" })
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| error(&inner.url, "append", e))?;

@@ -153,12 +153,12 @@ return {1, version}
 }
 
 /// Append. ARGV: delta, ttl in ms ('' for none), change channel, breaker name, size limit,
-/// log limit. Appends nothing and returns `{}` where there is no record of ours to append
+/// log limit, '1' to publish the change ('' not to). Appends nothing and returns `{}` where there is no record of ours to append
 /// to, the log is full, or an older build's version counter is beside the record (its
 /// agents count versions there, which only a compare-and-swap keeps counting). Otherwise
 /// one version more, the delta as the log's last field, the expiry moved to `ttl` from now
 /// if that is later (`PEXPIRE ... GT`: a record without one keeps none), and the change
-/// published; returns `{version, data, delta...}`.
+/// published if asked; returns `{version, data, delta...}`.
 pub(crate) fn append() -> String {
     format!(
         "{}{}",
@@ -186,7 +186,7 @@ n = n + 1
 redis.call('HSET', KEYS[1], 'v', version, 'n', n, 'l:' .. n, ARGV[1])
 table.insert(deltas, ARGV[1])
 if ttl then redis.call('PEXPIRE', KEYS[1], ttl, 'GT') else redis.call('PERSIST', KEYS[1]) end
-publish(ARGV[3], ARGV[4], version, d, deltas)
+if ARGV[7] == '1' then publish(ARGV[3], ARGV[4], version, d, deltas) end
 local out = {version, d}
 for _, delta in ipairs(deltas) do table.insert(out, delta) end
 return out

@@ -128,8 +128,8 @@ pub async fn a_trip_by_appended_failures_is_written_as_the_record<H: Harness>(h:
 }
 
 /// One agent appending far more outcomes than a log may hold: the log never grows past
-/// its bound (the agent that finds it full writes the view as the record), and nothing is
-/// lost on the way.
+/// its bound (the agent whose append made it that long writes the view as the record, and
+/// with no other writer nothing makes that conflict), and nothing is lost on the way.
 pub async fn a_log_stays_bounded_and_loses_nothing<H: Harness>(h: Arc<H>) {
     let clock = ManualClock::new(START);
     let name = unique_name("append-bound");
@@ -170,7 +170,7 @@ pub async fn foreign_deltas_are_reported_and_dropped<H: Harness>(h: Arc<H>) {
     let raw = h.driver().await;
     let n = Name::new(&name).unwrap();
     if !appends(&*h).await {
-        assert!(raw.append(&n, vec![1], None, T).await.is_err());
+        assert!(raw.append(&n, vec![1], None, true, T).await.is_err());
         assert!(raw.load(&n, T).await.unwrap().unwrap().log.is_empty());
         return;
     }
@@ -181,7 +181,12 @@ pub async fn foreign_deltas_are_reported_and_dropped<H: Harness>(h: Arc<H>) {
     let good = Delta::new(clock.now(), 0, Tally::new(0, 1, 0), 7).encode();
     let mut events = a.subscribe();
     for planted in [b"\xff not a delta".to_vec(), newer, ahead, good] {
-        assert!(raw.append(&n, planted, None, T).await.unwrap().is_some());
+        assert!(
+            raw.append(&n, planted, None, true, T)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
     // A strict admission reads the record and its log (if no push brought them first).
     succeed(&a).await.unwrap();
@@ -212,4 +217,41 @@ pub async fn foreign_deltas_are_reported_and_dropped<H: Harness>(h: Arc<H>) {
         machine::window_counts(&view, &policy, clock.now()).failures,
         3
     );
+}
+
+/// A breaker whose window empties keeps no log in the back-end: once its record is quiet
+/// (nothing in it can come due), the next upkeep writes the view as the record, so an idle
+/// breaker costs the store what one without appends does.
+pub async fn a_quiet_breaker_keeps_no_log<H: Harness>(h: Arc<H>) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("append-quiet");
+    // Successes count while the window holds a failure, so they are appended too.
+    let policy = Policy::builder()
+        .failure_rate(0.9, 100)
+        .window(Duration::from_secs(10))
+        .strict(true)
+        .append_outcomes(true)
+        .build()
+        .unwrap();
+    let (a, _) = faulty_agent(&*h, &name, &policy, &clock).await;
+    let raw = h.driver().await;
+    let n = Name::new(&name).unwrap();
+    succeed(&a).await.unwrap();
+    let _ = fail(&a).await;
+    for _ in 0..3 {
+        succeed(&a).await.unwrap();
+    }
+    let logged = raw.load(&n, T).await.unwrap().unwrap().log.len();
+    if appends(&*h).await {
+        assert_eq!(logged, 4, "the failure and three successes were appended");
+    } else {
+        assert_eq!(logged, 0);
+    }
+    clock.advance(policy.window + policy.flush_interval);
+    // This call's upkeep finds the record quiet.
+    succeed(&a).await.unwrap();
+    let stored = raw.load(&n, T).await.unwrap().unwrap();
+    assert!(stored.log.is_empty(), "{} deltas left", stored.log.len());
+    let view = stored_view(&*h, &name, &policy).await.unwrap();
+    assert!(machine::quiet(&view, &policy, clock.now()));
 }

@@ -11,7 +11,7 @@ use breaker_core::{
     RecordEncoding, Reviser, State, Subscription, Swap, Updated, Versioned, machine,
 };
 
-use super::{Harness, START, agent, faulty_agent, pushes, stored_record};
+use super::{Harness, START, agent, faulty_agent, pushes, stored_record, stored_view};
 use crate::{Faulty, IntermittentFailer, unique_name};
 
 const T: Duration = Duration::from_secs(5);
@@ -393,48 +393,57 @@ pub async fn batched_successes_reach_the_record<H: Harness>(h: Arc<H>) {
 /// resting agent's successes from then on are written at the next flush interval, as
 /// they always were.
 pub async fn another_agents_failure_ends_a_rest<H: Harness>(h: Arc<H>) {
-    let clock = clock();
-    // A rate that a handful of calls never reaches.
-    let policy = Policy::builder().failure_rate(0.9, 100).build().unwrap();
-    let name = unique_name("rest");
-    let a = agent(&*h, &name, &policy, &clock).await;
-    let b = agent(&*h, &name, &policy, &clock).await;
-    succeed(&a).await.unwrap();
-    succeed(&b).await.unwrap();
-    // Both records read, nothing in the window: both at rest.
-    flush_all(&[a.clone(), b.clone()]).await;
-    fail(&a).await.unwrap_err();
-    a.written().await;
-    let stored = |rec: Option<Record>| {
-        machine::window_counts(&rec.expect("a stored record"), &policy, clock.now())
-    };
-    let before = stored(stored_record(&*h, &name).await);
-    assert_eq!(before.failures, 1, "a's failure is stored");
-    if pushes(&*h).await {
-        let waited = std::time::Instant::now();
-        while machine::window_counts(&b.snapshot(), &policy, clock.now()).failures == 0 {
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "a's failure never reached b by its watch"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    } else {
-        // Without a watch nothing rests; b reads the record (nothing of its own pending).
-        b.flush().await.unwrap();
-    }
-    for _ in 0..3 {
+    // Outcomes written into the record, then appended to its log: a's appended failure is
+    // pushed like any write, b's successes are appended once they matter.
+    for append in [false, true] {
+        let clock = clock();
+        // A rate that a handful of calls never reaches.
+        let policy = Policy::builder()
+            .failure_rate(0.9, 100)
+            .append_outcomes(append)
+            .build()
+            .unwrap();
+        let name = unique_name("rest");
+        let a = agent(&*h, &name, &policy, &clock).await;
+        let b = agent(&*h, &name, &policy, &clock).await;
+        succeed(&a).await.unwrap();
         succeed(&b).await.unwrap();
+        // Both records read, nothing in the window: both at rest.
+        flush_all(&[a.clone(), b.clone()]).await;
+        fail(&a).await.unwrap_err();
+        a.written().await;
+        let stored = |rec: Option<Record>| {
+            machine::window_counts(&rec.expect("a stored record"), &policy, clock.now())
+        };
+        let before = stored(stored_view(&*h, &name, &policy).await);
+        assert_eq!(before.failures, 1, "append {append}: a's failure is stored");
+        if pushes(&*h).await {
+            let waited = std::time::Instant::now();
+            while machine::window_counts(&b.snapshot(), &policy, clock.now()).failures == 0 {
+                assert!(
+                    waited.elapsed() < Duration::from_secs(10),
+                    "append {append}: a's failure never reached b by its watch"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        } else {
+            // Without a watch nothing rests; b reads the record (nothing of its own pending).
+            b.flush().await.unwrap();
+        }
+        for _ in 0..3 {
+            succeed(&b).await.unwrap();
+        }
+        clock.advance(policy.flush_interval);
+        // This call's upkeep is due again and writes the three successes before it.
+        succeed(&b).await.unwrap();
+        let after = stored(stored_view(&*h, &name, &policy).await);
+        assert_eq!(
+            after.successes,
+            before.successes + 3,
+            "append {append}: b's successes were not written at the flush interval once a \
+             failure was in the window"
+        );
     }
-    clock.advance(policy.flush_interval);
-    // This call's upkeep is due again and writes the three successes before it.
-    succeed(&b).await.unwrap();
-    let after = stored(stored_record(&*h, &name).await);
-    assert_eq!(
-        after.successes,
-        before.successes + 3,
-        "b's successes were not written at the flush interval once a failure was in the window"
-    );
 }
 
 /// In the cached mode a failing call on a back-end whose writes are slow (as a networked

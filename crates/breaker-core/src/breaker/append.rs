@@ -21,14 +21,22 @@ use crate::time::Timestamp;
 
 use super::shared::{Deadline, Inner, Read};
 
-/// A log this long is written into the record (compacted) by the agent that finds it so;
-/// bounds the bytes every reader loads and folds.
+/// Every this many deltas, the agent whose append made the log that long writes the view
+/// as the record (compacts it), one compare-and-swap: an append in the meantime makes it
+/// conflict, and the next agent so designated tries again. One agent per so many appends,
+/// so compactions cost a thirty-second of a round trip per outcome and never race each
+/// other; the bound keeps what every reader loads and folds small.
 pub(crate) const LOG_BOUND: usize = 32;
+
+/// A log this long is compacted by any agent that reads it, at its next upkeep: should
+/// every designated compaction have lost to appends.
+const LOG_LIMIT: usize = 4 * LOG_BOUND;
 
 /// What folding a stored log made of the record it was appended to.
 pub(crate) struct Folded {
-    /// Whether the view should be written as the record (compacted): the fold made a
-    /// transition, the log reached [`LOG_BOUND`], or a delta had to be dropped.
+    /// Whether the view should be written as the record (compacted) by whoever holds it:
+    /// the fold made a transition, the log reached [`LOG_LIMIT`], or a delta had to be
+    /// dropped.
     pub(crate) compact: bool,
     /// Why the first delta dropped was, if one was: bytes this build cannot read, or a time
     /// beyond what any clock of the fleet could say.
@@ -94,20 +102,32 @@ impl Inner {
             )
         };
         let started = self.write_timer();
+        // Successes alone change nothing another agent acts on: they trip nothing, and an
+        // agent that does not know them writes its own successes a little longer than it
+        // must. Failures and slow calls do (how near a trip, whether successes matter).
+        let notify = tally.failures > 0 || tally.slow > 0;
         let appended = crate::observe::backend_op(
             self.name,
             self.backend,
             Operation::Append,
-            self.driver.append(&self.name, delta, ttl, dl.left()),
+            self.driver
+                .append(&self.name, delta, ttl, notify, dl.left()),
         )
         .await;
         self.note_write_time(started);
         let compact = match appended {
             Ok(Some(stored)) => {
+                let designated = stored.log.len().is_multiple_of(LOG_BOUND);
                 let mut s = self.lock();
-                // As a read: a push of a later version that came first is not overwritten.
-                self.install_stored(&mut s, Some(stored), false, Read::Loaded { seq });
-                s.compact_due
+                let overtaken = s.installs != seq;
+                // A push that came while the append ran holds this delta or a compaction of
+                // it: a reply no newer is the normal race with other writers, not a store
+                // that went back, and needs no read to tell. Otherwise the reply is the
+                // store's word as of now.
+                if !overtaken || s.version.is_none_or(|cur| cur < stored.version) {
+                    self.install_stored(&mut s, Some(stored), false, Read::Conflict);
+                }
+                s.compact_due || designated
             }
             // Nothing stored any more (expired), or the driver will not append now.
             Ok(None) => return false,
@@ -118,11 +138,30 @@ impl Inner {
             }
         };
         if compact {
-            // Writing the view is what any compare-and-swap does; a conflict only means
-            // another writer did it (or appended again: the next append compacts).
-            let _ = self.update(&mut |_, _| (), dl).await;
+            self.compact(dl).await;
         }
         true
+    }
+
+    /// Writes the view, folded from a log, as the record: one compare-and-swap, which also
+    /// empties the log. A conflict means another writer appended or wrote meanwhile; its
+    /// record is installed, and the next compaction due tries again.
+    pub(crate) async fn compact(self: &Arc<Self>, dl: Deadline) {
+        let (rec, version) = {
+            let s = self.lock();
+            (s.record.clone(), s.version)
+        };
+        let now = self.clock.now();
+        if let Err(e) = self.swap_once(rec, version, now, Vec::new(), dl).await {
+            self.fail(Operation::CompareAndSwap, e);
+        }
+    }
+
+    /// Whether the view holds a log that its upkeep should write into the record: one due
+    /// ([`Folded::compact`]), or any log once the record is quiet (nothing in it can come
+    /// due), so that an idle breaker holds no log in the back-end.
+    pub(crate) fn log_to_compact(&self, s: &super::shared::Shared, now: Timestamp) -> bool {
+        s.compact_due || s.log_len > 0 && machine::quiet(&s.record, &self.policy, now)
     }
 
     /// Folds a stored `log` onto `rec`, the record it was appended to, as read at `now`.
@@ -156,7 +195,7 @@ impl Inner {
         }
         machine::fold(rec, &self.policy, &deltas);
         Folded {
-            compact: rec.generation != generation || log.len() >= LOG_BOUND || dropped.is_some(),
+            compact: rec.generation != generation || log.len() >= LOG_LIMIT || dropped.is_some(),
             dropped,
         }
     }

@@ -168,6 +168,7 @@ impl BreakerBuilder {
                 lost_forced: false,
                 verify: false,
                 compact_due: false,
+                log_len: 0,
             }),
             maintaining: AtomicBool::new(false),
             draining: futures_util::lock::Mutex::new(()),

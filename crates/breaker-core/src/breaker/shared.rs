@@ -134,6 +134,8 @@ pub(crate) struct Shared {
     /// The view was folded from a log that should be written into the record: its next
     /// compare-and-swap writes the view even if it changes nothing (see `append`).
     pub(crate) compact_due: bool,
+    /// How many deltas of a log the view was folded from (see `append`).
+    pub(crate) log_len: usize,
 }
 
 impl Shared {
@@ -278,6 +280,7 @@ impl Inner {
         s.record = rec;
         s.version = version;
         s.compact_due = false;
+        s.log_len = 0;
         s.loaded = true;
         s.installs = s.installs.wrapping_add(1);
         s.last_sync = now;
@@ -450,6 +453,7 @@ impl Inner {
                         self.install(s, rec, Some(v.version));
                         s.digest = digest(&v.value);
                         s.compact_due = folded.compact;
+                        s.log_len = v.log.len();
                         if let Some(reason) = folded.dropped {
                             let err = self.backend_error(
                                 Operation::Load,
@@ -727,9 +731,7 @@ impl Inner {
                     if s.installs != installs {
                         continue;
                     }
-                    // A view folded from a log due to be compacted is written even when
-                    // `op` changes nothing.
-                    s.record == rec && !s.compact_due
+                    s.record == rec
                 }
             };
             if unchanged {
@@ -738,47 +740,17 @@ impl Inner {
             if retry_by_update {
                 return self.update_atomically(op, dl).await;
             }
-            let (bytes, ttl, written) = self.seal(&mut rec, now);
             // Timers only for a back-end that judges them; an empty list costs nothing, and
             // a driver without timers forwards to its plain compare-and-swap.
             let timers = match &before {
                 Some(before) => timers::started(before, &rec, &self.policy, now),
                 None => Vec::new(),
             };
-            self.lock().own_write = Some(written);
-            let started = self.write_timer();
-            let swapped = crate::observe::backend_op(
-                self.name,
-                self.backend,
-                Operation::CompareAndSwap,
-                self.driver.compare_and_swap_with_timers(
-                    &self.name,
-                    version,
-                    bytes,
-                    ttl,
-                    timers,
-                    dl.left(),
-                ),
-            )
-            .await;
-            self.note_write_time(started);
-            self.lock().own_write = None;
-            match swapped {
-                Ok(Swap::Swapped { version: new }) => {
-                    let mut s = self.lock();
-                    if own_write_is_newest(s.version, new, version) {
-                        self.install(&mut s, rec, Some(new));
-                        s.digest = written;
-                    }
-                    return Ok(out);
-                }
-                Ok(Swap::Conflict { current }) => {
-                    {
-                        let mut s = self.lock();
-                        self.install_stored(&mut s, current, false, Read::Conflict);
-                        if let Some(incompatible) = s.down_error() {
-                            return Err(incompatible);
-                        }
+            match self.swap_once(rec, version, now, timers, dl).await {
+                Ok(true) => return Ok(out),
+                Ok(false) => {
+                    if let Some(incompatible) = self.lock().down_error() {
+                        return Err(incompatible);
                     }
                     // Another writer came first. Where the driver can, the retry (if the
                     // outcome still changes the record that won) is an update, which no
@@ -802,6 +774,53 @@ impl Inner {
                 format!("gave up after {MAX_UPDATE_ATTEMPTS} conflicting writes"),
             ),
         ))
+    }
+
+    /// One compare-and-swap of `rec`, as revised at `now` from the view at `version`,
+    /// starting `timers` with it: sealed as this agent's, installed once it landed (unless a
+    /// push of a later write came first). On a conflict the record that won is installed
+    /// instead. Returns whether the write landed.
+    pub(crate) async fn swap_once(
+        self: &Arc<Self>,
+        mut rec: Record,
+        version: Option<u64>,
+        now: Timestamp,
+        timers: Vec<(crate::timers::Timer, Duration)>,
+        dl: Deadline,
+    ) -> Result<bool, DriverError> {
+        let (bytes, ttl, written) = self.seal(&mut rec, now);
+        self.lock().own_write = Some(written);
+        let started = self.write_timer();
+        let swapped = crate::observe::backend_op(
+            self.name,
+            self.backend,
+            Operation::CompareAndSwap,
+            self.driver.compare_and_swap_with_timers(
+                &self.name,
+                version,
+                bytes,
+                ttl,
+                timers,
+                dl.left(),
+            ),
+        )
+        .await;
+        self.note_write_time(started);
+        let mut s = self.lock();
+        s.own_write = None;
+        match swapped? {
+            Swap::Swapped { version: new } => {
+                if own_write_is_newest(s.version, new, version) {
+                    self.install(&mut s, rec, Some(new));
+                    s.digest = written;
+                }
+                Ok(true)
+            }
+            Swap::Conflict { current } => {
+                self.install_stored(&mut s, current, false, Read::Conflict);
+                Ok(false)
+            }
+        }
     }
 
     /// [`Inner::update`]'s retry on a driver that [updates
@@ -1034,9 +1053,14 @@ impl Inner {
             let tally = machine::Tally::new(successes, 0, 0);
             self.count(self.hot.generation(), tally, false, dl).await;
         }
-        if self.lock().compact_due {
-            // A log folded from a push that its appender did not compact (it went away).
-            let _ = self.update(&mut |_, _| (), dl).await;
+        let compact = {
+            let s = self.lock();
+            self.log_to_compact(&s, self.clock.now())
+        };
+        if compact {
+            // A log that its appenders did not compact (they lost the race, or went away),
+            // or one that nothing in the record needs any more.
+            self.compact(dl).await;
         }
         let stale = {
             let mut s = self.lock();
@@ -1093,6 +1117,7 @@ impl Inner {
             && !s.verify
             && !s.lost_forced
             && !s.compact_due
+            && s.log_len == 0
             && s.watch.as_ref().is_some_and(Watch::is_alive)
             && machine::quiet(&s.record, &self.policy, now)
     }
