@@ -274,13 +274,29 @@ fn versioned(url: &str, what: &str, v: &Value) -> Result<Option<Versioned>, Driv
     }
 }
 
-/// `version, data, delta...` as the scripts return a record and its log.
+/// `version, data, log` as the scripts return a record and its log.
 fn stored(items: &[Value]) -> Option<Versioned> {
-    let [version, value, log @ ..] = items else {
+    let [version, value, log] = items else {
         return None;
     };
-    let log = log.iter().map(bulk).collect::<Option<Vec<_>>>()?;
-    Some(Versioned::new(number(version)?, bulk(value)?).with_log(log))
+    Some(Versioned::new(number(version)?, bulk(value)?).with_log(split_log(&bulk(log)?)))
+}
+
+/// The deltas of a stored log: each behind one byte of its length. Bytes that do not frame
+/// whole deltas (a log no agent wrote) end it as one more delta, which no breaker decodes,
+/// so it is reported and dropped rather than misread.
+pub(crate) fn split_log(mut log: &[u8]) -> Vec<Vec<u8>> {
+    let mut deltas = Vec::new();
+    while let Some((&len, rest)) = log.split_first() {
+        let len = usize::from(len);
+        if len == 0 || len > rest.len() {
+            deltas.push(log.to_vec());
+            break;
+        }
+        deltas.push(rest[..len].to_vec());
+        log = &rest[len..];
+    }
+    deltas
 }
 
 impl Inner {
@@ -384,7 +400,6 @@ impl Driver for RedisDriver {
                 .arg(&inner.channel)
                 .arg(name.as_str())
                 .arg(MAX_RECORD_BYTES)
-                .arg(script::MAX_LOG)
                 .arg(if notify { "1" } else { "" })
                 .invoke_async(&mut conn)
                 .await
@@ -484,6 +499,23 @@ mod tests {
     }
 
     proptest! {
+        /// Deltas framed as the append script frames them split back into themselves, and
+        /// bytes of any kind split without a panic, losing none.
+        #[test]
+        fn logs_split_into_their_deltas(
+            deltas in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..=96), 0..40),
+            junk in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut framed = Vec::new();
+            for d in &deltas {
+                framed.push(u8::try_from(d.len()).unwrap());
+                framed.extend_from_slice(d);
+            }
+            prop_assert_eq!(split_log(&framed), deltas);
+            let split = split_log(&junk);
+            prop_assert!(split.iter().map(Vec::len).sum::<usize>() <= junk.len());
+        }
+
         /// (prefix, name) → key is injective, and `name_of` inverts it for its own prefix
         /// only: no breaker can read or list another's keys.
         #[test]

@@ -4,10 +4,10 @@
 //!
 //! A record is a hash `{PREFIX/NAME}:r` with fields `v` (version) and `d` (the encoded
 //! record): one key per breaker. A breaker that appends its outcomes
-//! (`Policy::append_outcomes`) adds its log to the same hash: `n` (the number of deltas)
-//! and `l:1` to `l:n`, each an opaque delta; an append is one script (a new version, one
-//! field more, the expiry moved later, the change published) and every compare-and-swap
-//! writes the hash afresh, log gone. Builds before 0.2 also kept a version counter at
+//! (`Policy::append_outcomes`) adds its log to the same hash: field `l`, the opaque deltas
+//! in order, each behind one byte of its length; an append is one script (a new version,
+//! the delta added, the expiry moved later, the change published) and every
+//! compare-and-swap writes the hash afresh, log gone. Builds before 0.2 also kept a version counter at
 //! `{PREFIX/NAME}:seq`; this one writes none, but keeps counting one that an older agent
 //! of a mixed fleet keeps, so that versions still only grow. Both share the hash tag
 //! `{PREFIX/NAME}`, hence one Redis Cluster slot, and neither a prefix nor a name can hold
@@ -36,57 +36,44 @@ local function current(limit)
   return t, v, redis.call('HGET', KEYS[1], 'd')
 end
 
--- The log beside the record: its deltas in order, each over the size a delta may take read
--- as '' (which no breaker decodes, so it reports and drops it); none when `n` is not a
--- count of ours.
+-- The log beside the record: field `l`, its deltas in order, each behind one byte of its
+-- length; '' when there is none, or when it is larger than any log of ours (ignored, and
+-- appends refused, so the next write of the record replaces it).
 local function log(t)
-  if t ~= 'hash' then return {} end
-  local n = redis.call('HGET', KEYS[1], 'n')
-  if not n or not string.match(n, '^[1-9]%d*$') or string.len(n) > 4 then return {} end
-  local out = {}
-  for i = 1, tonumber(n) do
-    local field = 'l:' .. i
-    if redis.call('HSTRLEN', KEYS[1], field) > DELTA_LIMIT then
-      table.insert(out, '')
-    else
-      table.insert(out, redis.call('HGET', KEYS[1], field) or '')
-    end
-  end
-  return out
+  if t ~= 'hash' then return '' end
+  local size = redis.call('HSTRLEN', KEYS[1], 'l')
+  if size == 0 or size > LOG_LIMIT then return '' end
+  return redis.call('HGET', KEYS[1], 'l')
 end
 
--- The change notification: `NAME VERSION[ LEN...]\nDATA[DELTA...]`, the lengths those of
--- the deltas, so that watchers get record and log with no round trip of their own.
-local function publish(channel, name, version, d, deltas)
+-- The change notification: `NAME VERSION[ LOGBYTES]\nDATA[LOG]`, so that watchers get the
+-- record and its log with no round trip of their own.
+local function publish(channel, name, version, d, l)
   local head = name .. ' ' .. version
-  for _, delta in ipairs(deltas) do head = head .. ' ' .. string.len(delta) end
-  redis.call('PUBLISH', channel, head .. '\n' .. d .. table.concat(deltas))
+  if l ~= '' then head = head .. ' ' .. string.len(l) end
+  redis.call('PUBLISH', channel, head .. '\n' .. d .. l)
 end
 "#;
 
-/// The most bytes a delta takes ([`breaker_core::MAX_DELTA_BYTES`]), in the scripts.
-fn current() -> String {
-    CURRENT.replace("DELTA_LIMIT", &breaker_core::MAX_DELTA_BYTES.to_string())
+/// A script: the shared Lua functions, then `body`, with the log's size limit in.
+fn script(body: &str) -> String {
+    format!("{CURRENT}{body}").replace("LOG_LIMIT", &MAX_LOG_BYTES.to_string())
 }
 
-/// The most deltas a log holds: past it, appends are refused and the breaker writes its
-/// record by compare-and-swap, which empties the log. Breakers write the view as the
-/// record long before (at 32 deltas); this bounds what a store can be made to hold.
-pub(crate) const MAX_LOG: usize = 1024;
+/// The most bytes a log holds (about a thousand deltas): past it, appends are refused and
+/// the breaker writes its record by compare-and-swap, which empties the log. Breakers
+/// write the view as the record long before (every 32 deltas); this bounds what a store
+/// can be made to hold.
+pub(crate) const MAX_LOG_BYTES: usize = 16 * 1024;
 
-/// Reads the record: `{}` when absent, `{version, data, delta...}` otherwise. ARGV: size
-/// limit.
+/// Reads the record: `{}` when absent, `{version, data, log}` otherwise. ARGV: size limit.
 pub(crate) fn load() -> String {
-    format!(
-        "{}{}",
-        current(),
+    script(
         r#"
 local t, v, d = current(tonumber(ARGV[1]))
 if t == 'none' then return {} end
-local out = {v, d}
-for _, delta in ipairs(log(t)) do table.insert(out, delta) end
-return out
-"#
+return {v, d, log(t)}
+"#,
     )
 }
 
@@ -94,11 +81,9 @@ return out
 /// change channel, breaker name, size limit. Everything is checked before anything is
 /// written, so a write is all or nothing. Publishes `NAME VERSION\nDATA` on the channel, so
 /// that watchers get the new record with no round trip of their own. Returns
-/// `{1, new_version}`, or on conflict `{0}` (absent) or `{0, version, data, delta...}`.
+/// `{1, new_version}`, or on conflict `{0}` (absent) or `{0, version, data, log}`.
 pub(crate) fn swap() -> String {
-    format!(
-        "{}{}",
-        current(),
+    script(
         r#"
 local ttl = nil
 if ARGV[3] ~= '' then
@@ -111,9 +96,7 @@ local t, v, d = current(tonumber(ARGV[6]))
 if t == 'none' then
   if ARGV[1] ~= '' then return {0} end
 elseif v ~= ARGV[1] then
-  local out = {0, v, d}
-  for _, delta in ipairs(log(t)) do table.insert(out, delta) end
-  return out
+  return {0, v, d, log(t)}
 end
 local held = tonumber(v) or 0
 local nv = nil
@@ -146,23 +129,22 @@ redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2])
 for _, key in ipairs(KEYS) do
   if ttl then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
 end
-publish(ARGV[4], ARGV[5], version, ARGV[2], {})
+publish(ARGV[4], ARGV[5], version, ARGV[2], '')
 return {1, version}
-"#
+"#,
     )
 }
 
 /// Append. ARGV: delta, ttl in ms ('' for none), change channel, breaker name, size limit,
-/// log limit, '1' to publish the change ('' not to). Appends nothing and returns `{}` where there is no record of ours to append
-/// to, the log is full, or an older build's version counter is beside the record (its
-/// agents count versions there, which only a compare-and-swap keeps counting). Otherwise
-/// one version more, the delta as the log's last field, the expiry moved to `ttl` from now
-/// if that is later (`PEXPIRE ... GT`: a record without one keeps none), and the change
-/// published if asked; returns `{version, data, delta...}`.
+/// '1' to publish the change ('' not to). Appends nothing and returns `{}` where there is
+/// no record of ours to append to, the log is full (or not ours), or an older build's
+/// version counter is beside the record (its agents count versions there, which only a
+/// compare-and-swap keeps counting). Otherwise one version more, the delta behind its
+/// length at the end of the log, the expiry moved to `ttl` from now if that is later
+/// (`PEXPIRE ... GT`: a record without one keeps none), and the change published if asked;
+/// returns `{version, data, log}`.
 pub(crate) fn append() -> String {
-    format!(
-        "{}{}",
-        current(),
+    script(
         r#"
 local ttl = nil
 if ARGV[2] ~= '' then
@@ -171,25 +153,25 @@ if ARGV[2] ~= '' then
     return redis.error_reply('breaker: expiry out of range: ' .. ARGV[2])
   end
 end
+if string.len(ARGV[1]) == 0 or string.len(ARGV[1]) > 255 then
+  return redis.error_reply('breaker: a delta of ' .. string.len(ARGV[1]) .. ' bytes')
+end
 local t, v, d = current(tonumber(ARGV[5]))
 if t ~= 'hash' or v == '0' or d == '' then return {} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
-local deltas = log(t)
-local n = #deltas
-if n >= tonumber(ARGV[6]) or redis.call('HLEN', KEYS[1]) ~= 2 + (n > 0 and n + 1 or 0) then
-  return {}
-end
+local size = redis.call('HSTRLEN', KEYS[1], 'l')
+local fields = 2
+if size > 0 then fields = 3 end
+if size >= LOG_LIMIT or redis.call('HLEN', KEYS[1]) ~= fields then return {} end
 local held = tonumber(v)
 if held >= 9007199254740991 then return {} end
 local version = string.format('%d', held + 1)
-n = n + 1
-redis.call('HSET', KEYS[1], 'v', version, 'n', n, 'l:' .. n, ARGV[1])
-table.insert(deltas, ARGV[1])
+local l = string.char(string.len(ARGV[1])) .. ARGV[1]
+if size > 0 then l = redis.call('HGET', KEYS[1], 'l') .. l end
+redis.call('HSET', KEYS[1], 'v', version, 'l', l)
 if ttl then redis.call('PEXPIRE', KEYS[1], ttl, 'GT') else redis.call('PERSIST', KEYS[1]) end
-if ARGV[7] == '1' then publish(ARGV[3], ARGV[4], version, d, deltas) end
-local out = {version, d}
-for _, delta in ipairs(deltas) do table.insert(out, delta) end
-return out
-"#
+if ARGV[6] == '1' then publish(ARGV[3], ARGV[4], version, d, l) end
+return {version, d, l}
+"#,
     )
 }

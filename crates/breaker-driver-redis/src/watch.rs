@@ -12,30 +12,28 @@ use futures_util::StreamExt;
 
 use crate::Inner;
 
-/// Reads a notification: `NAME VERSION[ LEN...]\nDATA[DELTA...]`, the lengths those of the
-/// log's deltas, which follow the record's data.
+/// Reads a notification: `NAME VERSION[ LOGBYTES]\nDATA[LOG]`, the log (framed as stored)
+/// the last `LOGBYTES` bytes.
 fn parse(payload: &[u8]) -> Option<Change> {
     let newline = payload.iter().position(|&b| b == b'\n')?;
     let head = std::str::from_utf8(&payload[..newline]).ok()?;
     let mut words = head.split(' ');
     let name = Name::new(words.next()?).ok()?;
     let version = words.next()?.parse().ok()?;
-    let lengths = words
-        .map(|w| w.parse::<usize>().ok())
-        .collect::<Option<Vec<_>>>()?;
-    let body = &payload[newline + 1..];
-    let mut end = body
-        .len()
-        .checked_sub(lengths.iter().try_fold(0usize, |a, &n| a.checked_add(n))?)?;
-    let value = body[..end].to_vec();
-    let mut log = Vec::with_capacity(lengths.len());
-    for n in lengths {
-        log.push(body[end..end + n].to_vec());
-        end += n;
+    let log_bytes = match words.next() {
+        Some(n) => n.parse::<usize>().ok()?,
+        None => 0,
+    };
+    if words.next().is_some() {
+        return None;
     }
+    let body = &payload[newline + 1..];
+    let (value, log) = body.split_at(body.len().checked_sub(log_bytes)?);
     Some(Change {
         name,
-        record: Some(breaker_core::Versioned::new(version, value).with_log(log)),
+        record: Some(
+            breaker_core::Versioned::new(version, value.to_vec()).with_log(crate::split_log(log)),
+        ),
     })
 }
 
@@ -121,7 +119,7 @@ mod tests {
 
     #[test]
     fn a_notification_carries_the_record_and_its_log() {
-        let change = parse(b"pay 17 2 3\n{\"r\":1}abxyz").unwrap();
+        let change = parse(b"pay 17 7\n{\"r\":1}\x02ab\x03xyz").unwrap();
         assert_eq!(change.name.as_str(), "pay");
         let v = change.record.unwrap();
         assert_eq!(v.version, 17);
@@ -129,9 +127,9 @@ mod tests {
         assert_eq!(v.log, vec![b"ab".to_vec(), b"xyz".to_vec()]);
         let plain = parse(b"pay 18\n{}").unwrap().record.unwrap();
         assert!(plain.log.is_empty());
-        // Lengths that do not fit the body, or are not numbers, are no notification.
+        // A log longer than the body, or a length that is not a number, is no notification.
         assert!(parse(b"pay 19 99\n{}").is_none());
         assert!(parse(b"pay 19 x\n{}").is_none());
-        assert!(parse(b"pay 19 18446744073709551615 2\n{}").is_none());
+        assert!(parse(b"pay 19 1 2\n{}").is_none());
     }
 }

@@ -157,6 +157,28 @@ impl Inner {
         }
     }
 
+    /// Notes that the view was folded from `log`, whose compaction is now `due`; reports
+    /// a delta that had to be dropped.
+    pub(crate) fn note_log(
+        &self,
+        s: &mut super::shared::Shared,
+        log: &[Vec<u8>],
+        due: bool,
+        dropped: Option<String>,
+    ) {
+        s.compact_due = due;
+        s.log_len = log.len();
+        s.log_digest = super::shared::log_digest(log);
+        if let Some(reason) = dropped {
+            let err = self.backend_error(
+                Operation::Load,
+                DriverError::new(crate::driver::DriverErrorKind::Corrupt, reason),
+            );
+            crate::observe::backend_error(&err);
+            self.events.emit(crate::Event::CorruptRecord(err));
+        }
+    }
+
     /// Whether the view holds a log that its upkeep should write into the record: one due
     /// ([`Folded::compact`]), or any log once the record is quiet (nothing in it can come
     /// due), so that an idle breaker holds no log in the back-end.
@@ -164,13 +186,20 @@ impl Inner {
         s.compact_due || s.log_len > 0 && machine::quiet(&s.record, &self.policy, now)
     }
 
-    /// Folds a stored `log` onto `rec`, the record it was appended to, as read at `now`.
-    pub(crate) fn fold_log(&self, rec: &mut Record, log: &[Vec<u8>], now: Timestamp) -> Folded {
+    /// Folds the deltas of a stored `log` from index `from` on onto `rec`: the record they
+    /// were appended to with the deltas before `from` folded, as read at `now`.
+    pub(crate) fn fold_log(
+        &self,
+        rec: &mut Record,
+        log: &[Vec<u8>],
+        from: usize,
+        now: Timestamp,
+    ) -> Folded {
         let generation = rec.generation;
         let latest = now.saturating_add(machine::CLOCK_MARGIN);
         let mut dropped = None;
-        let mut deltas = Vec::with_capacity(log.len());
-        for (i, bytes) in log.iter().enumerate() {
+        let mut deltas = Vec::with_capacity(log.len().saturating_sub(from));
+        for (i, bytes) in log.iter().enumerate().skip(from) {
             match Delta::decode(bytes) {
                 Ok(d) if d.at <= latest => deltas.push(d),
                 Ok(d) => {
@@ -199,9 +228,4 @@ impl Inner {
             dropped,
         }
     }
-}
-
-/// The error a dropped delta is reported with.
-pub(crate) fn dropped_delta(reason: String) -> DriverError {
-    DriverError::new(crate::driver::DriverErrorKind::Corrupt, reason)
 }

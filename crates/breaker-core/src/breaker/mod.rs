@@ -169,6 +169,7 @@ impl BreakerBuilder {
                 verify: false,
                 compact_due: false,
                 log_len: 0,
+                log_digest: 0,
             }),
             maintaining: AtomicBool::new(false),
             draining: futures_util::lock::Mutex::new(()),

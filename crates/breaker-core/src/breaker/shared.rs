@@ -136,6 +136,9 @@ pub(crate) struct Shared {
     pub(crate) compact_due: bool,
     /// How many deltas of a log the view was folded from (see `append`).
     pub(crate) log_len: usize,
+    /// A [`log_digest`] of those deltas, so that a value with more deltas after the same
+    /// ones (and the same record bytes) is folded from where the view left off.
+    pub(crate) log_digest: u64,
 }
 
 impl Shared {
@@ -281,6 +284,7 @@ impl Inner {
         s.version = version;
         s.compact_due = false;
         s.log_len = 0;
+        s.log_digest = 0;
         s.loaded = true;
         s.installs = s.installs.wrapping_add(1);
         s.last_sync = now;
@@ -401,6 +405,22 @@ impl Inner {
                     return;
                 }
                 let now = self.clock.now();
+                if !adopt
+                    && !self.timers
+                    && s.version.is_some_and(|cur| cur < v.version)
+                    && v.log.len() > s.log_len
+                    && s.digest == digest(&v.value)
+                    && s.log_digest == log_digest(&v.log[..s.log_len])
+                {
+                    // Only appended to since the view: fold the new deltas onto it, rather
+                    // than decode the record and fold the whole log again.
+                    let mut rec = s.record.clone();
+                    let folded = self.fold_log(&mut rec, &v.log, s.log_len, now);
+                    let due = s.compact_due || folded.compact;
+                    self.install(s, rec, Some(v.version));
+                    self.note_log(s, &v.log, due, folded.dropped);
+                    return;
+                }
                 let decoded = Record::decode(&v.value);
                 if let Err(RecordError::SchemaVersion { found }) = decoded
                     && found > crate::record::SCHEMA_VERSION
@@ -428,7 +448,7 @@ impl Inner {
                     rec.timers = self.judged_by(&rec, &v.timers);
                     machine::check(&rec, &self.policy, now)
                         .map_err(|why| format!("insane record: {why}"))?;
-                    let folded = self.fold_log(&mut rec, &v.log, now);
+                    let folded = self.fold_log(&mut rec, &v.log, 0, now);
                     Ok((rec, folded))
                 });
                 match decoded {
@@ -452,16 +472,7 @@ impl Inner {
                     Ok((rec, folded)) => {
                         self.install(s, rec, Some(v.version));
                         s.digest = digest(&v.value);
-                        s.compact_due = folded.compact;
-                        s.log_len = v.log.len();
-                        if let Some(reason) = folded.dropped {
-                            let err = self.backend_error(
-                                Operation::Load,
-                                super::append::dropped_delta(reason),
-                            );
-                            crate::observe::backend_error(&err);
-                            self.events.emit(Event::CorruptRecord(err));
-                        }
+                        self.note_log(s, &v.log, folded.compact, folded.dropped);
                     }
                     Err(reason) => {
                         let err = self.backend_error(
@@ -1139,6 +1150,12 @@ pub(crate) fn own_write_is_newest(view: Option<u64>, new: u64, expected: Option<
 }
 
 /// A digest of stored bytes, to tell two values stored under one version apart.
+/// A digest of a log's deltas in order; 0 for none.
+pub(crate) fn log_digest(log: &[Vec<u8>]) -> u64 {
+    log.iter()
+        .fold(0, |acc: u64, delta| acc.rotate_left(7) ^ digest(delta))
+}
+
 fn digest(bytes: &[u8]) -> u64 {
     use std::hash::{DefaultHasher, Hasher};
     let mut h = DefaultHasher::new();
