@@ -231,6 +231,22 @@ impl<D: Driver> Driver for Faulty<D> {
         self.inner.append(name, delta, ttl, notify, timeout).await
     }
 
+    async fn compact(
+        &self,
+        name: &Name,
+        expected: u64,
+        through: usize,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Swap, DriverError> {
+        self.gate("compact", timeout)?;
+        self.write_gate(timeout)?;
+        self.inner
+            .compact(name, expected, through, value, ttl, timeout)
+            .await
+    }
+
     async fn list(&self, timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {
         self.gate("list", timeout)?;
         self.inner.list(timeout).await

@@ -172,8 +172,9 @@ impl fmt::Debug for Watch {
 ///   exactly one succeeds.
 /// - Expiry is enforced by the back-end itself: an expired value is never returned.
 /// - A driver that [appends](Driver::appends) returns every value with its log (load, list,
-///   a conflict's current value, a push), empties the log with every compare-and-swap, and
-///   expires the log with its value.
+///   a conflict's current value, a push), empties the log with every compare-and-swap,
+///   keeps the deltas a [compaction](Driver::compact) did not fold, and expires the log
+///   with its value.
 pub trait Driver: Send + Sync + 'static {
     /// A short name of the back-end for errors and metrics (`"memory"`, `"redis"`).
     fn backend(&self) -> &'static str;
@@ -306,6 +307,27 @@ pub trait Driver: Send + Sync + 'static {
         }
     }
 
+    /// Writes `value` as the record of `name` in place of the record at version `expected`
+    /// and the first `through` deltas of its log (which `value` folds), keeping the deltas
+    /// appended since, as one atomic step: it conflicts only when the record was written
+    /// (by compare-and-swap or compaction) since `expected`, not when it was only appended
+    /// to, so that writing a long log into the record never races the appenders. The
+    /// version grows, the kept deltas stay in order, and the expiry moves to `ttl` from now
+    /// if that is later (`None`: never expires). The default, for a driver that keeps no
+    /// log, is a compare-and-swap expecting `expected`.
+    fn compact(
+        &self,
+        name: &Name,
+        expected: u64,
+        through: usize,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Swap, DriverError>> + Send {
+        let _ = through;
+        self.compare_and_swap(name, Some(expected), value, ttl, timeout)
+    }
+
     /// The back-end's own clock, if it has one every agent can read (Redis server time).
     /// Breakers that were given no clock follow it, so no two agents' wall clocks are ever
     /// compared.
@@ -417,6 +439,15 @@ pub trait DynDriver: Send + Sync + 'static {
         notify: bool,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<Versioned>, DriverError>>;
+    fn compact<'a>(
+        &'a self,
+        name: &'a Name,
+        expected: u64,
+        through: usize,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Swap, DriverError>>;
     fn update<'a>(
         &'a self,
         name: &'a Name,
@@ -499,6 +530,19 @@ impl<D: Driver> DynDriver for D {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<Versioned>, DriverError>> {
         Box::pin(Driver::append(self, name, delta, ttl, notify, timeout))
+    }
+    fn compact<'a>(
+        &'a self,
+        name: &'a Name,
+        expected: u64,
+        through: usize,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Swap, DriverError>> {
+        Box::pin(Driver::compact(
+            self, name, expected, through, value, ttl, timeout,
+        ))
     }
     fn update<'a>(
         &'a self,

@@ -50,6 +50,8 @@ struct Entry {
     expires_at: Option<Timestamp>,
     /// Deltas appended since `value` was written ([`Driver::append`]).
     log: Vec<Vec<u8>>,
+    /// The version `value` was written at: later versions are appends alone.
+    base: u64,
 }
 
 impl Entry {
@@ -240,6 +242,7 @@ impl MemoryDriver {
                 value,
                 expires_at: ttl.map(|d| now.saturating_add(d)),
                 log: Vec::new(),
+                base: version,
             };
             let stored = Versioned::new(version, entry.value.clone());
             map.insert(*name, entry);
@@ -254,6 +257,49 @@ impl MemoryDriver {
             Change {
                 name: *name,
                 record: Some(written),
+            },
+        );
+        Ok(Swap::Swapped { version })
+    }
+
+    fn compact_now(
+        &self,
+        name: &Name,
+        expected: u64,
+        through: usize,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<Swap, DriverError> {
+        self.check_up()?;
+        let now = self.store.clock.now();
+        let (stored, sinks) = {
+            let mut shard = self.store.shard(name);
+            let only_appended = self.live(&mut shard.records, name).is_some_and(|e| {
+                e.base <= expected && expected <= e.version && through <= e.log.len()
+            });
+            if !only_appended {
+                let current = shard.records.get(name).map(Entry::versioned);
+                return Ok(Swap::Conflict { current });
+            }
+            let version = self.store.versions.fetch_add(1, Ordering::SeqCst) + 1;
+            let entry = shard.records.get_mut(name).expect("live just above");
+            entry.version = version;
+            entry.base = version;
+            entry.value = value;
+            entry.log.drain(..through);
+            entry.expires_at = later(entry.expires_at, ttl, now);
+            let stored = entry.versioned();
+            let sinks = shard.watchers.get(name).map_or_else(Vec::new, |w| {
+                w.iter().map(|(_, sink)| sink.clone()).collect()
+            });
+            (stored, sinks)
+        };
+        let version = stored.version;
+        Self::notify(
+            sinks,
+            Change {
+                name: *name,
+                record: Some(stored),
             },
         );
         Ok(Swap::Swapped { version })
@@ -280,11 +326,7 @@ impl MemoryDriver {
             let entry = shard.records.get_mut(name).expect("live just above");
             entry.version = version;
             entry.log.push(delta);
-            // The expiry only moves later: another agent's deltas may need the time.
-            entry.expires_at = match (entry.expires_at, ttl) {
-                (_, None) | (None, _) => None,
-                (Some(t), Some(d)) => Some(t.max(now.saturating_add(d))),
-            };
+            entry.expires_at = later(entry.expires_at, ttl, now);
             let stored = entry.versioned();
             let sinks = match shard.watchers.get(name) {
                 Some(w) if notify => w.iter().map(|(_, sink)| sink.clone()).collect(),
@@ -302,6 +344,15 @@ impl MemoryDriver {
             );
         }
         Ok(Some(stored))
+    }
+}
+
+/// An expiry of `at`, moved to `ttl` from `now` if that is later (`None`: never): an
+/// append or a compaction only extends it, since another agent's deltas may need the time.
+fn later(at: Option<Timestamp>, ttl: Option<Duration>, now: Timestamp) -> Option<Timestamp> {
+    match (at, ttl) {
+        (_, None) | (None, _) => None,
+        (Some(t), Some(d)) => Some(t.max(now.saturating_add(d))),
     }
 }
 
@@ -344,6 +395,18 @@ impl Driver for MemoryDriver {
         _timeout: Duration,
     ) -> Result<Option<Versioned>, DriverError> {
         self.append_now(name, delta, ttl, notify)
+    }
+
+    async fn compact(
+        &self,
+        name: &Name,
+        expected: u64,
+        through: usize,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        _timeout: Duration,
+    ) -> Result<Swap, DriverError> {
+        self.compact_now(name, expected, through, value, ttl)
     }
 
     async fn list(&self, _timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {

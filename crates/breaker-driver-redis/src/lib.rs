@@ -104,6 +104,7 @@ struct Inner {
     load: redis::Script,
     swap: redis::Script,
     append: redis::Script,
+    compact: redis::Script,
     watches: Arc<breaker_runtime::watchers::Watchers>,
 }
 
@@ -191,6 +192,7 @@ impl RedisDriver {
                 load: redis::Script::new(&script::load()),
                 swap: redis::Script::new(&script::swap()),
                 append: redis::Script::new(&script::append()),
+                compact: redis::Script::new(&script::compact()),
                 watches: Arc::default(),
             }),
         })
@@ -271,6 +273,25 @@ fn versioned(url: &str, what: &str, v: &Value) -> Result<Option<Versioned>, Driv
             .ok_or_else(|| unexpected(url, what, v)),
         Value::Nil => Ok(None),
         other => Err(unexpected(url, what, other)),
+    }
+}
+
+/// A write's reply: `{1, new_version}`, or on conflict `{0}` (absent) or
+/// `{0, version, data, log}`.
+fn swapped(url: &str, what: &str, reply: &Value) -> Result<Swap, DriverError> {
+    let bad = || unexpected(url, what, reply);
+    let Value::Array(items) = reply else {
+        return Err(bad());
+    };
+    match items.first().and_then(number) {
+        Some(1) => Ok(Swap::Swapped {
+            version: items.get(1).and_then(number).ok_or_else(bad)?,
+        }),
+        Some(0) if items.len() == 1 => Ok(Swap::Conflict { current: None }),
+        Some(0) => Ok(Swap::Conflict {
+            current: Some(stored(&items[1..]).ok_or_else(bad)?),
+        }),
+        _ => Err(bad()),
     }
 }
 
@@ -355,20 +376,41 @@ impl Driver for RedisDriver {
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| error(&inner.url, "compare-and-swap", e))?;
-            let bad = || unexpected(&inner.url, "compare-and-swap", &reply);
-            let Value::Array(items) = &reply else {
-                return Err(bad());
-            };
-            match items.first().and_then(number) {
-                Some(1) => Ok(Swap::Swapped {
-                    version: items.get(1).and_then(number).ok_or_else(bad)?,
-                }),
-                Some(0) if items.len() == 1 => Ok(Swap::Conflict { current: None }),
-                Some(0) => Ok(Swap::Conflict {
-                    current: Some(stored(&items[1..]).ok_or_else(bad)?),
-                }),
-                _ => Err(bad()),
-            }
+            swapped(&inner.url, "compare-and-swap", &reply)
+        })
+        .await
+    }
+
+    async fn compact(
+        &self,
+        name: &Name,
+        expected: u64,
+        through: usize,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Swap, DriverError> {
+        let inner = self.inner.clone();
+        let name = *name;
+        on_runtime("redis compact", timeout, async move {
+            let mut conn = inner.conn.get(&inner.url).await?;
+            let (record, seq) = RedisDriver::key(&inner.prefix, name.as_str());
+            let ttl_ms = ttl.map_or(String::new(), |d| d.as_millis().max(1).to_string());
+            let reply: Value = inner
+                .compact
+                .key(&record)
+                .key(&seq)
+                .arg(expected)
+                .arg(through)
+                .arg(value)
+                .arg(ttl_ms)
+                .arg(&inner.channel)
+                .arg(name.as_str())
+                .arg(MAX_RECORD_BYTES)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| error(&inner.url, "compact", e))?;
+            swapped(&inner.url, "compact", &reply)
         })
         .await
     }

@@ -5,9 +5,11 @@
 //! A record is a hash `{PREFIX/NAME}:r` with fields `v` (version) and `d` (the encoded
 //! record): one key per breaker. A breaker that appends its outcomes
 //! (`Policy::append_outcomes`) adds its log to the same hash: field `l`, the opaque deltas
-//! in order, each behind one byte of its length; an append is one script (a new version,
-//! the delta added, the expiry moved later, the change published) and every
-//! compare-and-swap writes the hash afresh, log gone. Builds before 0.2 also kept a version counter at
+//! in order, each behind one byte of its length, and `b`, the version the record was
+//! written at (later versions are appends alone). An append is one script (a new version,
+//! the delta added, the expiry moved later, the change published); a compare-and-swap
+//! writes the record afresh, log gone; a compaction writes it in place of the deltas it
+//! folds and keeps those appended since. Builds before 0.2 also kept a version counter at
 //! `{PREFIX/NAME}:seq`; this one writes none, but keeps counting one that an older agent
 //! of a mixed fleet keeps, so that versions still only grow. Both share the hash tag
 //! `{PREFIX/NAME}`, hence one Redis Cluster slot, and neither a prefix nor a name can hold
@@ -123,9 +125,13 @@ if not nv then
 end
 -- Lua would print a number this large as 1.7e+15: versions are written as integers.
 local version = string.format('%d', nv)
--- Written afresh where there is more than ours or a log (which the new record folds).
-if t ~= 'hash' or v == '0' or redis.call('HLEN', KEYS[1]) > 2 then redis.call('DEL', KEYS[1]) end
-redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2])
+-- Written afresh where there is more than ours; the log goes (the new record folds it).
+if t ~= 'hash' or v == '0' or redis.call('HLEN', KEYS[1]) > 3 then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('HDEL', KEYS[1], 'l')
+end
+redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'b', version)
 for _, key in ipairs(KEYS) do
   if ttl then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
 end
@@ -160,8 +166,8 @@ local t, v, d = current(tonumber(ARGV[5]))
 if t ~= 'hash' or v == '0' or d == '' then return {} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
 local size = redis.call('HSTRLEN', KEYS[1], 'l')
-local fields = 2
-if size > 0 then fields = 3 end
+local fields = 2 + redis.call('HEXISTS', KEYS[1], 'b')
+if size > 0 then fields = fields + 1 end
 if size >= LOG_LIMIT or redis.call('HLEN', KEYS[1]) ~= fields then return {} end
 local held = tonumber(v)
 if held >= 9007199254740991 then return {} end
@@ -172,6 +178,54 @@ redis.call('HSET', KEYS[1], 'v', version, 'l', l)
 if ttl then redis.call('PEXPIRE', KEYS[1], ttl, 'GT') else redis.call('PERSIST', KEYS[1]) end
 if ARGV[6] == '1' then publish(ARGV[3], ARGV[4], version, d, l) end
 return {version, d, l}
+"#,
+    )
+}
+
+/// Compaction. ARGV: expected version, deltas folded, data, ttl in ms ('' for none), change
+/// channel, breaker name, size limit. Writes the record in place of the one at the
+/// expected version and the first deltas of its log, keeping the rest, if the record was
+/// only appended to since (`b` no later than the version expected); else a conflict, as a
+/// compare-and-swap's. The expiry only moves later. Returns `{1, new_version}`, `{0}`
+/// (absent) or `{0, version, data, log}`.
+pub(crate) fn compact() -> String {
+    script(
+        r#"
+local ttl = nil
+if ARGV[4] ~= '' then
+  ttl = tonumber(ARGV[4])
+  if not ttl or ttl < 1 or ttl > 281474976710656 then
+    return redis.error_reply('breaker: expiry out of range: ' .. ARGV[4])
+  end
+end
+local t, v, d = current(tonumber(ARGV[7]))
+if t == 'none' then return {0} end
+local l = log(t)
+local expected = tonumber(ARGV[1])
+local b = redis.call('HGET', KEYS[1], 'b')
+if v == '0' or not b or not string.match(b, '^[1-9]%d*$') or string.len(b) > 16
+  or tonumber(b) > expected or tonumber(v) < expected
+  or redis.call('EXISTS', KEYS[2]) == 1 then
+  return {0, v, d, l}
+end
+-- Past the deltas folded: each is one byte of length, then its bytes.
+local pos = 1
+for _ = 1, tonumber(ARGV[2]) do
+  if pos > string.len(l) then return {0, v, d, l} end
+  pos = pos + 1 + string.byte(l, pos)
+end
+if pos > string.len(l) + 1 then return {0, v, d, l} end
+local rest = string.sub(l, pos)
+local version = string.format('%d', tonumber(v) + 1)
+redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[3], 'b', version)
+if rest == '' then
+  redis.call('HDEL', KEYS[1], 'l')
+else
+  redis.call('HSET', KEYS[1], 'l', rest)
+end
+if ttl then redis.call('PEXPIRE', KEYS[1], ttl, 'GT') else redis.call('PERSIST', KEYS[1]) end
+publish(ARGV[5], ARGV[6], version, ARGV[3], rest)
+return {1, version}
 "#,
     )
 }

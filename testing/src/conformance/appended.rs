@@ -255,3 +255,76 @@ pub async fn a_quiet_breaker_keeps_no_log<H: Harness>(h: Arc<H>) {
     let view = stored_view(&*h, &name, &policy).await.unwrap();
     assert!(machine::quiet(&view, &policy, clock.now()));
 }
+
+/// The store contract of a compaction: written in place of the record at the version
+/// expected and the deltas it folds, it keeps the deltas appended since (so no appender
+/// loses an outcome to it, and it never conflicts with them); a write of the record since
+/// the version expected makes it conflict, as a compare-and-swap does. On a driver without
+/// a log it is that compare-and-swap.
+pub async fn a_compaction_keeps_the_deltas_appended_since<H: Harness>(h: Arc<H>) {
+    use breaker_core::{Record, Swap};
+    let d = h.driver().await;
+    let n = Name::new(&unique_name("compaction")).unwrap();
+    let base = Record::new().encode();
+    let Swap::Swapped { version: v0 } = d
+        .compare_and_swap(&n, None, base.clone(), None, T)
+        .await
+        .unwrap()
+    else {
+        panic!("a first write lands");
+    };
+    if !d.appends() {
+        assert!(matches!(
+            d.compact(&n, v0, 0, base.clone(), None, T).await.unwrap(),
+            Swap::Swapped { .. }
+        ));
+        assert!(matches!(
+            d.compact(&n, v0, 0, base, None, T).await.unwrap(),
+            Swap::Conflict { .. }
+        ));
+        return;
+    }
+    let delta = |i: u64| Delta::new(START, 0, Tally::new(0, i, 0), i).encode();
+    let seen = d
+        .append(&n, delta(1), None, true, T)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.log, vec![delta(1)]);
+    // Appended after the compactor's read.
+    let later = d
+        .append(&n, delta(2), None, true, T)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(later.version > seen.version);
+    let folded = Record::new().encode_as(breaker_core::RecordEncoding::Compact);
+    let Swap::Swapped { version } = d
+        .compact(&n, seen.version, 1, folded.clone(), None, T)
+        .await
+        .unwrap()
+    else {
+        panic!("a compaction does not conflict with an append");
+    };
+    assert!(version > later.version, "versions only grow");
+    let stored = d.load(&n, T).await.unwrap().unwrap();
+    assert_eq!(stored.version, version);
+    assert_eq!(stored.value, folded);
+    assert_eq!(stored.log, vec![delta(2)], "the later delta is kept");
+    // A compaction from before that write conflicts, and shows the record as it is.
+    match d.compact(&n, seen.version, 1, base, None, T).await.unwrap() {
+        Swap::Conflict {
+            current: Some(current),
+        } => assert_eq!(current, stored),
+        other => panic!("a compaction over a newer write: {other:?}"),
+    }
+    // A compare-and-swap empties the log.
+    let Swap::Swapped { .. } = d
+        .compare_and_swap(&n, Some(version), folded, None, T)
+        .await
+        .unwrap()
+    else {
+        panic!("a swap from the current version lands");
+    };
+    assert!(d.load(&n, T).await.unwrap().unwrap().log.is_empty());
+}

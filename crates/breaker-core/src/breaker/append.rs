@@ -22,14 +22,14 @@ use crate::time::Timestamp;
 use super::shared::{Deadline, Inner, Read};
 
 /// Every this many deltas, the agent whose append made the log that long writes the view
-/// as the record (compacts it), one compare-and-swap: an append in the meantime makes it
-/// conflict, and the next agent so designated tries again. One agent per so many appends,
-/// so compactions cost a thirty-second of a round trip per outcome and never race each
-/// other; the bound keeps what every reader loads and folds small.
+/// as the record (compacts it, keeping the deltas appended meanwhile): one agent per so
+/// many appends, so compactions cost a thirty-second of a round trip per outcome and never
+/// race each other; the bound keeps what every reader loads and folds small.
 pub(crate) const LOG_BOUND: usize = 32;
 
-/// A log this long is compacted by any agent that reads it, at its next upkeep: should
-/// every designated compaction have lost to appends.
+/// A log this long is compacted by any agent that reads it, at its next upkeep: should the
+/// designated compactions have failed (a write of the record came between, or the agent
+/// went away).
 const LOG_LIMIT: usize = 4 * LOG_BOUND;
 
 /// What folding a stored log made of the record it was appended to.
@@ -143,16 +143,21 @@ impl Inner {
         true
     }
 
-    /// Writes the view, folded from a log, as the record: one compare-and-swap, which also
-    /// empties the log. A conflict means another writer appended or wrote meanwhile; its
-    /// record is installed, and the next compaction due tries again.
+    /// Writes the view, folded from a log, as the record, keeping the deltas appended
+    /// since ([`crate::Driver::compact`]; a driver without a log swaps, which empties it).
+    /// One attempt: a conflict means another writer wrote the record meanwhile, whose
+    /// record is installed instead, and the next compaction due tries again.
     pub(crate) async fn compact(self: &Arc<Self>, dl: Deadline) {
-        let (rec, version) = {
+        let (rec, version, through) = {
             let s = self.lock();
-            (s.record.clone(), s.version)
+            (s.record.clone(), s.version, s.log_len)
         };
         let now = self.clock.now();
-        if let Err(e) = self.swap_once(rec, version, now, Vec::new(), dl).await {
+        let compacting = self.driver.appends().then_some(through);
+        if let Err(e) = self
+            .swap_once(rec, version, now, Vec::new(), compacting, dl)
+            .await
+        {
             self.fail(Operation::CompareAndSwap, e);
         }
     }

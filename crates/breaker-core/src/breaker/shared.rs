@@ -395,7 +395,11 @@ impl Inner {
                     // write behind, which the next write's conflict mends.)
                     return;
                 }
-                if !adopt && s.version == Some(v.version) && s.digest == digest(&v.value) {
+                if !adopt
+                    && s.version == Some(v.version)
+                    && s.digest == digest(&v.value)
+                    && v.log.len() <= s.log_len
+                {
                     // The same record; only a timer can have run out since.
                     let timers = self.judged_by(&s.record, &v.timers);
                     if s.record.timers != timers {
@@ -407,7 +411,7 @@ impl Inner {
                 let now = self.clock.now();
                 if !adopt
                     && !self.timers
-                    && s.version.is_some_and(|cur| cur < v.version)
+                    && s.version.is_some_and(|cur| cur <= v.version)
                     && v.log.len() > s.log_len
                     && s.digest == digest(&v.value)
                     && s.log_digest == log_digest(&v.log[..s.log_len])
@@ -757,7 +761,7 @@ impl Inner {
                 Some(before) => timers::started(before, &rec, &self.policy, now),
                 None => Vec::new(),
             };
-            match self.swap_once(rec, version, now, timers, dl).await {
+            match self.swap_once(rec, version, now, timers, None, dl).await {
                 Ok(true) => return Ok(out),
                 Ok(false) => {
                     if let Some(incompatible) = self.lock().down_error() {
@@ -790,23 +794,27 @@ impl Inner {
     /// One compare-and-swap of `rec`, as revised at `now` from the view at `version`,
     /// starting `timers` with it: sealed as this agent's, installed once it landed (unless a
     /// push of a later write came first). On a conflict the record that won is installed
-    /// instead. Returns whether the write landed.
+    /// instead. Returns whether the write landed. With `compacting`, the view's first so
+    /// many deltas are written into the record and later ones kept
+    /// ([`crate::Driver::compact`]).
     pub(crate) async fn swap_once(
         self: &Arc<Self>,
         mut rec: Record,
         version: Option<u64>,
         now: Timestamp,
         timers: Vec<(crate::timers::Timer, Duration)>,
+        compacting: Option<usize>,
         dl: Deadline,
     ) -> Result<bool, DriverError> {
         let (bytes, ttl, written) = self.seal(&mut rec, now);
         self.lock().own_write = Some(written);
         let started = self.write_timer();
-        let swapped = crate::observe::backend_op(
-            self.name,
-            self.backend,
-            Operation::CompareAndSwap,
-            self.driver.compare_and_swap_with_timers(
+        let write = match (compacting, version) {
+            (Some(through), Some(expected)) => {
+                self.driver
+                    .compact(&self.name, expected, through, bytes, ttl, dl.left())
+            }
+            _ => self.driver.compare_and_swap_with_timers(
                 &self.name,
                 version,
                 bytes,
@@ -814,8 +822,10 @@ impl Inner {
                 timers,
                 dl.left(),
             ),
-        )
-        .await;
+        };
+        let swapped =
+            crate::observe::backend_op(self.name, self.backend, Operation::CompareAndSwap, write)
+                .await;
         self.note_write_time(started);
         let mut s = self.lock();
         s.own_write = None;
