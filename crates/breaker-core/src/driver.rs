@@ -284,8 +284,9 @@ pub trait Driver: Send + Sync + 'static {
     /// compare-and-swap from an older view conflicts and sees the delta), the log grows by
     /// `delta`, and the record's expiry moves to `ttl` from now if that is later (`None`:
     /// it never expires). With `notify`, watchers are pushed the change as for any write;
-    /// without, the delta changes nothing a watcher acts on (successes alone), and a driver
-    /// may leave them to find it at their next read or write. Returns the record and its
+    /// without, the delta changes nothing a watcher acts on (successes alone, or anything
+    /// under a rule that reads no successes), and a driver may leave them to find it at
+    /// their next read or write. Returns the record and its
     /// whole log as now stored, or `None`, appending nothing, when no record is stored (the
     /// breaker then writes one by compare-and-swap) or the driver will not append to it
     /// now (a log at the driver's bound, a value that is not ours). Only called when

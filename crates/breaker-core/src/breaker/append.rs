@@ -102,10 +102,14 @@ impl Inner {
             )
         };
         let started = self.write_timer();
-        // Successes alone change nothing another agent acts on: they trip nothing, and an
-        // agent that does not know them writes its own successes a little longer than it
-        // must. Failures and slow calls do (how near a trip, whether successes matter).
-        let notify = tally.failures > 0 || tally.slow > 0;
+        // What another agent acts on in a delta that trips nothing (a trip is written as
+        // the record, and pushed as such) is whether its own successes matter, which a
+        // failure or slow call can change under a rule that reads successes. Successes
+        // alone never do (an agent that does not know them writes its own a little longer
+        // than it must), and under a rule that reads none nothing in a delta does: such
+        // deltas wake no one, and the others' views of the counts catch up at their next
+        // read or write.
+        let notify = self.needs_successes && (tally.failures > 0 || tally.slow > 0);
         let appended = crate::observe::backend_op(
             self.name,
             self.backend,

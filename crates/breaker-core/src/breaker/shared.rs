@@ -376,8 +376,11 @@ impl Inner {
                 // newer one, but only a read can tell: make one at the next upkeep, which is
                 // due now.
                 if !adopt && !authoritative && s.version.is_some_and(|cur| cur > v.version) {
-                    // Strict mode reads at its next admission anyway: no extra read.
-                    if !self.policy.strict {
+                    // Strict mode reads at its next admission anyway: no extra read. Nor
+                    // is one needed for the view's own record with fewer of its deltas:
+                    // appends' pushes and replies cross all the time.
+                    let earlier_append = s.digest == digest(&v.value) && v.log.len() < s.log_len;
+                    if !self.policy.strict && !earlier_append {
                         s.verify = true;
                         self.hot.schedule_maintenance(Timestamp::ZERO);
                     }
