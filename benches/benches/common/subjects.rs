@@ -20,14 +20,15 @@ pub trait Subject {
     fn call(&self, i: usize, fail: bool);
 }
 
-/// Ours on the memory driver, writing JSON records or (`COMPACT`) compact ones.
-pub struct Ours<const COMPACT: bool>(Vec<Breaker>);
+/// Ours on the memory driver, writing JSON records or (`COMPACT`) compact ones, and
+/// counting outcomes into the record or (`APPEND`) appending them to its log.
+pub struct Ours<const COMPACT: bool, const APPEND: bool = false>(Vec<Breaker>);
 
-impl<const COMPACT: bool> Subject for Ours<COMPACT> {
-    const NAME: &'static str = if COMPACT {
-        "breaker (compact)"
-    } else {
-        "breaker (memory)"
+impl<const COMPACT: bool, const APPEND: bool> Subject for Ours<COMPACT, APPEND> {
+    const NAME: &'static str = match (COMPACT, APPEND) {
+        (true, true) => "breaker (compact, appended)",
+        (true, false) => "breaker (compact)",
+        (false, _) => "breaker (memory)",
     };
     fn build(n: usize) -> Self {
         let encoding = if COMPACT {
@@ -43,6 +44,7 @@ impl<const COMPACT: bool> Subject for Ours<COMPACT> {
             Policy::builder()
                 .failures_within(u32::MAX, Duration::from_secs(3600))
                 .record_encoding(encoding)
+                .append_outcomes(APPEND)
                 .build()
                 .expect("a valid policy"),
         );
@@ -153,6 +155,9 @@ pub fn run_selected(bench: &mut impl Measure) {
         }
         if run(Ours::<true>::NAME) {
             bench.measure::<Ours<true>>(n);
+        }
+        if run(Ours::<true, true>::NAME) {
+            bench.measure::<Ours<true, true>>(n);
         }
         if run(Reclosers::NAME) {
             bench.measure::<Reclosers>(n);

@@ -6,7 +6,8 @@
 //! record): one key per breaker. A breaker that appends its outcomes
 //! (`Policy::append_outcomes`) adds its log to the same hash: field `l`, the opaque deltas
 //! in order, each behind one byte of its length, and `b`, the version the record was
-//! written at (later versions are appends alone). An append is one script (a new version,
+//! written at (later versions are appends alone); both only while there is a log, so that
+//! a breaker without one holds two fields as before. An append is one script (a new version,
 //! the delta added, the expiry moved later, the change published); a compare-and-swap
 //! writes the record afresh, log gone; a compaction writes it in place of the deltas it
 //! folds and keeps those appended since. Builds before 0.2 also kept a version counter at
@@ -126,12 +127,15 @@ end
 -- Lua would print a number this large as 1.7e+15: versions are written as integers.
 local version = string.format('%d', nv)
 -- Written afresh where there is more than ours; the log goes (the new record folds it).
-if t ~= 'hash' or v == '0' or redis.call('HLEN', KEYS[1]) > 3 then
+local fields = 0
+if t == 'hash' then fields = redis.call('HLEN', KEYS[1]) end
+if t ~= 'hash' or v == '0'
+  or fields > 2 + redis.call('HEXISTS', KEYS[1], 'l') + redis.call('HEXISTS', KEYS[1], 'b') then
   redis.call('DEL', KEYS[1])
-else
-  redis.call('HDEL', KEYS[1], 'l')
+elseif fields > 2 then
+  redis.call('HDEL', KEYS[1], 'l', 'b')
 end
-redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'b', version)
+redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2])
 for _, key in ipairs(KEYS) do
   if ttl then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
 end
@@ -166,14 +170,19 @@ local t, v, d = current(tonumber(ARGV[5]))
 if t ~= 'hash' or v == '0' or d == '' then return {} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
 local size = redis.call('HSTRLEN', KEYS[1], 'l')
-local fields = 2 + redis.call('HEXISTS', KEYS[1], 'b')
-if size > 0 then fields = fields + 1 end
+local fields = 2
+if size > 0 then fields = 4 end
 if size >= LOG_LIMIT or redis.call('HLEN', KEYS[1]) ~= fields then return {} end
 local held = tonumber(v)
 if held >= 9007199254740991 then return {} end
 local version = string.format('%d', held + 1)
 local l = string.char(string.len(ARGV[1])) .. ARGV[1]
-if size > 0 then l = redis.call('HGET', KEYS[1], 'l') .. l end
+if size > 0 then
+  l = redis.call('HGET', KEYS[1], 'l') .. l
+else
+  -- The log's first delta: the record was written at the version it holds now.
+  redis.call('HSET', KEYS[1], 'b', v)
+end
 redis.call('HSET', KEYS[1], 'v', version, 'l', l)
 if ttl then redis.call('PEXPIRE', KEYS[1], ttl, 'GT') else redis.call('PERSIST', KEYS[1]) end
 if ARGV[6] == '1' then publish(ARGV[3], ARGV[4], version, d, l) end
@@ -202,7 +211,9 @@ local t, v, d = current(tonumber(ARGV[7]))
 if t == 'none' then return {0} end
 local l = log(t)
 local expected = tonumber(ARGV[1])
-local b = redis.call('HGET', KEYS[1], 'b')
+-- Without a log, the record was written at its version.
+local b = v
+if l ~= '' then b = redis.call('HGET', KEYS[1], 'b') end
 if v == '0' or not b or not string.match(b, '^[1-9]%d*$') or string.len(b) > 16
   or tonumber(b) > expected or tonumber(v) < expected
   or redis.call('EXISTS', KEYS[2]) == 1 then
@@ -217,11 +228,11 @@ end
 if pos > string.len(l) + 1 then return {0, v, d, l} end
 local rest = string.sub(l, pos)
 local version = string.format('%d', tonumber(v) + 1)
-redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[3], 'b', version)
 if rest == '' then
-  redis.call('HDEL', KEYS[1], 'l')
+  redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'l', 'b')
 else
-  redis.call('HSET', KEYS[1], 'l', rest)
+  redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[3], 'b', version, 'l', rest)
 end
 if ttl then redis.call('PEXPIRE', KEYS[1], ttl, 'GT') else redis.call('PERSIST', KEYS[1]) end
 publish(ARGV[5], ARGV[6], version, ARGV[3], rest)

@@ -170,6 +170,7 @@ impl BreakerBuilder {
                 compact_due: false,
                 log_len: 0,
                 log_digest: 0,
+                pushed: 0,
             }),
             maintaining: AtomicBool::new(false),
             draining: futures_util::lock::Mutex::new(()),

@@ -139,6 +139,8 @@ pub(crate) struct Shared {
     /// A [`log_digest`] of those deltas, so that a value with more deltas after the same
     /// ones (and the same record bytes) is folded from where the view left off.
     pub(crate) log_digest: u64,
+    /// The highest version pushed so far: a push below it is out of the store's order.
+    pub(crate) pushed: u64,
 }
 
 impl Shared {
@@ -345,6 +347,17 @@ impl Inner {
         // Whether the value is the store's word as of now: read by this agent, with nothing
         // installed while the read ran.
         let authoritative = !overtaken;
+        // Whether a push comes in the order the store wrote: a watch delivers one name's
+        // changes in order, so a push of a version below one pushed before is a store that
+        // went back (or a watch begun again), while one merely below the view is late.
+        let pushed_in_order = match (&stored, read) {
+            (Some(v), Read::Pushed) => {
+                let in_order = v.version >= s.pushed;
+                s.pushed = s.pushed.max(v.version);
+                in_order
+            }
+            _ => false,
+        };
         match stored {
             None if s.loaded && s.record.state.is_forced() => {
                 // Forced states never expire, so the back-end lost its data (a restart
@@ -372,15 +385,16 @@ impl Inner {
             Some(v) => {
                 // An older version read now is a store that went back (restored from an
                 // older backup): its record is the fleet's now, and versions restart from
-                // it. An older version pushed is most likely a stale push overtaken by a
-                // newer one, but only a read can tell: make one at the next upkeep, which is
-                // due now.
+                // it. An older version pushed is most likely a late push, overtaken by
+                // this agent's own write or read: in the store's order (no lower than the
+                // pushes before it) it is one; out of it, only a read can tell: make one at
+                // the next upkeep, which is due now.
                 if !adopt && !authoritative && s.version.is_some_and(|cur| cur > v.version) {
                     // Strict mode reads at its next admission anyway: no extra read. Nor
                     // is one needed for the view's own record with fewer of its deltas:
                     // appends' pushes and replies cross all the time.
                     let earlier_append = s.digest == digest(&v.value) && v.log.len() < s.log_len;
-                    if !self.policy.strict && !earlier_append {
+                    if !self.policy.strict && !earlier_append && !pushed_in_order {
                         s.verify = true;
                         self.hot.schedule_maintenance(Timestamp::ZERO);
                     }
