@@ -90,6 +90,15 @@ struct Store {
     down: AtomicBool,
 }
 
+impl Shard {
+    /// The watchers of `name`, to be told of its change once the shard's lock is released.
+    fn sinks(&self, name: &Name) -> Vec<ChangeSink> {
+        self.watchers.get(name).map_or_else(Vec::new, |w| {
+            w.iter().map(|(_, sink)| sink.clone()).collect()
+        })
+    }
+}
+
 impl Store {
     fn shard(&self, name: &Name) -> MutexGuard<'_, Shard> {
         let i = (foldhash::fast::FixedState::default().hash_one(name) % SHARDS as u64) as usize;
@@ -207,9 +216,13 @@ impl MemoryDriver {
         map.get(name)
     }
 
-    /// Tells `sinks`, the watchers of the changed name, of `change`: with no lock of ours
+    /// Tells `sinks`, the watchers of `name`, that `record` is stored now: with no lock of ours
     /// held, so that a sink may call back into the driver.
-    fn notify(sinks: Vec<ChangeSink>, change: Change) {
+    fn notify(sinks: Vec<ChangeSink>, name: &Name, record: Versioned) {
+        let change = Change {
+            name: *name,
+            record: Some(record),
+        };
         // The last watcher (most often the only one) gets the change itself, not a copy.
         if let Some((last, others)) = sinks.split_last() {
             for sink in others {
@@ -246,19 +259,11 @@ impl MemoryDriver {
             };
             let stored = Versioned::new(version, entry.value.clone());
             map.insert(*name, entry);
-            let sinks = shard.watchers.get(name).map_or_else(Vec::new, |w| {
-                w.iter().map(|(_, sink)| sink.clone()).collect()
-            });
+            let sinks = shard.sinks(name);
             (stored, sinks)
         };
         let version = written.version;
-        Self::notify(
-            sinks,
-            Change {
-                name: *name,
-                record: Some(written),
-            },
-        );
+        Self::notify(sinks, name, written);
         Ok(Swap::Swapped { version })
     }
 
@@ -289,19 +294,11 @@ impl MemoryDriver {
             entry.log.drain(..through);
             entry.expires_at = later(entry.expires_at, ttl, now);
             let stored = entry.versioned();
-            let sinks = shard.watchers.get(name).map_or_else(Vec::new, |w| {
-                w.iter().map(|(_, sink)| sink.clone()).collect()
-            });
+            let sinks = shard.sinks(name);
             (stored, sinks)
         };
         let version = stored.version;
-        Self::notify(
-            sinks,
-            Change {
-                name: *name,
-                record: Some(stored),
-            },
-        );
+        Self::notify(sinks, name, stored);
         Ok(Swap::Swapped { version })
     }
 
@@ -328,20 +325,15 @@ impl MemoryDriver {
             entry.log.push(delta);
             entry.expires_at = later(entry.expires_at, ttl, now);
             let stored = entry.versioned();
-            let sinks = match shard.watchers.get(name) {
-                Some(w) if notify => w.iter().map(|(_, sink)| sink.clone()).collect(),
-                _ => Vec::new(),
+            let sinks = if notify {
+                shard.sinks(name)
+            } else {
+                Vec::new()
             };
             (stored, sinks)
         };
         if !sinks.is_empty() {
-            Self::notify(
-                sinks,
-                Change {
-                    name: *name,
-                    record: Some(stored.clone()),
-                },
-            );
+            Self::notify(sinks, name, stored.clone());
         }
         Ok(Some(stored))
     }

@@ -320,7 +320,31 @@ pub(crate) fn split_log(mut log: &[u8]) -> Vec<Vec<u8>> {
     deltas
 }
 
+/// A time to live as the scripts take it: milliseconds, at least one ('' for none).
+fn ttl_arg(ttl: Option<Duration>) -> String {
+    ttl.map_or(String::new(), |d| d.as_millis().max(1).to_string())
+}
+
 impl Inner {
+    /// Runs `script` on the keys of `name` (the record and the older builds' counter),
+    /// with the arguments `args` adds, as the operation `what`.
+    async fn invoke(
+        &self,
+        script: &redis::Script,
+        what: &str,
+        name: &Name,
+        args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<Value, DriverError> {
+        let mut conn = self.conn.get(&self.url).await?;
+        let (record, seq) = RedisDriver::key(&self.prefix, name.as_str());
+        let mut call = script.key(&record);
+        call.key(&seq);
+        args(&mut call);
+        call.invoke_async(&mut conn)
+            .await
+            .map_err(|e| error(&self.url, what, e))
+    }
+
     async fn load_now(&self, name: &str) -> Result<Option<Versioned>, DriverError> {
         let mut conn = self.conn.get(&self.url).await?;
         let (record, _) = RedisDriver::key(&self.prefix, name);
@@ -360,22 +384,16 @@ impl Driver for RedisDriver {
         let inner = self.inner.clone();
         let name = *name;
         on_runtime("redis compare-and-swap", timeout, async move {
-            let mut conn = inner.conn.get(&inner.url).await?;
-            let (record, seq) = RedisDriver::key(&inner.prefix, name.as_str());
-            let ttl_ms = ttl.map_or(String::new(), |d| d.as_millis().max(1).to_string());
-            let reply: Value = inner
-                .swap
-                .key(&record)
-                .key(&seq)
-                .arg(expected.map_or(String::new(), |v| v.to_string()))
-                .arg(value)
-                .arg(ttl_ms)
-                .arg(&inner.channel)
-                .arg(name.as_str())
-                .arg(MAX_RECORD_BYTES)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| error(&inner.url, "compare-and-swap", e))?;
+            let reply = inner
+                .invoke(&inner.swap, "compare-and-swap", &name, |call| {
+                    call.arg(expected.map_or(String::new(), |v| v.to_string()))
+                        .arg(value)
+                        .arg(ttl_arg(ttl))
+                        .arg(&inner.channel)
+                        .arg(name.as_str())
+                        .arg(MAX_RECORD_BYTES);
+                })
+                .await?;
             swapped(&inner.url, "compare-and-swap", &reply)
         })
         .await
@@ -393,23 +411,17 @@ impl Driver for RedisDriver {
         let inner = self.inner.clone();
         let name = *name;
         on_runtime("redis compact", timeout, async move {
-            let mut conn = inner.conn.get(&inner.url).await?;
-            let (record, seq) = RedisDriver::key(&inner.prefix, name.as_str());
-            let ttl_ms = ttl.map_or(String::new(), |d| d.as_millis().max(1).to_string());
-            let reply: Value = inner
-                .compact
-                .key(&record)
-                .key(&seq)
-                .arg(expected)
-                .arg(through)
-                .arg(value)
-                .arg(ttl_ms)
-                .arg(&inner.channel)
-                .arg(name.as_str())
-                .arg(MAX_RECORD_BYTES)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| error(&inner.url, "compact", e))?;
+            let reply = inner
+                .invoke(&inner.compact, "compact", &name, |call| {
+                    call.arg(expected)
+                        .arg(through)
+                        .arg(value)
+                        .arg(ttl_arg(ttl))
+                        .arg(&inner.channel)
+                        .arg(name.as_str())
+                        .arg(MAX_RECORD_BYTES);
+                })
+                .await?;
             swapped(&inner.url, "compact", &reply)
         })
         .await
@@ -430,22 +442,16 @@ impl Driver for RedisDriver {
         let inner = self.inner.clone();
         let name = *name;
         on_runtime("redis append", timeout, async move {
-            let mut conn = inner.conn.get(&inner.url).await?;
-            let (record, seq) = RedisDriver::key(&inner.prefix, name.as_str());
-            let ttl_ms = ttl.map_or(String::new(), |d| d.as_millis().max(1).to_string());
-            let reply: Value = inner
-                .append
-                .key(&record)
-                .key(&seq)
-                .arg(delta)
-                .arg(ttl_ms)
-                .arg(&inner.channel)
-                .arg(name.as_str())
-                .arg(MAX_RECORD_BYTES)
-                .arg(if notify { "1" } else { "" })
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| error(&inner.url, "append", e))?;
+            let reply = inner
+                .invoke(&inner.append, "append", &name, |call| {
+                    call.arg(delta)
+                        .arg(ttl_arg(ttl))
+                        .arg(&inner.channel)
+                        .arg(name.as_str())
+                        .arg(MAX_RECORD_BYTES)
+                        .arg(if notify { "1" } else { "" });
+                })
+                .await?;
             versioned(&inner.url, "append", &reply)
         })
         .await
