@@ -177,7 +177,7 @@ impl Inner {
     ) {
         s.compact_due = due;
         s.log_len = log.len();
-        s.log_digest = super::shared::log_digest(log);
+        s.log_tail = super::shared::log_tail(log);
         if let Some(reason) = dropped {
             let err = self.backend_error(
                 Operation::Load,

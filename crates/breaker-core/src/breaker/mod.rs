@@ -169,7 +169,7 @@ impl BreakerBuilder {
                 verify: false,
                 compact_due: false,
                 log_len: 0,
-                log_digest: 0,
+                log_tail: 0,
                 pushed: 0,
             }),
             maintaining: AtomicBool::new(false),
