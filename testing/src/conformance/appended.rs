@@ -347,3 +347,40 @@ pub async fn a_compaction_keeps_the_deltas_appended_since<H: Harness>(h: Arc<H>)
     };
     assert!(d.load(&n, T).await.unwrap().unwrap().log.is_empty());
 }
+
+/// Two agents admitted together, each failing once under a rule that two failures meet:
+/// neither's view (read at its admission) foresees the trip, so both append, and the
+/// second's append folds to it. That agent writes the open record at once, and a third
+/// agent's strict admission is rejected: a trip that no writer foresaw binds the fleet as
+/// one that was swapped in.
+pub async fn a_trip_no_writer_foresaw_binds_at_once<H: Harness>(h: Arc<H>) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("append-unforeseen");
+    let policy = counting(2, true);
+    let (a, _) = faulty_agent(&*h, &name, &policy, &clock).await;
+    let (b, _) = faulty_agent(&*h, &name, &policy, &clock).await;
+    let (c, _) = faulty_agent(&*h, &name, &policy, &clock).await;
+    for x in [&a, &b, &c] {
+        succeed(x).await.unwrap();
+    }
+    let first = a.acquire().await.unwrap();
+    let second = b.acquire().await.unwrap();
+    first.failure().await;
+    second.failure().await;
+    a.written().await;
+    b.written().await;
+    assert_eq!(
+        b.snapshot().state,
+        State::Open,
+        "b's append folded to the trip"
+    );
+    let stored = stored_record(&*h, &name)
+        .await
+        .expect("the open record, its log written into it");
+    assert_eq!((stored.state, stored.generation), (State::Open, 1));
+    let r = c.acquire().await;
+    assert!(
+        matches!(&r, Err(breaker_core::Error::Rejected(rej)) if rej.state() == State::Open),
+        "c is rejected at once: {r:?}"
+    );
+}
