@@ -384,3 +384,49 @@ pub async fn a_trip_no_writer_foresaw_binds_at_once<H: Harness>(h: Arc<H>) {
         "c is rejected at once: {r:?}"
     );
 }
+
+/// An agent whose view foresees the trip writes it in one write, even though another
+/// agent appended after its admission's read: the trip is a compaction of its view, which
+/// appends cannot make conflict (a compare-and-swap would, and be retried). The delta
+/// appended meanwhile stays in the log, of the generation that ended.
+pub async fn a_foreseen_trip_lands_in_one_write_past_appends<H: Harness>(h: Arc<H>) {
+    let clock = ManualClock::new(START);
+    let name = unique_name("append-foreseen");
+    let policy = counting(3, true);
+    let (a, _) = faulty_agent(&*h, &name, &policy, &clock).await;
+    let (c, faulty) = faulty_agent(&*h, &name, &policy, &clock).await;
+    succeed(&a).await.unwrap();
+    succeed(&c).await.unwrap();
+    let _ = fail(&a).await;
+    let _ = fail(&a).await;
+    let permit = c.acquire().await.unwrap();
+    // Another agent's success, appended after c's admission read (where there is a log).
+    let raw = h.driver().await;
+    let n = Name::new(&name).unwrap();
+    let appends = appends(&*h).await;
+    if appends {
+        let success = Delta::new(clock.now(), 0, Tally::new(1, 0, 0), 99).encode();
+        assert!(
+            raw.append(&n, success, None, false, T)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    let before = faulty.attempts();
+    permit.failure().await;
+    c.written().await;
+    let writes = faulty.attempts() - before;
+    assert_eq!(c.snapshot().state, State::Open);
+    let view = stored_view(&*h, &name, &policy).await.unwrap();
+    assert_eq!((view.state, view.generation), (State::Open, 1));
+    if appends {
+        assert_eq!(writes, 1, "the foreseen trip is one write");
+        let stored = raw.load(&n, T).await.unwrap().unwrap();
+        assert_eq!(
+            stored.log.len(),
+            1,
+            "the success appended meanwhile is kept"
+        );
+    }
+}

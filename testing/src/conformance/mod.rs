@@ -311,6 +311,7 @@ macro_rules! conformance_tests {
             appended::a_quiet_breaker_keeps_no_log,
             appended::a_compaction_keeps_the_deltas_appended_since,
             appended::a_trip_no_writer_foresaw_binds_at_once,
+            appended::a_foreseen_trip_lands_in_one_write_past_appends,
             truthful::effective_state_at_the_open_periods_end,
             truthful::a_never_called_agent_does_not_guess,
             truthful::strict_agents_never_admit_from_a_stale_view,

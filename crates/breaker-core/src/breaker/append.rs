@@ -43,6 +43,28 @@ pub(crate) struct Folded {
     pub(crate) dropped: Option<String>,
 }
 
+/// What counting outcomes takes ([`Inner::what_to_write`]).
+enum Write {
+    /// Nothing: they change nothing.
+    Nothing,
+    /// A compare-and-swap through [`Inner::apply`].
+    Swap,
+    /// A trip: `rec`, revised at `now` from the view at `version` folded from `through`
+    /// deltas.
+    Trip {
+        rec: Record,
+        version: Option<u64>,
+        through: usize,
+        now: Timestamp,
+    },
+    /// A delta to append, with the record's time to live and the view's install count.
+    Delta {
+        delta: Vec<u8>,
+        ttl: Option<std::time::Duration>,
+        seq: u64,
+    },
+}
+
 impl Inner {
     /// Counts closed-state outcomes of `generation`, as `write_tally` and the flush do:
     /// appended to the log where this breaker appends, else (or where they trip the
@@ -77,29 +99,32 @@ impl Inner {
         op: impl Fn(&mut Record, Timestamp, &Policy) -> bool,
         dl: Deadline,
     ) -> bool {
-        let (delta, ttl, seq) = {
-            let s = self.lock();
-            if s.degraded() || s.version.is_none() {
-                // The local fallback counts in memory; a record yet to be made is made by
-                // compare-and-swap.
-                return false;
+        // The write to make, judged with the lock held: a trip, or a delta.
+        let (delta, ttl, seq) = match self.what_to_write(generation, tally, op) {
+            Write::Nothing => return true,
+            Write::Swap => return false,
+            Write::Trip {
+                rec,
+                version,
+                through,
+                now,
+            } => {
+                // Written as the record, so that the open period begins in the record
+                // itself; by a compaction of the view, which outcomes appended since (of
+                // the generation that ends) cannot make conflict. Only a write of the
+                // record can: then by compare-and-swap from the record that won.
+                return match self
+                    .swap_once(rec, version, now, Vec::new(), Some(through), dl)
+                    .await
+                {
+                    Ok(landed) => landed,
+                    Err(e) => {
+                        self.fail(Operation::CompareAndSwap, e);
+                        false
+                    }
+                };
             }
-            let now = self.clock.now();
-            let mut rec = s.record.clone();
-            if !op(&mut rec, now, &self.policy) || rec == s.record {
-                return true;
-            }
-            if rec.generation != s.record.generation {
-                // A trip: transitions are written by compare-and-swap, so that the open
-                // period begins in the record itself.
-                return false;
-            }
-            let ttl = machine::record_ttl(&rec, &self.policy, now);
-            (
-                Delta::new(now, generation, tally, self.agent).encode(),
-                ttl,
-                s.installs,
-            )
+            Write::Delta { delta, ttl, seq } => (delta, ttl, seq),
         };
         let started = self.write_timer();
         // What another agent acts on in a delta that trips nothing (a trip is written as
@@ -145,6 +170,40 @@ impl Inner {
             self.compact(dl).await;
         }
         true
+    }
+
+    /// What counting `tally` takes, judged on the view: nothing (it changes nothing), a
+    /// compare-and-swap (degraded, or no record yet), a trip, or a delta to append.
+    fn what_to_write(
+        &self,
+        generation: u64,
+        tally: Tally,
+        op: impl Fn(&mut Record, Timestamp, &Policy) -> bool,
+    ) -> Write {
+        let s = self.lock();
+        if s.degraded() || s.version.is_none() {
+            // The local fallback counts in memory; a record yet to be made is made by
+            // compare-and-swap.
+            return Write::Swap;
+        }
+        let now = self.clock.now();
+        let mut rec = s.record.clone();
+        if !op(&mut rec, now, &self.policy) || rec == s.record {
+            return Write::Nothing;
+        }
+        if rec.generation != s.record.generation {
+            return Write::Trip {
+                rec,
+                version: s.version,
+                through: s.log_len,
+                now,
+            };
+        }
+        Write::Delta {
+            delta: Delta::new(now, generation, tally, self.agent).encode(),
+            ttl: machine::record_ttl(&rec, &self.policy, now),
+            seq: s.installs,
+        }
     }
 
     /// Writes the view, folded from a log, as the record, keeping the deltas appended
