@@ -222,7 +222,7 @@ fn scale(bins: &Bins) {
     }
     println!(
         "\nscale over Redis: N agent processes by B breakers (shared by name), a call every \
-         ms per agent, 4 s, the back-end counted after the first"
+         ms per agent, the back-end counted for 3 s after a settle of 1 s or one round over the breakers"
     );
     let redis = RedisServer::start();
     for (mode, fail, threshold, append) in [
@@ -239,7 +239,9 @@ fn scale(bins: &Bins) {
                     breakers,
                     fail,
                     threshold,
-                    run: Duration::from_secs(4),
+                    // Counted for three seconds after the settle.
+                    run: (measure::settle(breakers) + Duration::from_secs(3))
+                        .max(Duration::from_secs(4)),
                     append,
                 };
                 // The window's first and last readings, per command.

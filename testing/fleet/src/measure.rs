@@ -529,13 +529,18 @@ pub struct LoadShape {
     pub append: bool,
 }
 
-/// How long a fleet's load runs before the back-end's operations are counted.
-const SETTLE: Duration = Duration::from_secs(1);
+/// How long a fleet's load runs before the back-end's operations are counted: a second,
+/// or one round of calls over every breaker if that is longer, so that a breaker whose
+/// start-up read timed out (16 processes building 10,000 breakers each at once) has
+/// recovered at its next call before counting starts. Callers make `run` longer.
+pub fn settle(breakers: usize) -> Duration {
+    Duration::from_secs(1).max(Duration::from_millis(breakers as u64))
+}
 
 /// `shape.agents` agent processes calling their breakers round-robin, one call every
-/// millisecond per agent. The back-end's operations are counted by `ops` from a second
-/// after every agent has built and called its breakers and begun, to the moment each has
-/// made its last call.
+/// millisecond per agent. The back-end's operations are counted by `ops` from the
+/// [`settle`] after every agent has built and called its breakers and begun (at most a
+/// second before the end of `run`), to the moment each has made its last call.
 pub fn fleet_load(
     bins: &Bins,
     url: &str,
@@ -589,9 +594,10 @@ pub fn fleet_load(
     for p in &mut procs {
         p.send_line("go");
     }
-    // The first second settles what starting up left in flight (pushes of the records the
-    // agents created, read again where they came late): the back-end is counted after it.
-    std::thread::sleep(SETTLE.min(run / 2));
+    // The settle takes what starting up left in flight (pushes of the records the agents
+    // created, read again where they came late; breakers recovering from a start-up read
+    // that timed out): the back-end is counted after it.
+    std::thread::sleep(settle(breakers).min(run.saturating_sub(Duration::from_secs(1))));
     let before = ops();
     let counted_from = Instant::now();
     let (mut calls, mut rejected) = (0u64, 0u64);
