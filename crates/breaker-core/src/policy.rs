@@ -151,9 +151,9 @@ pub struct Policy {
     /// the record, on a driver that keeps one ([`crate::Driver::appends`]; Redis and
     /// memory), instead of writing them into the record by compare-and-swap. Appends never
     /// conflict, so an outcome costs one write however many agents count on one breaker
-    /// (compare-and-swap costs more with every writer: see BENCHMARKS.md); transitions are
-    /// still written by compare-and-swap, and every reader folds the log onto the record
-    /// ([`crate::machine::fold`]). Off by default: builds before 0.2 read the record alone,
+    /// (compare-and-swap costs more with every writer: see BENCHMARKS.md); a trip is
+    /// written as the record at once, probes and operators' forces by compare-and-swap, and
+    /// every reader folds the log onto the record ([`crate::machine::fold`]). Off by default: builds before 0.2 read the record alone,
     /// so they would not see the appended outcomes (they undercount, never misread). Turn
     /// it on once every agent of the fleet folds logs.
     pub append_outcomes: bool,

@@ -264,7 +264,7 @@ fn unexpected(url: &str, what: &str, v: &Value) -> DriverError {
     )
 }
 
-/// `{}` or `{version, data, delta...}`, as `what` answered.
+/// `{}` or `{version, data, log}`, as `what` answered.
 fn versioned(url: &str, what: &str, v: &Value) -> Result<Option<Versioned>, DriverError> {
     match v {
         Value::Array(items) if items.is_empty() => Ok(None),

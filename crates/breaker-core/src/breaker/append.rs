@@ -4,11 +4,12 @@
 //! Under compare-and-swap every outcome's write races the other writers' of the breaker,
 //! so an outcome costs more round trips with every writer. An append never conflicts: one
 //! round trip per batch of outcomes, returning the record and its log as stored, which the
-//! agent folds into its view. Transitions (a trip, a probe, an operator's force) are still
-//! written by compare-and-swap, and every such write is of the folded view, so it empties
-//! the log too. The agent whose append folds to a transition, or finds the log at its
-//! bound, writes the folded view at once, so that the open period's expiry, operators'
-//! tools and agents at rest see it as the record.
+//! agent folds into its view. A trip is written as the record at once, by a compaction of
+//! the view (`Driver::compact`, which keeps the deltas appended meanwhile and conflicts
+//! only with a write of the record): by the agent whose view foresees it, or whose append
+//! folds to it, so that the open period's expiry, operators' tools and agents at rest see
+//! it as the record. Probes and operators' forces are written by compare-and-swap, of the
+//! folded view, so that they empty the log too.
 
 use std::sync::Arc;
 

@@ -131,8 +131,9 @@ pub(crate) struct Shared {
     /// in-process store pushes before the swap returns) is the record the writer installs
     /// itself, not one to decode again.
     pub(crate) own_write: Option<u64>,
-    /// The view was folded from a log that should be written into the record: its next
-    /// compare-and-swap writes the view even if it changes nothing (see `append`).
+    /// The view was folded from a log that should be written into the record (a fold that
+    /// tripped, a log at its limit, a delta dropped): the next upkeep compacts it, if this
+    /// agent's own write has not (see `append`).
     pub(crate) compact_due: bool,
     /// How many deltas of a log the view was folded from (see `append`).
     pub(crate) log_len: usize,
@@ -1180,12 +1181,12 @@ pub(crate) fn own_write_is_newest(view: Option<u64>, new: u64, expected: Option<
     view.is_none_or(|cur| cur < new) || view == expected
 }
 
-/// A digest of stored bytes, to tell two values stored under one version apart.
 /// A [`digest`] of the last of `log`'s deltas; 0 for none.
 pub(crate) fn log_tail(log: &[Vec<u8>]) -> u64 {
     log.last().map_or(0, |delta| digest(delta))
 }
 
+/// A digest of stored bytes, to tell two values stored under one version apart.
 fn digest(bytes: &[u8]) -> u64 {
     use std::hash::{DefaultHasher, Hasher};
     let mut h = DefaultHasher::new();
