@@ -267,63 +267,28 @@ impl MemoryDriver {
         Ok(Swap::Swapped { version })
     }
 
-    fn compact_now(
+    /// Changes the live entry of `name` in place by `change`, under a new version, if
+    /// `admit` allows it, telling the watchers when `notify`; the entry as stored then, or
+    /// `Err` with the entry as it is (`None`: nothing live) when refused. The one body of
+    /// an append and a compaction.
+    fn rewrite(
         &self,
         name: &Name,
-        expected: u64,
-        through: usize,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<Swap, DriverError> {
-        self.check_up()?;
-        let now = self.store.clock.now();
-        let (stored, sinks) = {
-            let mut shard = self.store.shard(name);
-            let only_appended = self.live(&mut shard.records, name).is_some_and(|e| {
-                e.base <= expected && expected <= e.version && through <= e.log.len()
-            });
-            if !only_appended {
-                let current = shard.records.get(name).map(Entry::versioned);
-                return Ok(Swap::Conflict { current });
-            }
-            let version = self.store.versions.fetch_add(1, Ordering::SeqCst) + 1;
-            let entry = shard.records.get_mut(name).expect("live just above");
-            entry.version = version;
-            entry.base = version;
-            entry.value = value;
-            entry.log.drain(..through);
-            entry.expires_at = later(entry.expires_at, ttl, now);
-            let stored = entry.versioned();
-            let sinks = shard.sinks(name);
-            (stored, sinks)
-        };
-        let version = stored.version;
-        Self::notify(sinks, name, stored);
-        Ok(Swap::Swapped { version })
-    }
-
-    fn append_now(
-        &self,
-        name: &Name,
-        delta: Vec<u8>,
-        ttl: Option<Duration>,
+        admit: impl FnOnce(&Entry) -> bool,
+        change: impl FnOnce(&mut Entry, Timestamp),
         notify: bool,
-    ) -> Result<Option<Versioned>, DriverError> {
+    ) -> Result<Result<Versioned, Option<Versioned>>, DriverError> {
         self.check_up()?;
         let now = self.store.clock.now();
         let (stored, sinks) = {
             let mut shard = self.store.shard(name);
-            if self
-                .live(&mut shard.records, name)
-                .is_none_or(|e| e.log.len() >= MAX_LOG)
-            {
-                return Ok(None);
+            if !self.live(&mut shard.records, name).is_some_and(admit) {
+                return Ok(Err(shard.records.get(name).map(Entry::versioned)));
             }
             let version = self.store.versions.fetch_add(1, Ordering::SeqCst) + 1;
             let entry = shard.records.get_mut(name).expect("live just above");
             entry.version = version;
-            entry.log.push(delta);
-            entry.expires_at = later(entry.expires_at, ttl, now);
+            change(entry, now);
             let stored = entry.versioned();
             let sinks = if notify {
                 shard.sinks(name)
@@ -335,7 +300,7 @@ impl MemoryDriver {
         if !sinks.is_empty() {
             Self::notify(sinks, name, stored.clone());
         }
-        Ok(Some(stored))
+        Ok(Ok(stored))
     }
 }
 
@@ -386,7 +351,16 @@ impl Driver for MemoryDriver {
         notify: bool,
         _timeout: Duration,
     ) -> Result<Option<Versioned>, DriverError> {
-        self.append_now(name, delta, ttl, notify)
+        let appended = self.rewrite(
+            name,
+            |e| e.log.len() < MAX_LOG,
+            |e, now| {
+                e.log.push(delta);
+                e.expires_at = later(e.expires_at, ttl, now);
+            },
+            notify,
+        )?;
+        Ok(appended.ok())
     }
 
     async fn compact(
@@ -398,7 +372,25 @@ impl Driver for MemoryDriver {
         ttl: Option<Duration>,
         _timeout: Duration,
     ) -> Result<Swap, DriverError> {
-        self.compact_now(name, expected, through, value, ttl)
+        // Only appended to since `expected`: the record was written no later, and the log
+        // holds the deltas folded.
+        let compacted = self.rewrite(
+            name,
+            |e| e.base <= expected && expected <= e.version && through <= e.log.len(),
+            |e, now| {
+                e.base = e.version;
+                e.value = value;
+                e.log.drain(..through);
+                e.expires_at = later(e.expires_at, ttl, now);
+            },
+            true,
+        )?;
+        Ok(match compacted {
+            Ok(stored) => Swap::Swapped {
+                version: stored.version,
+            },
+            Err(current) => Swap::Conflict { current },
+        })
     }
 
     async fn list(&self, _timeout: Duration) -> Result<Vec<(Name, Versioned)>, DriverError> {

@@ -345,16 +345,12 @@ impl Inner {
             .map_err(|e| error(&self.url, what, e))
     }
 
-    async fn load_now(&self, name: &str) -> Result<Option<Versioned>, DriverError> {
-        let mut conn = self.conn.get(&self.url).await?;
-        let (record, _) = RedisDriver::key(&self.prefix, name);
-        let reply: Value = self
-            .load
-            .key(&record)
-            .arg(MAX_RECORD_BYTES)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| error(&self.url, "load", e))?;
+    async fn load_now(&self, name: &Name) -> Result<Option<Versioned>, DriverError> {
+        let reply = self
+            .invoke(&self.load, "load", name, |call| {
+                call.arg(MAX_RECORD_BYTES);
+            })
+            .await?;
         versioned(&self.url, "load", &reply)
     }
 }
@@ -367,9 +363,11 @@ impl Driver for RedisDriver {
     async fn load(&self, name: &Name, timeout: Duration) -> Result<Option<Versioned>, DriverError> {
         let inner = self.inner.clone();
         let name = *name;
-        on_runtime("redis load", timeout, async move {
-            inner.load_now(name.as_str()).await
-        })
+        on_runtime(
+            "redis load",
+            timeout,
+            async move { inner.load_now(&name).await },
+        )
         .await
     }
 
@@ -493,7 +491,7 @@ impl Driver for RedisDriver {
             }
             let mut out = Vec::new();
             for name in names {
-                if let Some(v) = inner.load_now(name.as_str()).await? {
+                if let Some(v) = inner.load_now(&name).await? {
                     out.push((name, v));
                 }
             }

@@ -73,7 +73,7 @@ async fn subscribe(inner: Weak<Inner>, client: redis::Client) {
             delay = Duration::from_millis(100);
             // Whatever changed while the subscription was down.
             for name in watches.names() {
-                if let Ok(record) = driver.load_now(name.as_str()).await {
+                if let Ok(record) = driver.load_now(&name).await {
                     watches.deliver(name, record);
                 }
             }

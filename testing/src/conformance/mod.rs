@@ -173,13 +173,7 @@ pub async fn faulty_agent<H: Harness>(
 /// The record stored under `name`, read through a new driver of the harness: what the
 /// fleet's next reader would find. `None` when nothing is stored.
 pub async fn stored_record<H: Harness>(h: &H, name: &str) -> Option<breaker_core::Record> {
-    let name = breaker_core::Name::new(name).expect("a valid name");
-    let stored = h
-        .driver()
-        .await
-        .load(&name, Duration::from_secs(5))
-        .await
-        .expect("the store answers")?;
+    let stored = stored_value(h, name).await?;
     assert!(
         stored.log.is_empty(),
         "{name}: a record with a log is read with stored_view"
@@ -194,17 +188,21 @@ pub async fn stored_view<H: Harness>(
     name: &str,
     policy: &breaker_core::Policy,
 ) -> Option<breaker_core::Record> {
-    let name = breaker_core::Name::new(name).expect("a valid name");
-    let stored = h
-        .driver()
-        .await
-        .load(&name, Duration::from_secs(5))
-        .await
-        .expect("the store answers")?;
+    let stored = stored_value(h, name).await?;
     Some(
         breaker_core::machine::read_stored(&stored.value, &stored.log, policy)
             .expect("a record and log of ours"),
     )
+}
+
+/// The value stored under `name`, with its log, read through a new driver of the harness.
+async fn stored_value<H: Harness>(h: &H, name: &str) -> Option<breaker_core::Versioned> {
+    let name = breaker_core::Name::new(name).expect("a valid name");
+    h.driver()
+        .await
+        .load(&name, Duration::from_secs(5))
+        .await
+        .expect("the store answers")
 }
 
 /// Whether the harness's driver pushes changes (else breakers poll within `max_staleness`).

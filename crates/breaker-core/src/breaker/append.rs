@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use crate::driver::DriverError;
 use crate::error::Operation;
 use crate::machine::{self, Tally};
 use crate::policy::Policy;
@@ -217,9 +216,9 @@ impl Inner {
             (s.record.clone(), s.version, s.log_len)
         };
         let now = self.clock.now();
-        let compacting = self.driver.appends().then_some(through);
+        // On a driver without a log, `compact` is the compare-and-swap it stands for.
         if let Err(e) = self
-            .swap_once(rec, version, now, Vec::new(), compacting, dl)
+            .swap_once(rec, version, now, Vec::new(), Some(through), dl)
             .await
         {
             self.fail(Operation::CompareAndSwap, e);
@@ -239,12 +238,7 @@ impl Inner {
         s.log_len = log.len();
         s.log_tail = super::shared::log_tail(log);
         if let Some(reason) = dropped {
-            let err = self.backend_error(
-                Operation::Load,
-                DriverError::new(crate::driver::DriverErrorKind::Corrupt, reason),
-            );
-            crate::observe::backend_error(&err);
-            self.events.emit(crate::Event::CorruptRecord(err));
+            self.report_corrupt(reason);
         }
     }
 

@@ -501,10 +501,6 @@ impl Inner {
                         self.note_log(s, &v.log, folded.compact, folded.dropped);
                     }
                     Err(reason) => {
-                        let err = self.backend_error(
-                            Operation::Load,
-                            DriverError::new(DriverErrorKind::Corrupt, reason),
-                        );
                         let mut fresh = Record::new();
                         fresh.generation = s
                             .record
@@ -514,12 +510,21 @@ impl Inner {
                         fresh.timers = self.judged_by(&fresh, &[]);
                         self.install(s, fresh, Some(v.version));
                         s.digest = digest(&v.value);
-                        crate::observe::backend_error(&err);
-                        self.events.emit(Event::CorruptRecord(err));
+                        self.report_corrupt(reason);
                     }
                 }
             }
         }
+    }
+
+    /// Reports stored bytes this build cannot use, for `reason`, as a corrupt record.
+    pub(crate) fn report_corrupt(&self, reason: String) {
+        let err = self.backend_error(
+            Operation::Load,
+            DriverError::new(DriverErrorKind::Corrupt, reason),
+        );
+        crate::observe::backend_error(&err);
+        self.events.emit(Event::CorruptRecord(err));
     }
 
     /// What the back-end's running timers say of `rec`'s deadlines, when this breaker lets
